@@ -1,0 +1,26 @@
+"""The shared tail of every pipeline: cache, shuffle, batch, prefetch."""
+
+import tensorflow as tf
+
+
+def finish(ds, batch_size, shuffle, seed, cache=True, drop_remainder=False, num_examples=None):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        buffer = num_examples or 10_000
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def dynamic_binarization(ds, seed):
+    """Resamples x ~ Bernoulli(grey levels) every epoch, reproducibly for a given seed."""
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def binarize(element, pair):
+        x = element[0] if isinstance(element, tuple) else element
+        x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=pair) < x, tf.float32)
+        return (x,) + element[1:] if isinstance(element, tuple) else x
+
+    return tf.data.Dataset.zip((ds, seeds)).map(binarize, num_parallel_calls=tf.data.AUTOTUNE)

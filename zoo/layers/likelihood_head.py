@@ -1,0 +1,58 @@
+import math
+
+import keras
+import tensorflow as tf
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class LikelihoodHead(keras.layers.Layer):
+    """Maps decoder features to the parameters of p(x | z), shaped like the data.
+
+    Bernoulli: `{"logits", "mean"}`; Gaussian: `{"mean", "log_variance"}` (both heads
+    linear), each `[..., *event_shape]` for features `[..., H]`.
+
+    Args:
+        event_shape: tuple of ints, the shape of one observation, e.g. `(28, 28, 1)`.
+        likelihood: `"bernoulli"` (binary data) or `"gaussian"` (continuous data). Default `"bernoulli"`.
+
+    Example:
+
+    >>> head = LikelihoodHead(event_shape=(2, 2, 1))
+    >>> head(keras.ops.ones((3, 5)))["logits"].shape
+    TensorShape([3, 2, 2, 1])
+    """
+
+    def __init__(self, event_shape, likelihood="bernoulli", **kwargs):
+        super().__init__(**kwargs)
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        self.event_shape = tuple(int(d) for d in event_shape)
+        self.likelihood = likelihood
+        units = math.prod(self.event_shape)
+        if likelihood == "bernoulli":
+            self.heads = {"logits": keras.layers.Dense(units, name="logits")}
+        else:
+            self.heads = {
+                "mean": keras.layers.Dense(units, name="mean"),
+                "log_variance": keras.layers.Dense(units, name="log_variance"),
+            }
+
+    def build(self, input_shape):
+        for head in self.heads.values():
+            head.build(input_shape)
+
+    def call(self, inputs):
+        shape = tf.concat([tf.shape(inputs)[:-1], self.event_shape], axis=0)
+        params = {name: tf.reshape(head(inputs), shape) for name, head in self.heads.items()}
+        if self.likelihood == "bernoulli":
+            params["mean"] = tf.sigmoid(params["logits"])
+        return params
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "event_shape": self.event_shape,
+            "likelihood": self.likelihood,
+        }
