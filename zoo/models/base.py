@@ -208,8 +208,6 @@ class LatentVariableModel(keras.Model):
         return data
 
     def _run_checked(self, method, x, *args, **kwargs):
-        if isinstance(x, tf.data.Dataset):
-            kwargs.setdefault("shuffle", False)  # a dataset is shuffled by its pipeline
         try:
             return method(self._validated_data(x), *args, **kwargs)
         except tf.errors.InvalidArgumentError as error:
@@ -219,6 +217,8 @@ class LatentVariableModel(keras.Model):
             raise
 
     def fit(self, x=None, *args, **kwargs):
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)  # a dataset is shuffled by its own pipeline
         return self._run_checked(super().fit, x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
