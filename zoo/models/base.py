@@ -80,6 +80,12 @@ class LatentVariableModel(keras.Model):
             optimizer = keras.optimizers.Adam(learning_rate=1e-3)
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
 
+    def compile_from_config(self, config):
+        # Keras skips a custom compile() on load; restoring it keeps the optimizer state of a `.keras` file.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         bound = self.training_bound(y_pred)
         loss = -tf.reduce_mean(bound)

@@ -1,0 +1,52 @@
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared"
+SHARED_TFDS = _SHARED / "tensorflow_datasets"
+SHARED_DATASETS = _SHARED / "datasets"
+if SHARED_TFDS.is_dir():
+    os.environ.setdefault("TFDS_DATA_DIR", str(SHARED_TFDS))
+
+
+def has_binarized_mnist():
+    root = pathlib.Path(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()
+    return (root / "binarized_mnist").is_dir()
+
+
+def synthetic_binary_images(num, seed=0, shape=(28, 28, 1)):
+    """Structured binary images (noisy bars) for machines without the real data."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((num,) + shape, np.float32)
+    for image in images:
+        for _ in range(rng.integers(1, 4)):
+            row, col = rng.integers(0, shape[0] - 4), rng.integers(0, shape[1] - 4)
+            if rng.random() < 0.5:
+                image[row : row + 3, :] = 1.0
+            else:
+                image[:, col : col + 3] = 1.0
+    flips = rng.random(images.shape) < 0.02
+    return np.where(flips, 1.0 - images, images).astype(np.float32)
+
+
+def binarized_mnist_array(split, num):
+    """`num` examples of binarized MNIST as float32 [N, 28, 28, 1]: real when available, else synthetic."""
+    if not has_binarized_mnist():
+        return synthetic_binary_images(num, seed=0 if split.startswith("train") else 1)
+    import zoo
+
+    ds = zoo.data.load("binarized_mnist", split=f"{split}[:{num}]", batch_size=num, shuffle=False)
+    return next(iter(ds)).numpy()
+
+
+@pytest.fixture(scope="session")
+def mnist_train():
+    return binarized_mnist_array("train", 3000)
+
+
+@pytest.fixture(scope="session")
+def mnist_test():
+    return binarized_mnist_array("test", 1000)
