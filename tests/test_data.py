@@ -1,0 +1,96 @@
+import gzip
+
+import numpy as np
+import pytest
+import scipy.io
+import tensorflow as tf
+
+import zoo
+from tests.conftest import SHARED_DATASETS, has_binarized_mnist
+
+
+@pytest.fixture(scope="module")
+def mnist_idx_dir(tmp_path_factory):
+    """The shared MNIST test archives, or small IDX files the test writes."""
+    if (SHARED_DATASETS / "mnist" / "t10k-images-idx3-ubyte.gz").exists():
+        return str(SHARED_DATASETS / "mnist")
+    root = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(0)
+    with gzip.open(root / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(bytes(16) + rng.integers(0, 256, (50, 28, 28), dtype=np.uint8).tobytes())
+    with gzip.open(root / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(bytes(8) + (np.arange(50) % 10).astype(np.uint8).tobytes())
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def frey_path(tmp_path_factory):
+    if (SHARED_DATASETS / "frey_faces" / "frey_rawface.mat").exists():
+        return str(SHARED_DATASETS / "frey_faces" / "frey_rawface.mat")
+    path = tmp_path_factory.mktemp("frey") / "frey_rawface.mat"
+    ff = np.random.default_rng(0).integers(0, 256, (560, 1965), dtype=np.uint8)
+    scipy.io.savemat(path, {"ff": ff})
+    return str(path)
+
+
+@pytest.mark.skipif(not has_binarized_mnist(), reason="binarized_mnist is not prepared in TFDS_DATA_DIR")
+def test_binarized_mnist_batches_are_binary_float_images():
+    ds = zoo.data.load("binarized_mnist", split="test", batch_size=100)
+    assert ds.element_spec.shape.as_list() == [None, 28, 28, 1] and ds.element_spec.dtype == tf.float32
+    sizes = [int(b.shape[0]) for b in ds]
+    assert sum(sizes) == 10_000 and set(sizes) == {100}
+    x = next(iter(ds)).numpy()
+    assert set(np.unique(x)) == {0.0, 1.0}
+    # The test split is not shuffled: two passes agree; the train split reshuffles every epoch.
+    np.testing.assert_array_equal(x, next(iter(ds)).numpy())
+    train = zoo.data.load("binarized_mnist", split="train[:1000]", batch_size=100, seed=1)
+    first, second = (next(iter(train)).numpy() for _ in range(2))
+    assert not np.array_equal(first, second)
+
+
+def test_mnist_dynamic_binarization_resamples_every_epoch_reproducibly(mnist_idx_dir):
+    ds = zoo.data.load("mnist", split="test", batch_size=50, path=mnist_idx_dir, shuffle=False, seed=3)
+    epoch1, epoch2 = (next(iter(ds)).numpy() for _ in range(2))
+    assert set(np.unique(epoch1)) <= {0.0, 1.0}
+    assert not np.array_equal(epoch1, epoch2)
+    again = zoo.data.load("mnist", split="test", batch_size=50, path=mnist_idx_dir, shuffle=False, seed=3)
+    np.testing.assert_array_equal(epoch1, next(iter(again)).numpy())
+    # The binarization follows the grey levels: E[x] equals the intensity.
+    images, _ = zoo.data.mnist.read_idx(mnist_idx_dir, "test")
+    grey = images[:50, ..., None] / 255.0
+    draws = np.mean([next(iter(ds)).numpy() for _ in range(100)], axis=0)
+    assert np.abs(draws - grey).mean() < 0.03
+
+
+def test_mnist_with_labels(mnist_idx_dir):
+    ds = zoo.data.load("mnist", split="test", batch_size=10, path=mnist_idx_dir, with_labels=True, shuffle=False)
+    x, y = next(iter(ds))
+    assert x.shape == (10, 28, 28, 1) and y.dtype == tf.int64
+    _, labels = zoo.data.mnist.read_idx(mnist_idx_dir, "test")
+    np.testing.assert_array_equal(y.numpy(), labels[:10])
+
+
+def test_frey_faces(frey_path):
+    train = zoo.data.load("frey_faces", split="train", batch_size=2000, path=frey_path)
+    test = zoo.data.load("frey_faces", split="test", batch_size=2000, path=frey_path)
+    x_train, x_test = next(iter(train)).numpy(), next(iter(test)).numpy()
+    assert x_train.shape == (1765, 28, 20, 1) and x_test.shape == (200, 28, 20, 1)
+    assert x_train.min() >= 0.0 and x_train.max() <= 1.0 and x_train.dtype == np.float32
+    raw = scipy.io.loadmat(frey_path)["ff"]
+    np.testing.assert_allclose(x_test[-1, :, :, 0], raw[:, -1].reshape(28, 20) / 255.0, rtol=1e-6)
+
+
+def test_missing_data_errors_name_the_dataset_the_place_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=rf"'binarized_mnist' is not prepared in {tmp_path}.*Fix: point TFDS_DATA_DIR"):
+        zoo.data.load("binarized_mnist", split="test", data_dir=str(tmp_path), download=False)
+    with pytest.raises(FileNotFoundError, match=rf"'mnist' split 'test': {tmp_path}.*does not exist. Fix"):
+        zoo.data.load("mnist", split="test", path=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="'frey_faces'.*Fix: pass path="):
+        zoo.data.load("frey_faces", path=str(tmp_path / "frey_rawface.mat"))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'; available: .*binarized_mnist"):
+        zoo.data.load("cifar")
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        zoo.data.load("mnist", split="test", batch_size=0, path=str(SHARED_DATASETS / "mnist"))
