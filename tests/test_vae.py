@@ -208,3 +208,14 @@ def test_training_on_binarized_mnist_lowers_the_test_bound(mnist_train, mnist_te
     assert after > before + 200, (before, after)  # untrained ~ -545 nats; after 4 short epochs ~ -200
     log_px = model.log_likelihood(mnist_test[:100], num_samples=200, seed=0).numpy()
     assert np.all(np.isfinite(log_px)) and log_px.mean() > after
+
+
+def test_dataset_log_likelihood_matches_exact_answer(linear_data):
+    model = linear_gaussian_vae()
+    ds = tf.data.Dataset.from_tensor_slices(linear_data).batch(64)
+    result = zoo.evaluation.dataset_log_likelihood(model, ds, num_samples=3, max_examples=150)
+    exact = exact_log_px(linear_data[:150])
+    assert result["examples"] == 150
+    np.testing.assert_allclose(result["nll_nats"], -exact.mean(), atol=1e-3)
+    np.testing.assert_allclose(result["nll_stderr"], exact.std(ddof=1) / np.sqrt(150), rtol=1e-3)
+    assert result["bound_nats"] == pytest.approx(result["nll_nats"], abs=1e-3)  # exact posterior: ELBO = log p(x)
