@@ -7,6 +7,8 @@ import math
 
 import tensorflow as tf
 
+from zoo.distributions import tfp
+
 
 def log_mean_exp(x, axis=0):
     """log(mean(exp(x))) along `axis`, computed stably."""
@@ -39,3 +41,42 @@ def gaussian_kl(mean, log_variance):
 def bits_per_dim(nll_nats, num_dims):
     """Converts a negative log-likelihood in nats per example into bits per dimension."""
     return nll_nats / (num_dims * math.log(2.0))
+
+
+def vimco_surrogate(log_weights, discrete_log_prob):
+    """A surrogate of the K-sample bound whose gradient is the VIMCO estimator (Mnih & Rezende, 2016).
+
+    For K samples (a_k, z_k) ~ q(a|x) q(z|a, x), with a discrete and z reparameterised,
+
+        L     = log (1/K) sum_k w_k,     log w_k = log p(x, a_k, z_k) - log q(a_k, z_k | x)
+        L^-k  = L with w_k replaced by the geometric mean of the other K - 1 weights
+        grad  = sum_k (L - L^-k) grad log q(a_k|x)  +  grad L (through w_k: z_k and every density)
+
+    The returned value equals L (so `-mean` is the loss to report); its gradient is the
+    estimator above, because the learning signals L - L^-k are held constant with
+    `stop_gradient` and the score term `log q - stop_gradient(log q)` is zero in value.
+    TFP's `csiszar_vimco` stops gradients through every sample, which would drop the
+    reparameterised z path, hence this function.
+
+    Args:
+        log_weights: float `[K, B]`, differentiable in every parameter (z reparameterised).
+        discrete_log_prob: float `[K, B]`, log q(a_k | x) of the sampled discrete variables.
+
+    Returns:
+        float `[B]`, equal in value to `iwae_bound(log_weights)`.
+    """
+    num_samples = log_weights.shape[0]
+    if num_samples is None or num_samples < 2:
+        raise ValueError(
+            "the VIMCO baseline leaves one sample out, so it needs a static number of samples K >= 2, "
+            f"got log_weights of shape {log_weights.shape.as_list()}"
+        )
+    if discrete_log_prob.shape[0] != num_samples:
+        raise ValueError(
+            f"log_weights {log_weights.shape.as_list()} and discrete_log_prob "
+            f"{discrete_log_prob.shape.as_list()} must have the same leading K"
+        )
+    log_swap_one_out, bound = tfp.stats.log_soomean_exp(log_weights, axis=0)  # [K, B], [B]
+    learning_signal = tf.stop_gradient(bound[tf.newaxis] - log_swap_one_out)  # [K, B]
+    score = discrete_log_prob - tf.stop_gradient(discrete_log_prob)  # zero in value
+    return bound + tf.reduce_sum(learning_signal * score, axis=0)
