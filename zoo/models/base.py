@@ -32,6 +32,10 @@ class LatentVariableModel(keras.Model):
         seed: int or None, seeds every stochastic layer and the evaluation sampler.
     """
 
+    # Rows (samples x batch) per chunk of `importance_sampling`; None is the module default.
+    # Models whose rows carry feature maps (convolutional decoders) set a smaller value.
+    rows_per_chunk = None
+
     def __init__(
         self,
         input_shape=(28, 28, 1),
@@ -121,8 +125,8 @@ class LatentVariableModel(keras.Model):
         """
         _check_positive_int("num_samples", num_samples)
         x = self.validate_inputs(x)
-        batch = int(x.shape[0])
-        chunk = max(1, min(num_samples, _ROWS_PER_CHUNK // max(batch, 1)))
+        batch = int(tf.nest.flatten(x)[0].shape[0])  # structured inputs (e.g. `(x, memory)`) lead with x
+        chunk = max(1, min(num_samples, (self.rows_per_chunk or _ROWS_PER_CHUNK) // max(batch, 1)))
         base_seed = distributions.seed_pair(self.seed_generator if seed is None else seed)
         if self._log_weights_fn is None:
             self._log_weights_fn = tf.function(
