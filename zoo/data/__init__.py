@@ -1,11 +1,13 @@
 """TFDS-backed `tf.data` pipelines: `zoo.data.load(name, split, batch_size, ...)`."""
 
-from zoo.data import frey_faces, mnist
+from zoo.data import episodes, frey_faces, mnist, omniglot
+from zoo.data.omniglot import preprocess as preprocess_omniglot
 
 LOADERS = {
     "binarized_mnist": mnist.load_binarized,
     "mnist": mnist.load_dynamic,
     "frey_faces": frey_faces.load,
+    "omniglot": omniglot.load,
 }
 
 
@@ -14,7 +16,8 @@ def load(name, split="train", batch_size=100, **kwargs):
 
     Args:
         name: one of `zoo.data.LOADERS`: "binarized_mnist" (fixed binarization),
-            "mnist" (dynamic binarization, resampled every epoch), "frey_faces".
+            "mnist" (dynamic binarization, resampled every epoch), "frey_faces", "omniglot"
+            (alphabet-disjoint train/test; episodes: `zoo.data.omniglot.episodes`).
         split: the split name ("train", "validation", "test", or TFDS slicing such as "train[:10%]").
         batch_size: int, examples per batch.
         **kwargs: loader options: `shuffle` (default: on for train splits), `seed`,
