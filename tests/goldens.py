@@ -16,6 +16,13 @@ import zoo
 BN_DENSE_BIAS = r"dense_\d+/bias"
 
 
+# The ladder composition starts as the identity on h_g with its memory paths closed
+# (a3 = a4 = b1 = 0, Li et al. 2016's initialisation), so at initialisation no gradient reaches
+# the memory, the controller or the gate's c-vectors; tests/test_mem_vae.py checks they get one
+# once the paths open.
+MEMORY_CLOSED_AT_INIT = r"memory_block[^/]*/(memory|controller_kernel|controller_bias|c[1-4])$"
+
+
 def binary_images(shape=(4, 8, 8, 1), seed=0):
     return (np.random.default_rng(seed).random(shape) < 0.5).astype(np.float32)
 
@@ -39,15 +46,72 @@ LAYER_GOLDENS = {
         call_kwargs=dict(num_samples=3),
         expected_output_shape={"mean": (4, 2), "log_variance": (4, 2), "z": (3, 4, 2), "log_prob": (3, 4)},
     ),
+    "MemoryBlock": dict(
+        cls=zoo.layers.MemoryBlock,
+        init_kwargs=dict(num_slots=3, attention="sigmoid", composition="ladder", activation="relu"),
+        input_data=lambda: features((4, 5)),
+        expected_output_shape=(4, 5),
+        zero_gradient=MEMORY_CLOSED_AT_INIT,
+    ),
+    "VisMemoryBlock": dict(
+        cls=zoo.layers.MemoryBlock,
+        init_kwargs=dict(num_slots=3, attention="softmax", composition="sum", activation="relu"),
+        input_data=lambda: np.abs(features((4, 5))),
+        expected_output_shape=(4, 5),
+    ),
     "LikelihoodHead": dict(
         cls=zoo.layers.LikelihoodHead,
         init_kwargs=dict(event_shape=(2, 3, 1), likelihood="gaussian"),
         input_data=lambda: features((4, 5)),
         expected_output_shape={"mean": (4, 2, 3, 1), "log_variance": (4, 2, 3, 1)},
     ),
+    "ConvStack": dict(
+        cls=zoo.layers.ConvStack,
+        init_kwargs=dict(filters=(4, 8), strides=(1, 2), activation="relu"),
+        input_data=lambda: features((4, 7, 7, 1)),
+        expected_output_shape=[(4, 7, 7, 4), (4, 4, 4, 8)],
+    ),
+    "MatchingEmbedding": dict(
+        cls=zoo.layers.MatchingEmbedding,
+        init_kwargs=dict(event_shape=(8, 8, 1), matching_dim=3, architecture="conv", filters=(4,), strides=(2,)),
+        input_data=binary_images,
+        expected_output_shape=(4, 3),
+    ),
+    "SkipDecoder": dict(
+        cls=zoo.layers.SkipDecoder,
+        init_kwargs=dict(event_shape=(7, 7, 1), filters=(4, 8), strides=(1, 2)),
+        input_data=lambda: features((4, 3)),
+        call_kwargs=dict(skips=[features((4, 7, 7, 4), 1), features((4, 4, 4, 8), 2)]),
+        expected_output_shape={"logits": (4, 7, 7, 1), "mean": (4, 7, 7, 1)},
+    ),
+    "StochasticAddress": dict(
+        cls=zoo.layers.StochasticAddress,
+        init_kwargs=dict(event_shape=(8, 8, 1), matching_dim=3, hidden_units=(8,), seed=2),
+        input_data=lambda: {"query": binary_images(), "memory": binary_images(seed=1)},
+        call_kwargs=dict(num_samples=2),
+        expected_output_shape={
+            "logits": (4, 4), "prior_logits": (4,), "samples": (2, 4), "log_prob": (2, 4), "kl": (4,),
+        },
+    ),
 }
 
 MODEL_GOLDENS = {
+    "VMA": dict(
+        cls=zoo.VMA,
+        init_kwargs=dict(
+            input_shape=(8, 8, 1), hidden_units=(16,), latent_dim=2, matching_dim=4, memory_size=5,
+            num_importance_samples=3, seed=1,
+        ),
+        input_data=binary_images,
+    ),
+    "VMAConv": dict(
+        cls=zoo.VMA,
+        init_kwargs=dict(
+            input_shape=(8, 8, 1), architecture="conv", filters=(4, 8), strides=(1, 2), latent_dim=2,
+            matching_dim=4, memory_size=5, num_importance_samples=2, seed=1,
+        ),
+        input_data=binary_images,
+    ),
     "VAE": dict(
         cls=zoo.VAE,
         init_kwargs=dict(input_shape=(8, 8, 1), hidden_units=(16, 8), latent_dim=2, seed=1),
@@ -57,6 +121,30 @@ MODEL_GOLDENS = {
     "IWAE": dict(
         cls=zoo.VAE,
         init_kwargs=dict(input_shape=(8, 8, 1), hidden_units=(16,), latent_dim=2, num_importance_samples=5, seed=1),
+        input_data=binary_images,
+        zero_gradient=BN_DENSE_BIAS,
+    ),
+    "MemVAE": dict(
+        cls=zoo.MemVAE,
+        init_kwargs=dict(input_shape=(8, 8, 1), hidden_units=(16, 8), latent_dim=2, num_slots=(4, 3), seed=1),
+        input_data=binary_images,
+        zero_gradient=BN_DENSE_BIAS + "|" + MEMORY_CLOSED_AT_INIT,
+    ),
+    "MemIWAE": dict(
+        cls=zoo.MemVAE,
+        init_kwargs=dict(
+            input_shape=(8, 8, 1), hidden_units=(16, 8), latent_dim=2, num_slots=(4, 0),
+            local_reconstruction_weights=(0.5, 0.0), num_importance_samples=3, seed=1,
+        ),
+        input_data=binary_images,
+        zero_gradient=BN_DENSE_BIAS + "|" + MEMORY_CLOSED_AT_INIT,
+    ),
+    "VisMemVAE": dict(
+        cls=zoo.MemVAE,
+        init_kwargs=dict(
+            input_shape=(8, 8, 1), hidden_units=(16, 8), latent_dim=2, num_slots=(4, 3),
+            attention="softmax", composition="sum", seed=1,
+        ),
         input_data=binary_images,
         zero_gradient=BN_DENSE_BIAS,
     ),

@@ -1,7 +1,12 @@
 """Public Keras layers of the zoo, one file per layer."""
 
+from zoo.layers.conv_stack import ConvStack
 from zoo.layers.dense_stack import DenseStack
 from zoo.layers.gaussian_latent import GaussianLatent
 from zoo.layers.likelihood_head import LikelihoodHead
+from zoo.layers.matching_embedding import MatchingEmbedding
+from zoo.layers.skip_decoder import SkipDecoder
+from zoo.layers.stochastic_address import StochasticAddress
+from zoo.layers.memory_block import MemoryBlock
 
-__all__ = ["DenseStack", "GaussianLatent", "LikelihoodHead"]
+__all__ = ["ConvStack", "MatchingEmbedding", "SkipDecoder", "StochasticAddress", "DenseStack", "GaussianLatent", "LikelihoodHead", "MemoryBlock"]

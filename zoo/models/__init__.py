@@ -1,6 +1,8 @@
 """Public models of the zoo, one file per model."""
 
 from zoo.models.base import LatentVariableModel
+from zoo.models.mem_vae import MemVAE
 from zoo.models.vae import VAE
+from zoo.models.vma import VMA
 
-__all__ = ["LatentVariableModel", "VAE"]
+__all__ = ["LatentVariableModel", "MemVAE", "VAE", "VMA"]

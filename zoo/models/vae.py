@@ -129,6 +129,9 @@ class VAE(LatentVariableModel):
 
         Bernoulli: `{"logits", "mean"}`; Gaussian: `{"mean", "log_variance"}`.
         """
+        return self._decoder_params(self._checked_latents(z))
+
+    def _checked_latents(self, z):
         z = tf.convert_to_tensor(z)
         if z.shape.rank != 2 or z.shape[-1] != self.latent_dim or not z.dtype.is_floating:
             raise ValueError(
@@ -137,14 +140,17 @@ class VAE(LatentVariableModel):
             )
         if not bool(tf.reduce_all(tf.math.is_finite(z))):
             raise ValueError("decode expects finite latents, got NaN or Inf")
-        return self._decoder_params(tf.cast(z, tf.float32))
+        return tf.cast(z, tf.float32)
 
-    def sample(self, num_samples, seed=None):
-        """Draws z ~ p(z) and returns the decoder mean E[x|z], `[num_samples, *input_shape]`."""
+    def sample(self, num_samples, seed=None, **decode_options):
+        """Draws z ~ p(z) and returns the decoder mean E[x|z], `[num_samples, *input_shape]`.
+
+        `decode_options` go to `decode` (e.g. a subclass's `memory_enabled`).
+        """
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
         seed = distributions.seed_pair(self.seed_generator if seed is None else seed)
-        return self.decode(self.prior.sample(num_samples, seed=seed))["mean"]
+        return self.decode(self.prior.sample(num_samples, seed=seed), **decode_options)["mean"]
 
     def reconstruct(self, x):
         """Decoder mean at the posterior mean, E[x | z = mu(x)]: deterministic, `[B, *input_shape]`."""
