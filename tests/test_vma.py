@@ -1,0 +1,167 @@
+import itertools
+import os
+import tempfile
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from tests import testing
+from zoo import objectives
+
+
+def binary(shape, seed=0):
+    return (np.random.default_rng(seed).random(shape) < 0.5).astype(np.float32)
+
+
+def tiny_vma(**overrides):
+    config = dict(
+        input_shape=(8, 8, 1), hidden_units=(16,), latent_dim=2, matching_dim=4, num_importance_samples=3, seed=0
+    )
+    return zoo.VMA(**{**config, **overrides})
+
+
+# VIMCO ------------------------------------------------------------------------
+
+
+def _enumerable_log_weights(theta, phi, addresses):
+    """log w = log p(x, a) - log q(a) of a model whose only latent is the address a in {0, 1, 2}."""
+    return tf.gather(phi, addresses) - tf.gather(tf.nn.log_softmax(theta), addresses)
+
+
+def test_vimco_estimator_mean_matches_exact_gradient():
+    theta = tf.Variable([0.3, -0.5, 1.0])  # q(a) logits
+    phi = tf.Variable([-1.0, 0.5, -2.0])  # log p(x, a)
+    num_samples = 3
+    with tf.GradientTape() as tape:
+        log_q = tf.nn.log_softmax(theta)
+        exact = 0.0
+        for draw in itertools.product(range(3), repeat=num_samples):  # E over all 27 address tuples
+            a = tf.constant(draw)
+            exact += tf.exp(tf.reduce_sum(tf.gather(log_q, a))) * objectives.iwae_bound(
+                _enumerable_log_weights(theta, phi, a)[:, None]
+            )[0]
+    exact_grad = np.concatenate([tf.convert_to_tensor(g).numpy() for g in tape.gradient(exact, [theta, phi])])
+
+    estimates = []
+    for i in range(20):  # 20 independent means of 5,000 estimates each, for a standard error
+        a = tf.transpose(tf.random.stateless_categorical(tf.tile(theta[None], [5000, 1]), num_samples, seed=[1, i]))
+        with tf.GradientTape() as tape:
+            surrogate = objectives.vimco_surrogate(
+                _enumerable_log_weights(theta, phi, a), tf.gather(tf.nn.log_softmax(theta), a)
+            )
+            loss = tf.reduce_mean(surrogate)
+        estimates.append(np.concatenate([tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, [theta, phi])]))
+        if i == 0:
+            np.testing.assert_allclose(surrogate, objectives.iwae_bound(_enumerable_log_weights(theta, phi, a)), rtol=1e-6)
+    estimates = np.array(estimates)
+    standard_error = estimates.std(axis=0) / np.sqrt(len(estimates))
+    assert np.all(np.abs(estimates.mean(axis=0) - exact_grad) < 4 * standard_error + 1e-4), (
+        estimates.mean(axis=0), exact_grad, standard_error,
+    )
+    # Without the score term the estimate is biased for q's logits: the test can tell.
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(objectives.iwae_bound(_enumerable_log_weights(theta, phi, a)))
+    biased = tf.convert_to_tensor(tape.gradient(loss, theta)).numpy()
+    assert np.max(np.abs(biased - exact_grad[:3])) > 10 * standard_error[:3].max()
+
+
+def test_vimco_needs_two_samples():
+    with pytest.raises(ValueError, match="K >= 2"):
+        objectives.vimco_surrogate(tf.zeros([1, 4]), tf.zeros([1, 4]))
+    with pytest.raises(ValueError, match="num_importance_samples must be >= 2"):
+        tiny_vma(num_importance_samples=1)
+
+
+# Model ------------------------------------------------------------------------
+
+
+class TestVMA(testing.TestCase):
+    def test_per_batch_memory_fits_on_an_episode_pipeline(self):
+        model = tiny_vma()
+        x, memory = binary((6, 8, 8, 1), 1), binary((5, 8, 8, 1), 2)
+        episodes = tf.data.Dataset.from_tensors({"x": x, "memory": memory, "labels": tf.range(6)}).repeat(2)
+        model.compile()
+        history = model.fit(episodes, epochs=1, verbose=0).history
+        assert set(history) >= {"loss", "bound", "kl", "address_kl", "reconstruction"}
+        np.testing.assert_allclose(history["loss"], -np.array(history["bound"]), rtol=1e-5)
+        assert all(np.isfinite(v[0]) for v in history.values())
+        # The memory size may change at test time.
+        assert model.log_likelihood({"x": x, "memory": binary((11, 8, 8, 1))}, num_samples=7, seed=0).shape == (6,)
+
+    def test_gradients_reach_memory_input_and_both_embeddings(self):
+        model = tiny_vma()
+        x, memory = tf.constant(binary((4, 8, 8, 1))), tf.constant(binary((5, 8, 8, 1), 3))
+        with tf.GradientTape() as tape:
+            tape.watch(memory)
+            outputs = model({"x": x, "memory": memory}, training=True)
+            loss = model.compute_loss(y_pred=outputs)
+        grads = tape.gradient(loss, [memory, *model.address.trainable_weights])
+        assert all(g is not None and np.any(tf.convert_to_tensor(g).numpy()) for g in grads)
+
+    def test_keras_round_trip_with_given_memory(self):
+        model = tiny_vma(address_prior="flat")
+        x, memory = binary((4, 8, 8, 1)), binary((5, 8, 8, 1), 3)
+        labels = np.array([0, 1, 1, 2, 0])
+        self.run_model_saving_test(
+            model,
+            (x, memory),
+            lambda m, data: {
+                "classify": m.classify(data[0], data[1], labels),
+                "reconstruct": m.reconstruct(data),
+                "log_likelihood": m.log_likelihood(data, num_samples=8, seed=7),
+                "sample": m.sample(3, memory=data[1], seed=5),
+            },
+        )
+
+    def test_classify_sums_to_one_and_finds_the_class_of_a_near_copy(self):
+        model = tiny_vma(hidden_units=(64,), matching_dim=16)
+        # Tie h^q to h^m and sharpen: S(m_a, x) = ||e_q|| cos(e_a, e_q) then peaks where m_a ~= x.
+        weights = [10.0 * w for w in model.address.memory_embedding.get_weights()]
+        model.address.memory_embedding.set_weights(weights)
+        model.address.query_embedding.set_weights(weights)
+        prototypes = binary((3, 8, 8, 1), 4)
+        memory = np.concatenate([prototypes, binary((3, 8, 8, 1), 5)])  # classes 0, 1, 2, then 3 distractors
+        labels = np.array([0, 1, 2, 1, 2, 0])
+        rng = np.random.default_rng(6)
+        queries = np.where(rng.random(prototypes.shape) < 0.03, 1 - prototypes, prototypes)
+        probabilities = model.classify(queries, memory, labels).numpy()
+        assert probabilities.shape == (3, 3)
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+        np.testing.assert_array_equal(probabilities.argmax(axis=1), [0, 1, 2])
+        assert model.classify(queries, memory, labels, num_classes=5).shape == (3, 5)
+
+    def test_bad_inputs_raise_clear_errors(self):
+        model = tiny_vma()
+        x, memory = binary((4, 8, 8, 1)), binary((5, 8, 8, 1))
+        with pytest.raises(ValueError, match="memory given with each batch"):
+            model(x)
+        with pytest.raises(ValueError, match=r"memory: .*shape \[memory entries, 8, 8, 1\], got shape \[5, 7, 8, 1\]"):
+            model({"x": x, "memory": memory[:, 1:]})
+        with pytest.raises(ValueError, match="memory contains NaN"):
+            model.log_likelihood((x, np.where(memory > 0, np.nan, 0.0).astype(np.float32)), num_samples=2)
+        with pytest.raises(ValueError, match="binary inputs"):
+            model.classify(x * 0.5, memory, np.arange(5))
+        with pytest.raises(ValueError, match=r"memory_labels must be integers of shape \[5\]"):
+            model.classify(x, memory, np.arange(4))
+        with pytest.raises(ValueError, match="memory_labels must be >= 0"):
+            model.classify(x, memory, np.array([0, 1, -1, 0, 1]))
+        with pytest.raises(ValueError, match="< num_classes=2"):
+            model.classify(x, memory, np.arange(5), num_classes=2)
+        with pytest.raises(ValueError, match="expects a dict with keys"):
+            model({"images": x})
+        with pytest.raises(ValueError, match="architecture must be one of"):
+            tiny_vma(architecture="transformer")
+        with pytest.raises(ValueError, match="address_prior must be one of"):
+            tiny_vma(address_prior="uniform")
+        bad_episodes = tf.data.Dataset.from_tensors({"x": x * 0.5, "memory": memory})
+        model.compile()
+        with pytest.raises(ValueError, match="binary inputs"):
+            model.fit(bad_episodes, verbose=0)
+
+    def test_learned_memory_presets_build(self):
+        model = zoo.VMA.from_preset("vma_mnist_mlp")
+        assert model.memory.shape == (model.memory_size, 28, 28, 1)
+        assert zoo.VMA.from_preset("vma_omniglot_conv").memory_size is None

@@ -1,0 +1,98 @@
+import math
+
+import keras
+import tensorflow as tf
+
+from zoo.layers.conv_stack import ConvStack
+from zoo.layers.dense_stack import DenseStack
+
+ARCHITECTURES = ("mlp", "conv")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class MatchingEmbedding(keras.layers.Layer):
+    """Embeds examples `[N, *event_shape]` into a matching space `[N, matching_dim]`.
+
+    The networks h^q (queries) and h^m (memory entries) of variational memory addressing
+    (Bornschein et al. 2017): an MLP on the flattened example (`"mlp"`) or a `ConvStack`
+    (`"conv"`) followed by a linear map to the matching space. No batch normalization:
+    memory entries and queries are embedded in batches of unrelated sizes.
+
+    Args:
+        event_shape: tuple of ints, shape of one example.
+        matching_dim: int, size of the matching space. Default `128`.
+        architecture: `"mlp"` or `"conv"`. Default `"mlp"`.
+        hidden_units: tuple of ints, MLP widths (`"mlp"` only). Default `(256, 128)`.
+        filters: tuple of ints, conv maps (`"conv"` only). Default `(32, 32, 64, 64, 64, 64)`.
+        strides: tuple of ints, conv strides (`"conv"` only). Default `(1, 2, 1, 2, 1, 2)`.
+        activation: str, hidden activation. Default `"relu"`.
+
+    Example:
+
+    >>> embed = MatchingEmbedding(event_shape=(8, 8, 1), matching_dim=4, hidden_units=(16,))
+    >>> embed(keras.ops.ones((3, 8, 8, 1))).shape
+    TensorShape([3, 4])
+    """
+
+    def __init__(
+        self,
+        event_shape,
+        matching_dim=128,
+        architecture="mlp",
+        hidden_units=(256, 128),
+        filters=(32, 32, 64, 64, 64, 64),
+        strides=(1, 2, 1, 2, 1, 2),
+        activation="relu",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        self.event_shape = tuple(int(d) for d in event_shape)
+        self.matching_dim = int(matching_dim)
+        if self.matching_dim < 1:
+            raise ValueError(f"matching_dim must be a positive int, got {matching_dim!r}")
+        self.architecture = architecture
+        self.hidden_units = tuple(int(u) for u in hidden_units)
+        self.filters = tuple(int(f) for f in filters)
+        self.strides = tuple(int(s) for s in strides)
+        self.activation = activation
+        if architecture == "mlp":
+            self.features = DenseStack(self.hidden_units, activation, batch_norm=False, name="features")
+        else:
+            if len(self.event_shape) != 3:
+                raise ValueError(f'architecture="conv" needs event_shape (height, width, channels), got {event_shape!r}')
+            self.features = ConvStack(self.filters, self.strides, activation, name="features")
+        self.projection = keras.layers.Dense(self.matching_dim, name="projection")
+
+    def build(self, input_shape):
+        if self.architecture == "mlp":
+            self.features.build((None, math.prod(self.event_shape)))
+            width = self.hidden_units[-1]
+        else:
+            self.features.build((None,) + self.event_shape)
+            width = math.prod(self.features.feature_shapes(self.event_shape)[-1])
+        self.projection.build((None, width))
+
+    def call(self, inputs):
+        if self.architecture == "mlp":
+            h = self.features(tf.reshape(inputs, [-1, math.prod(self.event_shape)]))
+        else:
+            h = self.features(inputs)[-1]
+            h = tf.reshape(h, [-1, math.prod(h.shape[1:])])
+        return self.projection(h)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.matching_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "event_shape": self.event_shape,
+            "matching_dim": self.matching_dim,
+            "architecture": self.architecture,
+            "hidden_units": self.hidden_units,
+            "filters": self.filters,
+            "strides": self.strides,
+            "activation": self.activation,
+        }

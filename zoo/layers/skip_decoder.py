@@ -1,0 +1,109 @@
+import math
+
+import keras
+import tensorflow as tf
+
+from zoo.layers.conv_stack import ConvStack, conv_feature_shapes
+from zoo.layers.likelihood_head import LIKELIHOODS
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class SkipDecoder(keras.layers.Layer):
+    """An up-scaling convolutional decoder that mirrors a `ConvStack`, with optional skip inputs.
+
+    A dense projection of the input vector gives the top map; each ConvStack layer i is
+    then undone, from the top down, by a 3x3 Conv2DTranspose with the same stride,
+    cropped to the resolution below. With `skip_connections=True` the i-th map of a
+    context's ConvStack (e.g. a memory entry's down-scaling path, Bornschein et al. 2017)
+    is concatenated before undoing layer i. A 3x3 convolution gives the parameters of
+    p(x | ...): Bernoulli `{"logits", "mean"}` or Gaussian `{"mean", "log_variance"}`,
+    each `[N, *event_shape]`.
+
+    Args:
+        event_shape: tuple `(H, W, C)`, shape of one observation.
+        filters: sequence of ints, the mirrored ConvStack's filters. Default `(32, 32, 64, 64, 64, 64)`.
+        strides: sequence of ints, the mirrored ConvStack's strides. Default `(1, 2, 1, 2, 1, 2)`.
+        activation: str, hidden activation. Default `"relu"`.
+        likelihood: `"bernoulli"` or `"gaussian"`. Default `"bernoulli"`.
+        skip_connections: bool, whether `call` takes the context's maps. Default `True`.
+
+    Example:
+
+    >>> decoder = SkipDecoder(event_shape=(7, 7, 1), filters=(4, 8), strides=(1, 2))
+    >>> skips = ConvStack(filters=(4, 8), strides=(1, 2))(keras.ops.ones((2, 7, 7, 1)))
+    >>> decoder(keras.ops.ones((2, 3)), skips)["logits"].shape
+    TensorShape([2, 7, 7, 1])
+    """
+
+    def __init__(
+        self,
+        event_shape,
+        filters=(32, 32, 64, 64, 64, 64),
+        strides=(1, 2, 1, 2, 1, 2),
+        activation="relu",
+        likelihood="bernoulli",
+        skip_connections=True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        self.event_shape = tuple(int(d) for d in event_shape)
+        if len(self.event_shape) != 3:
+            raise ValueError(f"event_shape must be (height, width, channels), got {event_shape!r}")
+        # Validates filters/strides the same way as the stack it mirrors.
+        mirrored = ConvStack(filters, strides, activation)
+        self.filters, self.strides = mirrored.filters, mirrored.strides
+        self.activation = activation
+        self.likelihood = likelihood
+        self.skip_connections = bool(skip_connections)
+        self.map_shapes = conv_feature_shapes(self.event_shape, self.filters, self.strides)
+        self.projection = keras.layers.Dense(math.prod(self.map_shapes[-1]), activation=activation, name="projection")
+        self.up_layers = [
+            keras.layers.Conv2DTranspose(
+                self.filters[max(i - 1, 0)], 3, strides=self.strides[i], padding="same",
+                activation=activation, name=f"conv_transpose_{i}",
+            )
+            for i in range(len(self.filters))
+        ]
+        num_params = 1 if likelihood == "bernoulli" else 2
+        self.head = keras.layers.Conv2D(self.event_shape[-1] * num_params, 3, padding="same", name="head")
+
+    def build(self, input_shape):
+        self.projection.build((None, input_shape[-1]))
+        channels = self.map_shapes[-1][-1]
+        for i in reversed(range(len(self.filters))):
+            height, width, skip_channels = self.map_shapes[i]
+            in_channels = channels + (skip_channels if self.skip_connections else 0)
+            self.up_layers[i].build((None, height, width, in_channels))
+            channels = self.up_layers[i].filters
+        self.head.build((None,) + self.event_shape[:2] + (channels,))
+
+    def call(self, inputs, skips=None):
+        if self.skip_connections != (skips is not None):
+            raise ValueError(
+                f"SkipDecoder(skip_connections={self.skip_connections}) "
+                f"{'needs' if self.skip_connections else 'takes no'} skip maps"
+            )
+        h = tf.reshape(self.projection(inputs), (-1,) + self.map_shapes[-1])
+        for i in reversed(range(len(self.filters))):
+            if skips is not None:
+                h = tf.concat([h, skips[i]], axis=-1)
+            height, width = (self.map_shapes[i - 1] if i > 0 else self.event_shape)[:2]
+            h = self.up_layers[i](h)[:, :height, :width, :]
+        out = self.head(h)
+        if self.likelihood == "bernoulli":
+            return {"logits": out, "mean": tf.sigmoid(out)}
+        mean, log_variance = tf.split(out, 2, axis=-1)
+        return {"mean": mean, "log_variance": log_variance}
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "event_shape": self.event_shape,
+            "filters": self.filters,
+            "strides": self.strides,
+            "activation": self.activation,
+            "likelihood": self.likelihood,
+            "skip_connections": self.skip_connections,
+        }

@@ -1,0 +1,133 @@
+import keras
+import tensorflow as tf
+
+from zoo import distributions
+from zoo.layers.matching_embedding import MatchingEmbedding
+
+PRIORS = ("learned", "flat")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class StochasticAddress(keras.layers.Layer):
+    """A discrete memory address a with posterior q(a|x) and prior p(a), and K seeded samples of it.
+
+    Bornschein et al. (2017), eq. 5: queries and memory entries are embedded into a
+    matching space, e_q = h^q(x) and e_a = h^m(m_a), and
+
+        S(m_a, x) = <e_a, e_q> / ||e_a||,        q(a | x) = softmax_a S(m_a, x)
+
+    Only the entry's norm is divided out, so ||e_q|| acts as a learned, per-query inverse
+    temperature. The learned prior scores the entries against a learned query point e^p
+    through the same memory embedding, p(a) = softmax_a <e_a, e^p> / ||e_a||; the flat
+    prior is p(a) = 1 / |M|.
+
+    Call with `{"query": [B, *event_shape], "memory": [M, *event_shape]}`; returns a dict
+    of tensors: `logits` `[B, M]` (normalized log q(a|x)), `prior_logits` `[M]` (log p(a)),
+    `samples` `[K, B]` int32 addresses a_k ~ q(a|x), `log_prob` `[K, B]` (log q(a_k|x)) and
+    `kl` `[B]` (KL(q(a|x) || p(a)), exact).
+
+    Args:
+        event_shape: tuple of ints, shape of one query / memory entry.
+        matching_dim: int, size of the matching space. Default `128`.
+        architecture: `"mlp"` or `"conv"` embedding networks (see `MatchingEmbedding`). Default `"mlp"`.
+        hidden_units: tuple of ints, MLP widths. Default `(256, 128)`.
+        filters: tuple of ints, conv maps. Default `(32, 32, 64, 64, 64, 64)`.
+        strides: tuple of ints, conv strides. Default `(1, 2, 1, 2, 1, 2)`.
+        activation: str, hidden activation. Default `"relu"`.
+        prior: `"learned"` or `"flat"`. Default `"learned"`.
+        seed: int or None, seeds the layer's `keras.random.SeedGenerator`; a call given
+            an explicit stateless `seed` uses that instead.
+
+    Example:
+
+    >>> layer = StochasticAddress(event_shape=(8, 8, 1), matching_dim=4, hidden_units=(16,), seed=0)
+    >>> out = layer({"query": keras.ops.ones((2, 8, 8, 1)), "memory": keras.ops.zeros((5, 8, 8, 1))}, num_samples=3)
+    >>> out["samples"].shape, out["logits"].shape
+    (TensorShape([3, 2]), TensorShape([2, 5]))
+
+    References:
+        Bornschein, Mnih, Zoran & Rezende, "Variational Memory Addressing in Generative Models", NIPS 2017.
+    """
+
+    def __init__(
+        self,
+        event_shape,
+        matching_dim=128,
+        architecture="mlp",
+        hidden_units=(256, 128),
+        filters=(32, 32, 64, 64, 64, 64),
+        strides=(1, 2, 1, 2, 1, 2),
+        activation="relu",
+        prior="learned",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        embedding = dict(
+            event_shape=event_shape, matching_dim=matching_dim, architecture=architecture,
+            hidden_units=hidden_units, filters=filters, strides=strides, activation=activation,
+        )
+        self.query_embedding = MatchingEmbedding(**embedding, name="query_embedding")
+        self.memory_embedding = MatchingEmbedding(**embedding, name="memory_embedding")
+        for key in embedding:
+            setattr(self, key, getattr(self.query_embedding, key))
+        self.prior = prior
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        shape = (None,) + self.event_shape
+        self.query_embedding.build(shape)
+        self.memory_embedding.build(shape)
+        if self.prior == "learned":
+            self.prior_query = self.add_weight(
+                shape=(self.matching_dim,), initializer="zeros", name="prior_query"
+            )
+
+    def memory_keys(self, memory):
+        """e_a / ||e_a|| for every entry, `[M, matching_dim]`: compute once, score many queries."""
+        return tf.math.l2_normalize(self.memory_embedding(memory), axis=-1)
+
+    def posterior_logits(self, query, keys):
+        """Normalized log q(a|x) `[B, M]` for queries `[B, *event_shape]` and `memory_keys` `[M, d]`."""
+        scores = tf.matmul(self.query_embedding(query), keys, transpose_b=True)
+        return tf.nn.log_softmax(tf.cast(scores, tf.float32), axis=-1)
+
+    def prior_logits(self, keys):
+        """Normalized log p(a) `[M]` for `memory_keys` `[M, d]`."""
+        if self.prior == "flat":
+            return tf.nn.log_softmax(tf.zeros(tf.shape(keys)[:1]))
+        return tf.nn.log_softmax(tf.cast(tf.linalg.matvec(keys, self.prior_query), tf.float32))
+
+    def call(self, inputs, num_samples=1, seed=None):
+        keys = self.memory_keys(inputs["memory"])
+        logits = self.posterior_logits(inputs["query"], keys)  # [B, M]
+        prior_logits = self.prior_logits(keys)  # [M]
+        posterior = distributions.tfd.Categorical(logits=logits)
+        samples = posterior.sample(
+            num_samples, seed=distributions.seed_pair(self.seed_generator if seed is None else seed)
+        )  # [K, B]
+        kl = tf.reduce_sum(tf.exp(logits) * (logits - prior_logits), axis=-1)
+        return {
+            "logits": logits,
+            "prior_logits": prior_logits,
+            "samples": tf.cast(samples, tf.int32),
+            "log_prob": posterior.log_prob(samples),
+            "kl": kl,
+        }
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "event_shape": self.event_shape,
+            "matching_dim": self.matching_dim,
+            "architecture": self.architecture,
+            "hidden_units": self.hidden_units,
+            "filters": self.filters,
+            "strides": self.strides,
+            "activation": self.activation,
+            "prior": self.prior,
+            "seed": self.seed,
+        }

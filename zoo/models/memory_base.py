@@ -1,0 +1,228 @@
+"""What VMA and its soft-attention baseline share: the memory input and the encoder/decoder.
+
+Both models read a memory M of raw examples `[M, *input_shape]`: learned (a trainable
+variable, `memory_size` entries) or given with every batch. Inputs are
+
+- a tensor `x` `[B, *input_shape]` (learned memory only),
+- a dict `{"x": [B, ...], "memory": [M, ...]}` (what `model.fit` takes: a `tf.data`
+  element that is a 2-tuple would be read by Keras as `(x, y)`; other keys, such as
+  episode labels, are ignored), or
+- a tuple `(x, memory)` for direct calls and the public methods.
+
+A memory given with the batch takes the place of a learned one. The networks: one
+down-scaling path applied to x and to memory entries (tied between the encoder and the
+decoder's memory input), an up-scaling decoder conditioned on a memory read.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from zoo import distributions
+from zoo.layers.conv_stack import ConvStack
+from zoo.layers.dense_stack import DenseStack
+from zoo.layers.likelihood_head import LikelihoodHead
+from zoo.layers.matching_embedding import ARCHITECTURES
+from zoo.layers.skip_decoder import SkipDecoder
+from zoo.models.base import _INVALID_INPUT, LatentVariableModel
+
+# Importance-sample rows per chunk of `log_likelihood` for conv models, whose rows carry feature maps.
+CONV_ROWS_PER_CHUNK = 1024
+
+
+class MemoryConditionedModel(LatentVariableModel):
+    """Base class of the memory models: memory handling, tied down-scaling path, conditioned decoder.
+
+    Args:
+        input_shape: tuple of ints, shape of one example and of one memory entry.
+        architecture: `"mlp"` or `"conv"`.
+        hidden_units: MLP widths of the down path (the decoder mirrors them).
+        filters, strides: conv maps and strides of the down path (the decoder mirrors them).
+        latent_dim: int, size of z.
+        matching_dim: int, size of the addressing / attention matching space.
+        memory_size: int, entries of a learned memory; None when the memory comes with each batch.
+        activation: str, hidden activation.
+        likelihood, num_importance_samples, seed: as `LatentVariableModel`.
+    """
+
+    def __init__(
+        self,
+        input_shape=(28, 28, 1),
+        architecture="mlp",
+        hidden_units=(256, 128),
+        filters=(32, 32, 64, 64, 64, 64),
+        strides=(1, 2, 1, 2, 1, 2),
+        latent_dim=32,
+        matching_dim=128,
+        memory_size=None,
+        activation="relu",
+        likelihood="bernoulli",
+        num_importance_samples=4,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(
+            input_shape=input_shape,
+            likelihood=likelihood,
+            num_importance_samples=num_importance_samples,
+            seed=seed,
+            **kwargs,
+        )
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        if memory_size is not None and (isinstance(memory_size, bool) or int(memory_size) < 1):
+            raise ValueError(f"memory_size must be an int >= 1 (learned memory) or None (memory given per batch), got {memory_size!r}")
+        self.architecture = architecture
+        self.hidden_units = tuple(int(u) for u in hidden_units)
+        self.filters = tuple(int(f) for f in filters)
+        self.strides = tuple(int(s) for s in strides)
+        self.latent_dim = int(latent_dim)
+        self.matching_dim = int(matching_dim)
+        self.memory_size = None if memory_size is None else int(memory_size)
+        self.activation = activation
+        if architecture == "mlp":
+            self.encoder = DenseStack(self.hidden_units, activation, batch_norm=False, name="encoder")
+            self.decoder = DenseStack(self.hidden_units[::-1], activation, batch_norm=False, name="decoder")
+            self.observation = LikelihoodHead(self.input_shape, likelihood, name="observation")
+        else:
+            if len(self.input_shape) != 3:
+                raise ValueError(f'architecture="conv" needs input_shape (height, width, channels), got {input_shape!r}')
+            self.encoder = ConvStack(self.filters, self.strides, activation, name="encoder")
+            self.decoder = SkipDecoder(
+                self.input_shape, self.filters, self.strides, activation, likelihood, name="decoder"
+            )
+            self.rows_per_chunk = CONV_ROWS_PER_CHUNK
+
+    def _seed_offset(self, offset):
+        """A distinct seed for each stochastic sub-layer (None stays None)."""
+        return None if self.seed is None else self.seed + offset
+
+    def build_memory_and_coder(self):
+        """Builds the learned memory (if any), the down path and the decoder."""
+        if self.memory_size is not None:
+            self.memory = self.add_weight(
+                shape=(self.memory_size,) + self.input_shape,
+                initializer=keras.initializers.RandomUniform(0.0, 1.0, seed=self.seed),
+                name="memory",
+            )
+        if self.architecture == "mlp":
+            self.encoder.build((None, math.prod(self.input_shape)))
+            self.decoder.build((None, self.latent_dim + self.hidden_units[-1]))
+            self.observation.build((None, self.hidden_units[0]))
+        else:
+            self.encoder.build((None,) + self.input_shape)
+            self.decoder.build((None, self.latent_dim))
+
+    @property
+    def feature_dim(self):
+        """Width of `summary(features(v))`."""
+        if self.architecture == "mlp":
+            return self.hidden_units[-1]
+        return math.prod(self.encoder.feature_shapes(self.input_shape)[-1])
+
+    # Networks ---------------------------------------------------------------------
+
+    def features(self, v):
+        """The tied down path on examples `[N, *input_shape]`: a list of feature tensors, finest first."""
+        if self.architecture == "mlp":
+            return [self.encoder(tf.reshape(v, [-1, math.prod(self.input_shape)]))]
+        return self.encoder(v)
+
+    @staticmethod
+    def summary(maps):
+        """The top feature map flattened, `[N, feature_dim]`."""
+        top = maps[-1]
+        return tf.reshape(top, [-1, math.prod(top.shape[1:])])
+
+    def decode_params(self, z, context):
+        """Likelihood parameters of p(x | z, context) for `z` `[N, D]` and a memory read `context` (list of maps)."""
+        if self.architecture == "mlp":
+            return self.observation(self.decoder(tf.concat([z, self.summary(context)], axis=-1)))
+        return self.decoder(z, context)
+
+    def log_px(self, x, params):
+        return distributions.likelihood(self.likelihood, params, len(self.input_shape)).log_prob(x)
+
+    # Inputs -----------------------------------------------------------------------
+
+    def split_inputs(self, inputs):
+        """`(x, memory)` from a tensor, a dict `{"x", "memory"}` or a tuple `(x, memory)`."""
+        if isinstance(inputs, dict):
+            if "x" not in inputs:
+                raise ValueError(
+                    f'{type(self).__name__} expects a dict with keys "x" and (optionally) "memory", '
+                    f"got keys {sorted(inputs)}"
+                )
+            x, memory = inputs["x"], inputs.get("memory")
+        elif isinstance(inputs, (tuple, list)):
+            if len(inputs) != 2:
+                raise ValueError(f"{type(self).__name__} expects a tuple (x, memory), got {len(inputs)} elements")
+            x, memory = inputs
+        else:
+            x, memory = inputs, None
+        if memory is None:
+            if self.memory_size is None:
+                raise ValueError(
+                    f"{type(self).__name__}(memory_size=None) reads a memory given with each batch: "
+                    'pass {"x": x, "memory": memory} (memory [M, ' + ", ".join(map(str, self.input_shape)) + "])"
+                )
+            memory = self.memory
+        return x, memory
+
+    def check_input_spec(self, x):
+        if isinstance(x, (dict, tuple, list)):
+            x, memory = self.split_inputs(x)
+            super().check_input_spec(x)
+            try:
+                super().check_input_spec(memory)
+            except ValueError as error:
+                raise ValueError(f"memory: {error}".replace("[batch,", "[memory entries,")) from None
+            return
+        super().check_input_spec(x)
+
+    def validate_inputs(self, x):
+        """Checks a concrete batch and its memory; returns `(x, memory)` as float32 tensors."""
+        x, memory = self.split_inputs(x)
+        x = super().validate_inputs(x)
+        memory = tf.convert_to_tensor(memory)
+        try:
+            super().check_input_spec(memory)
+        except ValueError as error:
+            raise ValueError(f"memory: {error}".replace("[batch,", "[memory entries,")) from None
+        if not bool(tf.reduce_all(tf.math.is_finite(tf.cast(memory, tf.float32)))):
+            raise ValueError("memory contains NaN or Inf values; expected finite values")
+        return x, tf.cast(memory, tf.float32)
+
+    def _validated_data(self, data):
+        if isinstance(data, tf.data.Dataset) and isinstance(data.element_spec, dict):
+            spec = data.element_spec
+            self.check_input_spec(spec)
+
+            def check(element):
+                checked = {**element, "x": self._validated_batch(element["x"])}
+                if "memory" in element:
+                    with tf.control_dependencies([tf.debugging.assert_all_finite(
+                        element["memory"], _INVALID_INPUT + "memory contains NaN or Inf values; expected finite values"
+                    )]):
+                        checked["memory"] = tf.identity(element["memory"])
+                return checked
+
+            return data.map(check)
+        if isinstance(data, (dict, tuple, list)):
+            self.validate_inputs(data)
+            return data
+        return super()._validated_data(data)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "architecture": self.architecture,
+            "hidden_units": self.hidden_units,
+            "filters": self.filters,
+            "strides": self.strides,
+            "latent_dim": self.latent_dim,
+            "matching_dim": self.matching_dim,
+            "memory_size": self.memory_size,
+            "activation": self.activation,
+        }

@@ -1,0 +1,266 @@
+import keras
+import tensorflow as tf
+
+from zoo import distributions, objectives
+from zoo.layers.gaussian_latent import GaussianLatent
+from zoo.layers.stochastic_address import PRIORS, StochasticAddress
+from zoo.models.base import _check_positive_int
+from zoo.models.memory_base import MemoryConditionedModel
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class VMA(MemoryConditionedModel):
+    """Variational memory addressing: a generative model that reads one memory entry, chosen by a discrete address.
+
+        p(x | M)  = sum_a p(a | M) ∫ p(z | m_a) p(x | z, m_a) dz
+        q(a, z | x, M) = q(a | x, M) q(z | x, m_a),   q(a | x, M) = softmax_a <h^m(m_a), h^q(x)> / ||h^m(m_a)||
+
+    Training maximises the K-sample bound (Bornschein et al. 2017, eq. 7)
+
+        L_K = E log (1/K) sum_k p(x, a_k, z_k | M) / q(a_k, z_k | x, M)
+
+    with VIMCO gradients for the addresses and reparameterised gradients for z (see
+    `zoo.objectives.vimco_surrogate`), so K >= 2. Metrics: `bound`, `address_kl`
+    (KL(q(a|x) || p(a)), exact), `kl` (E_a KL(q(z|a,x) || p(z|a)), over the K sampled
+    addresses) and `reconstruction` (E log p(x|z, m_a)): a large address KL with a small
+    z KL means the model copies from memory.
+
+    The memory holds raw examples `[M, *input_shape]`: learned (`memory_size` entries, a
+    trainable variable) or given with each batch (`memory_size=None`; any number of
+    entries, also at test time). Inputs: a tensor x (learned memory), a dict
+    `{"x": [B, ...], "memory": [M, ...]}` (the form for `model.fit` on a `tf.data`
+    pipeline), or a tuple `(x, memory)`. A given memory replaces a learned one.
+
+    Networks (`architecture`): `"mlp"` (MNIST: 256-128 down path, |z| = 32) or `"conv"`
+    (Omniglot: six 3x3 convolutions with 32-64 maps, stride 2 every second layer; the
+    decoder's up-scaling path takes skip connections from the memory entry's down-scaling
+    path; |z| = 64, 128-d matching space). The down path is one network, applied to x
+    (for q(z|x, m_a)) and to m_a (for p(z|m_a), q(z|x, m_a) and the decoder's skips):
+    tied between the encoder and the decoder as in the paper. The addressing networks
+    h^q, h^m have the same architecture, with their own weights.
+
+    Args:
+        input_shape: tuple of ints, shape of one example. Default `(28, 28, 1)`.
+        architecture: `"mlp"` or `"conv"`. Default `"mlp"`.
+        hidden_units: tuple of ints, MLP widths. Default `(256, 128)`.
+        filters: tuple of ints, conv maps. Default `(32, 32, 64, 64, 64, 64)`.
+        strides: tuple of ints, conv strides. Default `(1, 2, 1, 2, 1, 2)`.
+        latent_dim: int, size of z. Default `32`.
+        matching_dim: int, size of the address matching space. Default `128`.
+        memory_size: int (learned memory entries) or None (memory given per batch). Default `None`.
+        address_prior: `"learned"` (a learned query point e^p) or `"flat"`. Default `"learned"`.
+        activation: str, hidden activation. Default `"relu"`.
+        likelihood: `"bernoulli"` or `"gaussian"`. Default `"bernoulli"`.
+        num_importance_samples: int >= 2, K of the training bound. Default `4`.
+        seed: int or None, makes sampling reproducible. Default `None`.
+
+    Example:
+
+    >>> import zoo
+    >>> model = zoo.VMA(input_shape=(8, 8, 1), hidden_units=(16,), latent_dim=2, matching_dim=4, seed=0)
+    >>> model.compile()
+    >>> x = tf.cast(tf.random.uniform((8, 8, 8, 1)) < 0.5, tf.float32)
+    >>> data = tf.data.Dataset.from_tensors({"x": x, "memory": x}).repeat(2)
+    >>> history = model.fit(data, epochs=1, verbose=0)
+    >>> model.classify(x[:2], memory=x, memory_labels=tf.range(8) // 2).shape
+    TensorShape([2, 4])
+
+    References:
+        Bornschein, Mnih, Zoran & Rezende, "Variational Memory Addressing in Generative Models", NIPS 2017.
+        Mnih & Rezende, "Variational Inference for Monte Carlo Objectives", ICML 2016 (VIMCO).
+    """
+
+    def __init__(
+        self,
+        input_shape=(28, 28, 1),
+        architecture="mlp",
+        hidden_units=(256, 128),
+        filters=(32, 32, 64, 64, 64, 64),
+        strides=(1, 2, 1, 2, 1, 2),
+        latent_dim=32,
+        matching_dim=128,
+        memory_size=None,
+        address_prior="learned",
+        activation="relu",
+        likelihood="bernoulli",
+        num_importance_samples=4,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(
+            input_shape=input_shape, architecture=architecture, hidden_units=hidden_units, filters=filters,
+            strides=strides, latent_dim=latent_dim, matching_dim=matching_dim, memory_size=memory_size,
+            activation=activation, likelihood=likelihood, num_importance_samples=num_importance_samples,
+            seed=seed, **kwargs,
+        )
+        if self.num_importance_samples < 2:
+            raise ValueError(
+                "VMA trains with VIMCO, whose baseline leaves one sample out: num_importance_samples must be "
+                f">= 2, got {num_importance_samples}"
+            )
+        if address_prior not in PRIORS:
+            raise ValueError(f"address_prior must be one of {PRIORS}, got {address_prior!r}")
+        self.address_prior = address_prior
+        self.address = StochasticAddress(
+            self.input_shape, self.matching_dim, architecture, self.hidden_units, self.filters, self.strides,
+            activation, prior=address_prior, seed=self._seed_offset(1), name="address",
+        )
+        self.posterior = GaussianLatent(self.latent_dim, seed=self._seed_offset(2), name="posterior")
+        self.conditional_prior = GaussianLatent(self.latent_dim, seed=self._seed_offset(3), name="conditional_prior")
+        self.address_kl_tracker = keras.metrics.Mean(name="address_kl")
+        self.build((None,) + self.input_shape)
+
+    def build(self, input_shape):
+        self.build_memory_and_coder()
+        self.address.build((None,) + self.input_shape)
+        self.posterior.build((None, 2 * self.feature_dim))
+        self.conditional_prior.build((None, self.feature_dim))
+        self.built = True
+
+    def _sample_terms(self, x, memory, num_samples, seed=None):
+        """Samples (a_k, z_k) ~ q for k = 1..K and returns the bound's terms, each `[K, B]` unless noted."""
+        address_seed = z_seed = None
+        if seed is not None:
+            seed = distributions.seed_pair(seed)
+            address_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+            z_seed = tf.random.experimental.stateless_fold_in(seed, 2)
+        batch = tf.shape(x)[0]
+        address = self.address({"query": x, "memory": memory}, num_samples=num_samples, seed=address_seed)
+        flat_addresses = tf.reshape(address["samples"], [-1])  # [K * B], sample-major
+        entries = tf.gather(memory, flat_addresses)  # [K * B, *input_shape]
+        entry_maps = self.features(entries)
+        entry_summary = self.summary(entry_maps)  # [K * B, F]
+        x_summary = tf.tile(self.summary(self.features(x)), [num_samples, 1])  # [K * B, F]
+        posterior = self.posterior(tf.concat([x_summary, entry_summary], axis=-1), seed=z_seed)
+        z = posterior["z"][0]  # [K * B, D]
+        prior = self.conditional_prior(entry_summary, seed=0)
+        prior_dist = distributions.diagonal_gaussian(prior["mean"], prior["log_variance"])
+        params = self.decode_params(z, entry_maps)
+        x_tiled = tf.tile(x, tf.concat([[num_samples], tf.ones([len(self.input_shape)], tf.int32)], axis=0))
+        unflatten = lambda t: tf.reshape(t, tf.stack([num_samples, batch]))  # noqa: E731
+        log_px_z = unflatten(self.log_px(x_tiled, params))
+        log_pz = unflatten(prior_dist.log_prob(z))
+        log_qz = unflatten(posterior["log_prob"][0])
+        log_pa = tf.gather(address["prior_logits"], address["samples"])
+        kl_z = unflatten(
+            distributions.tfd.kl_divergence(
+                distributions.diagonal_gaussian(posterior["mean"], posterior["log_variance"]), prior_dist
+            )
+        )
+        return {
+            "log_weights": log_px_z + log_pz - log_qz + log_pa - address["log_prob"],
+            "log_px_z": log_px_z,
+            "address_log_prob": address["log_prob"],
+            "z_kl": kl_z,
+            "address_kl": address["kl"],  # [B]
+            "mean": tf.reshape(params["mean"], tf.concat([[num_samples, batch], self.input_shape], axis=0))[0],
+        }
+
+    def call(self, inputs, training=False):
+        self.check_input_spec(inputs)
+        x, memory = self.split_inputs(inputs)
+        terms = self._sample_terms(tf.cast(x, tf.float32), tf.cast(memory, tf.float32), self.num_importance_samples)
+        return {
+            "log_weights": tf.transpose(terms["log_weights"]),  # [B, K]
+            "log_px_z": tf.transpose(terms["log_px_z"]),  # [B, K]
+            "address_log_prob": tf.transpose(terms["address_log_prob"]),  # [B, K]
+            "kl": tf.reduce_mean(terms["z_kl"], axis=0),
+            "address_kl": terms["address_kl"],
+            "reconstruction": terms["mean"],
+        }
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        surrogate = objectives.vimco_surrogate(
+            tf.transpose(y_pred["log_weights"]), tf.transpose(y_pred["address_log_prob"])
+        )
+        loss = -tf.reduce_mean(surrogate)
+        if self.losses:
+            loss += tf.add_n(self.losses)
+        self.bound_tracker.update_state(surrogate)  # the surrogate's value is the bound
+        self.reconstruction_tracker.update_state(tf.reduce_mean(y_pred["log_px_z"], axis=-1))
+        self.kl_tracker.update_state(y_pred["kl"])
+        self.address_kl_tracker.update_state(y_pred["address_kl"])
+        return loss
+
+    def log_importance_weights(self, x, num_samples, seed):
+        x, memory = x
+        return self._sample_terms(x, memory, num_samples, seed)["log_weights"]
+
+    # Public methods ---------------------------------------------------------------
+
+    def address_posterior(self, x, memory=None):
+        """Normalized log q(a|x) over the memory entries, `[B, M]`."""
+        x, memory = self.validate_inputs(x if memory is None else (x, memory))
+        return self.address.posterior_logits(x, self.address.memory_keys(memory))
+
+    def classify(self, queries, memory, memory_labels, num_classes=None):
+        """Few-shot classification without retraining: p(c | x) = sum_{a: label(m_a) = c} q(a | x, M).
+
+        Args:
+            queries: float `[B, *input_shape]`.
+            memory: float `[M, *input_shape]`, the labelled examples (e.g. an N-way K-shot support set).
+            memory_labels: int `[M]`, class index of each entry, in `[0, num_classes)`.
+            num_classes: int or None; None is `max(memory_labels) + 1`.
+
+        Returns:
+            float `[B, num_classes]`, rows summing to 1.
+        """
+        x, memory = self.validate_inputs((queries, memory))
+        labels = tf.convert_to_tensor(memory_labels)
+        if not labels.dtype.is_integer or labels.shape.rank != 1 or labels.shape[0] != memory.shape[0]:
+            raise ValueError(
+                f"memory_labels must be integers of shape [{memory.shape[0]}] (one per memory entry), "
+                f"got dtype {labels.dtype.name} and shape {labels.shape.as_list()}"
+            )
+        if int(tf.reduce_min(labels)) < 0:
+            raise ValueError(f"memory_labels must be >= 0, got minimum {int(tf.reduce_min(labels))}")
+        if num_classes is None:
+            num_classes = int(tf.reduce_max(labels)) + 1
+        elif int(tf.reduce_max(labels)) >= num_classes:
+            raise ValueError(f"memory_labels must be < num_classes={num_classes}, got {int(tf.reduce_max(labels))}")
+        return self.class_probabilities(x, memory, tf.cast(labels, tf.int32), num_classes)
+
+    def class_probabilities(self, x, memory, labels, num_classes):
+        """`classify` on tensors without the eager checks (for compiled serving functions)."""
+        posterior = tf.exp(self.address.posterior_logits(x, self.address.memory_keys(memory)))  # [B, M]
+        return tf.transpose(tf.math.unsorted_segment_sum(tf.transpose(posterior), labels, num_classes))
+
+    def sample_given_memory(self, memory, num_samples, seed):
+        """a ~ p(a), z ~ p(z | m_a), decoder mean E[x | z, m_a]: `{"mean": [N, ...], "address": [N]}`."""
+        seed = distributions.seed_pair(seed)
+        keys = self.address.memory_keys(memory)
+        prior = distributions.tfd.Categorical(logits=self.address.prior_logits(keys))
+        addresses = tf.cast(prior.sample(num_samples, seed=tf.random.experimental.stateless_fold_in(seed, 1)), tf.int32)
+        entry_maps = self.features(tf.gather(memory, addresses))
+        z = self.conditional_prior(
+            self.summary(entry_maps), seed=tf.random.experimental.stateless_fold_in(seed, 2)
+        )["z"][0]
+        return {"mean": self.decode_params(z, entry_maps)["mean"], "address": addresses}
+
+    def sample(self, num_samples, memory=None, seed=None):
+        """Draws a ~ p(a), z ~ p(z|m_a) and returns the decoder mean, `[num_samples, *input_shape]`."""
+        _check_positive_int("num_samples", num_samples)
+        memory = self._given_or_learned_memory(memory)
+        return self.sample_given_memory(memory, num_samples, self.seed_generator if seed is None else seed)["mean"]
+
+    def reconstruct(self, x, memory=None):
+        """Deterministic reconstruction: the most probable address, the posterior mean of z, the decoder mean."""
+        x, memory = self.validate_inputs(x if memory is None else (x, memory))
+        keys = self.address.memory_keys(memory)
+        addresses = tf.argmax(self.address.posterior_logits(x, keys), axis=-1)
+        entry_maps = self.features(tf.gather(memory, addresses))
+        posterior = self.posterior(
+            tf.concat([self.summary(self.features(x)), self.summary(entry_maps)], axis=-1), seed=0
+        )
+        return self.decode_params(posterior["mean"], entry_maps)["mean"]
+
+    def _given_or_learned_memory(self, memory):
+        if memory is None:
+            if self.memory_size is None:
+                raise ValueError("this VMA reads a memory given per batch: pass memory=[M, *input_shape]")
+            return tf.convert_to_tensor(self.memory)
+        probe = tf.zeros((1,) + self.input_shape)
+        return self.validate_inputs((probe, memory))[1]
+
+    def get_config(self):
+        return {**super().get_config(), "address_prior": self.address_prior}
