@@ -109,6 +109,7 @@ def test_missing_data_error_names_dataset_directory_and_fix(tmp_path):
 def test_reads_tfds_omniglot_when_prepared(tmp_path):
     import tensorflow_datasets as tfds
 
+    (tmp_path / "omniglot").mkdir()
     with tfds.testing.mock_data(num_examples=12):
         data = omniglot.read("all", image_size=26, data_dir=str(tmp_path))
     # Mock TFDS gives 12 examples per split; the "test" split supplies the held-out alphabets.

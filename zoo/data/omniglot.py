@@ -204,6 +204,9 @@ def _read_tfds(data_dir):
     """Encoded records from TFDS `omniglot` (background = "train", evaluation = "test"), or None if not prepared."""
     import tensorflow_datasets as tfds
 
+    root = data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
+    if not os.path.isdir(os.path.join(root, "omniglot")):
+        return None
     try:
         splits, info = tfds.load(
             "omniglot", split=["train", "test"], data_dir=data_dir, download=False, with_info=True,
