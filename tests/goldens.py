@@ -58,12 +58,6 @@ LAYER_GOLDENS = {
         expected_output_shape=(4, 5),
         zero_gradient=MEMORY_CLOSED_AT_INIT,
     ),
-    "VisMemoryBlock": dict(
-        cls=zoo.layers.MemoryBlock,
-        init_kwargs=dict(num_slots=3, attention="softmax", composition="sum", activation="relu"),
-        input_data=lambda: np.abs(features((4, 5))),
-        expected_output_shape=(4, 5),
-    ),
     "LikelihoodHead": dict(
         cls=zoo.layers.LikelihoodHead,
         init_kwargs=dict(event_shape=(2, 3, 1), likelihood="gaussian"),
@@ -136,24 +130,6 @@ MODEL_GOLDENS = {
         init_kwargs=dict(input_shape=(8, 8, 1), hidden_units=(16, 8), latent_dim=2, num_slots=(4, 3), seed=1),
         input_data=binary_images,
         zero_gradient=BN_DENSE_BIAS + "|" + MEMORY_CLOSED_AT_INIT,
-    ),
-    "MemIWAE": dict(
-        cls=zoo.MemVAE,
-        init_kwargs=dict(
-            input_shape=(8, 8, 1), hidden_units=(16, 8), latent_dim=2, num_slots=(4, 0),
-            local_reconstruction_weights=(0.5, 0.0), num_importance_samples=3, seed=1,
-        ),
-        input_data=binary_images,
-        zero_gradient=BN_DENSE_BIAS + "|" + MEMORY_CLOSED_AT_INIT,
-    ),
-    "VisMemVAE": dict(
-        cls=zoo.MemVAE,
-        init_kwargs=dict(
-            input_shape=(8, 8, 1), hidden_units=(16, 8), latent_dim=2, num_slots=(4, 3),
-            attention="softmax", composition="sum", seed=1,
-        ),
-        input_data=binary_images,
-        zero_gradient=BN_DENSE_BIAS,
     ),
     "GaussianVAE": dict(
         cls=zoo.VAE,

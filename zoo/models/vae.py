@@ -124,6 +124,10 @@ class VAE(LatentVariableModel):
         posterior = self.posterior(self.encoder(self._flatten(x), training=False), seed=0)
         return {"mean": posterior["mean"], "log_variance": posterior["log_variance"]}
 
+    def encoder_features(self, x):
+        """The encoder's last deterministic hidden layer, `[B, hidden_units[-1]]` (recognition features)."""
+        return self.encoder(self._flatten(self.validate_inputs(x)), training=False)
+
     def decode(self, z):
         """Likelihood parameters of p(x|z) for `z` `[N, latent_dim]`, each `[N, *input_shape]`.
 
