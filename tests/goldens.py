@@ -104,6 +104,15 @@ MODEL_GOLDENS = {
         input_data=binary_images,
         deterministic_outputs=eager_memory_model_outputs,
     ),
+    "SoftAttentionVAE": dict(
+        cls=zoo.SoftAttentionVAE,
+        init_kwargs=dict(
+            input_shape=(8, 8, 1), architecture="conv", filters=(4, 8), strides=(1, 2), latent_dim=2,
+            matching_dim=4, memory_size=5, seed=1,
+        ),
+        input_data=binary_images,
+        deterministic_outputs=eager_memory_model_outputs,
+    ),
     "VMAConv": dict(
         cls=zoo.VMA,
         init_kwargs=dict(

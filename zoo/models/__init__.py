@@ -2,7 +2,8 @@
 
 from zoo.models.base import LatentVariableModel
 from zoo.models.mem_vae import MemVAE
+from zoo.models.soft_attention_vae import SoftAttentionVAE
 from zoo.models.vae import VAE
 from zoo.models.vma import VMA
 
-__all__ = ["LatentVariableModel", "MemVAE", "VAE", "VMA"]
+__all__ = ["LatentVariableModel", "MemVAE", "SoftAttentionVAE", "VAE", "VMA"]

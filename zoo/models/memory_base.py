@@ -194,6 +194,18 @@ class MemoryConditionedModel(LatentVariableModel):
             raise ValueError("memory contains NaN or Inf values; expected finite values")
         return x, tf.cast(memory, tf.float32)
 
+    def given_or_learned_memory(self, memory):
+        """A validated float32 memory `[M, *input_shape]`: `memory` if given, else the learned one."""
+        if memory is None:
+            if self.memory_size is None:
+                raise ValueError(
+                    f"this {type(self).__name__} reads a memory given per batch: pass memory=[M, "
+                    + ", ".join(map(str, self.input_shape)) + "]"
+                )
+            return tf.convert_to_tensor(self.memory)
+        probe = tf.zeros((1,) + self.input_shape)
+        return self.validate_inputs((probe, memory))[1]
+
     def _validated_data(self, data):
         if isinstance(data, tf.data.Dataset) and isinstance(data.element_spec, dict):
             spec = data.element_spec

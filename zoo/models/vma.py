@@ -240,7 +240,7 @@ class VMA(MemoryConditionedModel):
     def sample(self, num_samples, memory=None, seed=None):
         """Draws a ~ p(a), z ~ p(z|m_a) and returns the decoder mean, `[num_samples, *input_shape]`."""
         _check_positive_int("num_samples", num_samples)
-        memory = self._given_or_learned_memory(memory)
+        memory = self.given_or_learned_memory(memory)
         return self.sample_given_memory(memory, num_samples, self.seed_generator if seed is None else seed)["mean"]
 
     def reconstruct(self, x, memory=None):
@@ -253,14 +253,6 @@ class VMA(MemoryConditionedModel):
             tf.concat([self.summary(self.features(x)), self.summary(entry_maps)], axis=-1), seed=0
         )
         return self.decode_params(posterior["mean"], entry_maps)["mean"]
-
-    def _given_or_learned_memory(self, memory):
-        if memory is None:
-            if self.memory_size is None:
-                raise ValueError("this VMA reads a memory given per batch: pass memory=[M, *input_shape]")
-            return tf.convert_to_tensor(self.memory)
-        probe = tf.zeros((1,) + self.input_shape)
-        return self.validate_inputs((probe, memory))[1]
 
     def get_config(self):
         return {**super().get_config(), "address_prior": self.address_prior}
