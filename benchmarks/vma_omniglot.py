@@ -32,10 +32,10 @@ flags.DEFINE_integer("memory_per_class", 4, "Memory drawings per character in tr
 flags.DEFINE_float("learning_rate", 3e-4, "Adam learning rate.")
 flags.DEFINE_integer("seed", 0, "Seeds the model and the episode streams.")
 flags.DEFINE_integer("num_samples", 1000, "Importance samples for the conditional NLL.")
-flags.DEFINE_list("sweep_classes", ["1", "2", "4", "8", "16"], "Memory classes for the NLL sweep.")
+flags.DEFINE_list("sweep_classes", ["1", "4", "16"], "Memory classes for the NLL sweep.")
 flags.DEFINE_list("sweep_per_class", ["1", "2", "4", "8", "16"], "Memory drawings per class for the NLL sweep.")
-flags.DEFINE_integer("sweep_episodes", 4, "Episodes per sweep point (one target per class and episode).")
-flags.DEFINE_integer("few_shot_episodes", 500, "Episodes per N-way K-shot setting.")
+flags.DEFINE_integer("sweep_targets", 8, "Targets per sweep point (one per memory class and episode).")
+flags.DEFINE_integer("few_shot_episodes", 300, "Episodes per N-way K-shot setting.")
 
 
 def build_model():
@@ -82,7 +82,8 @@ def evaluate():
     results["memory_size_sweep"] = zoo.evaluation.memory_size_sweep(
         model,
         lambda classes, per_class: zoo.data.omniglot.episodes(
-            "test", num_classes=classes, num_targets=1, num_memory=per_class, num_episodes=FLAGS.sweep_episodes,
+            "test", num_classes=classes, num_targets=1, num_memory=per_class,
+            num_episodes=-(-FLAGS.sweep_targets // classes),
             seed=FLAGS.seed + 1, class_sampling="character", **common,
         ),
         num_classes=[int(c) for c in FLAGS.sweep_classes],
