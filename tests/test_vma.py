@@ -165,3 +165,26 @@ class TestVMA(testing.TestCase):
         model = zoo.VMA.from_preset("vma_mnist_mlp")
         assert model.memory.shape == (model.memory_size, 28, 28, 1)
         assert zoo.VMA.from_preset("vma_omniglot_conv").memory_size is None
+
+
+def test_savedmodel_endpoints_take_the_memory_and_match_the_keras_model():
+    model = tiny_vma(architecture="conv", filters=(4, 8), strides=(1, 2))
+    x, memory = binary((3, 8, 8, 1)), binary((7, 8, 8, 1), 1)
+    labels = np.array([0, 1, 2, 0, 1, 2, 3], np.int32)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, (fn, signature) in model.serving_endpoints().items():
+        archive.add_endpoint(name, fn, input_signature=signature)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive.write_out(os.path.join(tmp, "vma"), verbose=False)
+        served = tf.saved_model.load(os.path.join(tmp, "vma"))
+    seed = np.array([3, 4], np.int32)
+    testing.assert_allclose(served.score_addresses(x, memory)["log_posterior"], model.address_posterior(x, memory))
+    testing.assert_allclose(served.classify(x, memory, labels, 5)["probabilities"], model.classify(x, memory, labels, 5))
+    testing.assert_allclose(served.sample(memory, 4, seed), model.sample_given_memory(tf.constant(memory), 4, seed))
+    eager_log_weights = model.log_importance_weights((tf.constant(x), tf.constant(memory)), 6, seed)
+    testing.assert_allclose(
+        served.log_likelihood(x, memory, 6, seed)["log_likelihood"], objectives.log_mean_exp(eager_log_weights), atol=1e-4
+    )
+    bigger = binary((40, 8, 8, 1), 2)  # any memory size at serving time
+    assert served.classify(x, bigger, np.arange(40, dtype=np.int32) % 5, 5)["probabilities"].shape == (3, 5)

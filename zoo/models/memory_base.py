@@ -98,6 +98,11 @@ class MemoryConditionedModel(LatentVariableModel):
         """A distinct seed for each stochastic sub-layer (None stays None)."""
         return None if self.seed is None else self.seed + offset
 
+    def build_shapes(self):
+        """Input shapes to build with; Keras's default SavedModel signature follows them (dict with a per-batch memory)."""
+        shape = (None,) + self.input_shape
+        return shape if self.memory_size is not None else {"x": shape, "memory": shape}
+
     def build_memory_and_coder(self):
         """Builds the learned memory (if any), the down path and the decoder."""
         if self.memory_size is not None:

@@ -71,7 +71,7 @@ class SoftAttentionVAE(MemoryConditionedModel):
         )
         self.attention_query = keras.layers.Dense(self.matching_dim, name="attention_query")
         self.prior = distributions.standard_normal(self.latent_dim)
-        self.build((None,) + self.input_shape)
+        self.build(self.build_shapes())
 
     def build(self, input_shape):
         self.build_memory_and_coder()

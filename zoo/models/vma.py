@@ -108,7 +108,7 @@ class VMA(MemoryConditionedModel):
         self.posterior = GaussianLatent(self.latent_dim, seed=self._seed_offset(2), name="posterior")
         self.conditional_prior = GaussianLatent(self.latent_dim, seed=self._seed_offset(3), name="conditional_prior")
         self.address_kl_tracker = keras.metrics.Mean(name="address_kl")
-        self.build((None,) + self.input_shape)
+        self.build(self.build_shapes())
 
     def build(self, input_shape):
         self.build_memory_and_coder()
@@ -253,6 +253,47 @@ class VMA(MemoryConditionedModel):
             tf.concat([self.summary(self.features(x)), self.summary(entry_maps)], axis=-1), seed=0
         )
         return self.decode_params(posterior["mean"], entry_maps)["mean"]
+
+    # Serving ----------------------------------------------------------------------
+
+    def serving_endpoints(self):
+        """Named serving functions for a SavedModel; the memory is an input of every one.
+
+        Returns `{name: (fn, input_signature)}`; each fn returns a dict of tensors:
+
+        - `score_addresses(x, memory)`: `log_posterior` `[B, M]` (log q(a|x)), `log_prior` `[M]` (log p(a)).
+        - `classify(x, memory, memory_labels, num_classes)`: `probabilities` `[B, num_classes]`.
+        - `sample(memory, num_samples, seed)`: `mean` `[N, *input_shape]`, `address` `[N]`.
+        - `log_likelihood(x, memory, num_samples, seed)`: `log_likelihood` `[B]`, the
+          `num_samples`-sample estimate of log p(x | memory) in one pass (memory grows with it).
+        """
+        images = lambda name: tf.TensorSpec((None,) + self.input_shape, tf.float32, name=name)  # noqa: E731
+        count = lambda name: tf.TensorSpec((), tf.int32, name=name)  # noqa: E731
+        seed = tf.TensorSpec((2,), tf.int32, name="seed")
+
+        def score_addresses(x, memory):
+            keys = self.address.memory_keys(memory)
+            return {"log_posterior": self.address.posterior_logits(x, keys), "log_prior": self.address.prior_logits(keys)}
+
+        def classify(x, memory, memory_labels, num_classes):
+            return {"probabilities": self.class_probabilities(x, memory, memory_labels, num_classes)}
+
+        def sample(memory, num_samples, seed):
+            return self.sample_given_memory(memory, num_samples, seed)
+
+        def log_likelihood(x, memory, num_samples, seed):
+            log_weights = self._sample_terms(x, memory, num_samples, seed)["log_weights"]
+            return {"log_likelihood": objectives.log_mean_exp(log_weights, axis=0)}
+
+        return {
+            "score_addresses": (score_addresses, [images("x"), images("memory")]),
+            "classify": (
+                classify,
+                [images("x"), images("memory"), tf.TensorSpec((None,), tf.int32, name="memory_labels"), count("num_classes")],
+            ),
+            "sample": (sample, [images("memory"), count("num_samples"), seed]),
+            "log_likelihood": (log_likelihood, [images("x"), images("memory"), count("num_samples"), seed]),
+        }
 
     def get_config(self):
         return {**super().get_config(), "address_prior": self.address_prior}
