@@ -305,7 +305,7 @@ def recognition_features(model, batches):
     return np.concatenate(features), np.concatenate(labels).astype(np.int64)
 
 
-def linear_classifier_accuracy(train_features, train_labels, test_features, test_labels, epochs=30,
+def linear_classifier_accuracy(train_features, train_labels, test_features, test_labels, epochs=30, learning_rate=1e-2,
                                l2=1e-4, seed=0):
     """Test accuracy of a linear multi-class SVM (Crammer-Singer hinge, L2) on standardised features.
 
@@ -333,7 +333,7 @@ def linear_classifier_accuracy(train_features, train_labels, test_features, test
         keras.Input((train_features.shape[1],)),
         keras.layers.Dense(num_classes, kernel_regularizer=keras.regularizers.L2(l2)),
     ])
-    classifier.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_hinge", metrics=["accuracy"])
+    classifier.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_hinge", metrics=["accuracy"])
     one_hot = np.eye(num_classes, dtype=np.float32)
     classifier.fit((train_features - mean) / std, one_hot[train_labels], epochs=epochs, batch_size=100, verbose=0)
 

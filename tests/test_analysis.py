@@ -1,0 +1,124 @@
+"""The MEM-VAE paper's analyses (zoo.evaluation) on real data: binarized MNIST for training and
+imputation, the labelled MNIST test set (IDX files, dynamically binarized) for class statistics
+and recognition features. Models are small and trained briefly; the assertions are the analyses'
+invariants plus margins over trivial baselines."""
+
+import numpy as np
+import pytest
+
+import zoo
+from tests.conftest import SHARED_DATASETS, has_binarized_mnist
+
+MNIST_IDX = SHARED_DATASETS / "mnist"
+pytestmark = pytest.mark.skipif(
+    not (has_binarized_mnist() and (MNIST_IDX / "t10k-labels-idx1-ubyte.gz").exists()),
+    reason="needs binarized_mnist (TFDS) and the MNIST test IDX files in ../shared/datasets/mnist",
+)
+SMALL = dict(hidden_units=(128, 64), latent_dim=16, seed=0)
+
+
+def _train(model):
+    model.compile(jit_compile=False)  # for models this small, XLA's compile time outweighs its speed-up
+    model.fit(zoo.data.load("binarized_mnist", split="train[:10000]", batch_size=100, seed=0), epochs=2, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def mem_vae():
+    return _train(zoo.MemVAE(num_slots=(20, 10), **SMALL))
+
+
+@pytest.fixture(scope="module")
+def vis_mem_vae():
+    return _train(zoo.MemVAE(num_slots=(20, 10), attention="softmax", composition="sum", **SMALL))
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    """The first 2,000 labelled MNIST test images, binarized once (fixed seed)."""
+    data = zoo.data.load("mnist", split="test", batch_size=500, path=str(MNIST_IDX), with_labels=True, shuffle=False)
+    return [(np.asarray(x), np.asarray(y)) for x, y in data.take(4)]
+
+
+@pytest.fixture(scope="module")
+def binarized_test():
+    data = zoo.data.load("binarized_mnist", split="test", batch_size=200, shuffle=False)
+    return np.asarray(next(iter(data)))
+
+
+@pytest.mark.parametrize("kind", ["left_half", "rectangle", "random"])
+def test_masks(kind):
+    observed = zoo.evaluation.imputation_mask((2, 28, 28, 1), kind, size=12, drop_rate=0.6, seed=0)
+    missing = 1 - observed
+    expected = {"left_half": 28 * 14, "rectangle": 144}.get(kind)
+    if expected is not None:
+        assert missing[0].sum() == expected and np.array_equal(observed[0], observed[1])
+    else:
+        assert abs(missing.mean() - 0.6) < 0.05 and not np.array_equal(observed[0], observed[1])
+    if kind == "left_half":
+        assert missing[0, :, :14].all() and not missing[0, :, 14:].any()
+
+
+def _check_imputation(model, x):
+    observed = zoo.evaluation.imputation_mask(x.shape, "left_half")
+    # Baseline: every missing pixel predicted by its mean over this very batch (an oracle that
+    # knows the test images' average but not the observed half of each image).
+    oracle = np.sum((1 - observed) * (x - x.mean(axis=0)) ** 2) / np.sum(1 - observed)
+    result = zoo.evaluation.impute(model, x, observed, num_iterations=5, seed=0)
+    np.testing.assert_array_equal(result["imputed"] * observed, x * observed)
+    assert result["mse"].shape == (5,) and result["missing_pixels"] == len(x) * 28 * 14
+    assert result["mse"][-1] < result["mse"][0] and result["mse"][-1] < oracle, (result["mse"], oracle)
+    return result
+
+
+def test_imputation(mem_vae, binarized_test):
+    _check_imputation(mem_vae, binarized_test)
+    with pytest.raises(ValueError, match="mask"):
+        zoo.evaluation.impute(mem_vae, binarized_test, np.ones((200, 28, 20, 1), np.float32))
+
+
+@pytest.mark.large
+def test_imputation_vae_and_memvae_through_one_function(mem_vae, binarized_test):
+    vae = _train(zoo.VAE(**SMALL))
+    errors = [_check_imputation(model, binarized_test)["mse"][-1] for model in (vae, mem_vae)]
+    assert all(np.isfinite(errors))
+
+
+def test_generation_without_memory(mem_vae):
+    images = zoo.evaluation.generation_without_memory(mem_vae, num_samples=6, seed=0)
+    assert list(images) == ["memory", "without_layer_0", "without_layer_1", "no_memory"]
+    for value in images.values():
+        assert value.shape == (6, 28, 28, 1) and value.min() >= 0 and value.max() <= 1
+    for name in ("without_layer_0", "without_layer_1", "no_memory"):
+        assert np.abs(images[name] - images["memory"]).mean() > 1e-3, name
+    with pytest.raises(ValueError, match="no memory"):
+        zoo.evaluation.generation_without_memory(zoo.MemVAE(num_slots=(0, 0), **SMALL))
+
+
+def test_slot_preferences_and_slot_images(vis_mem_vae, labelled):
+    stats = zoo.evaluation.slot_preferences_per_class(vis_mem_vae, labelled, top_k=3)
+    assert [s["layer"] for s in stats] == [0, 1]
+    labels = np.concatenate([y for _, y in labelled])
+    for s, slots in zip(stats, (20, 10)):
+        assert s["mean_preferences"].shape == (10, slots)
+        np.testing.assert_allclose(s["mean_preferences"].sum(axis=1), 1.0, rtol=1e-6)
+        np.testing.assert_array_equal(s["counts"], np.bincount(labels, minlength=10))
+        assert np.all(np.diff(s["top_preferences"], axis=1) <= 0)
+        np.testing.assert_allclose(s["top_preferences"][:, 0], s["mean_preferences"].max(axis=1))
+    # Trained on digits, the memory is used differently by different classes.
+    assert np.ptp(stats[0]["mean_preferences"], axis=0).max() > 1e-3
+    images = zoo.evaluation.class_slot_images(vis_mem_vae, stats, layer=0)
+    assert images.shape == (10, 3, 28, 28, 1)
+    np.testing.assert_allclose(images[4, 1], np.asarray(vis_mem_vae.slot_images(0))[stats[0]["top_slots"][4, 1]])
+    with pytest.raises(ValueError, match="labels"):
+        zoo.evaluation.slot_preferences_per_class(vis_mem_vae, [(labelled[0][0], labelled[0][1] + 10)])
+
+
+def test_recognition_features_linear_classifier(mem_vae, labelled):
+    features, labels = zoo.evaluation.recognition_features(mem_vae, labelled)
+    assert features.shape == (2000, 64) and labels.shape == (2000,)
+    result = zoo.evaluation.linear_classifier_accuracy(features[:1500], labels[:1500], features[1500:], labels[1500:])
+    assert result["num_test"] == 500
+    assert result["accuracy"] > 0.7, result  # chance is 0.1
+    with pytest.raises(ValueError, match="same number of rows"):
+        zoo.evaluation.linear_classifier_accuracy(features, labels[:10], features, labels)
