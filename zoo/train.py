@@ -24,6 +24,7 @@ import ast
 import json
 import math
 import os
+import random
 import sys
 
 from absl import app, flags
@@ -371,6 +372,10 @@ def train(config, model_dir, verbose="auto"):
     with open(os.path.join(model_dir, CONFIG_FILE), "w") as f:
         json.dump(config, f, indent=2)
 
+    # Keras draws the seeds of unseeded initializers from Python's `random`: seeding it makes the
+    # initial weights a function of --seed. (Not `keras.utils.set_random_seed`: a global TF seed
+    # of 0 breaks the tensor-seeded per-epoch shuffle of `training_stream`.)
+    random.seed(config["seed"])
     model = build_model(config)
     steps_per_epoch = _count_examples(config, config["train_split"]) // config["batch_size"]
     if steps_per_epoch < 1:
