@@ -5,6 +5,8 @@ from zoo import distributions
 from zoo.layers.matching_embedding import MatchingEmbedding
 
 PRIORS = ("learned", "flat")
+# The constructor arguments passed through to both `MatchingEmbedding`s.
+EMBEDDING_ARGS = ("event_shape", "matching_dim", "architecture", "hidden_units", "filters", "strides", "activation")
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -65,10 +67,8 @@ class StochasticAddress(keras.layers.Layer):
         super().__init__(**kwargs)
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
-        embedding = dict(
-            event_shape=event_shape, matching_dim=matching_dim, architecture=architecture,
-            hidden_units=hidden_units, filters=filters, strides=strides, activation=activation,
-        )
+        values = (event_shape, matching_dim, architecture, hidden_units, filters, strides, activation)
+        embedding = dict(zip(EMBEDDING_ARGS, values))
         self.query_embedding = MatchingEmbedding(**embedding, name="query_embedding")
         self.memory_embedding = MatchingEmbedding(**embedding, name="memory_embedding")
         for key in embedding:
@@ -119,15 +119,5 @@ class StochasticAddress(keras.layers.Layer):
         }
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "event_shape": self.event_shape,
-            "matching_dim": self.matching_dim,
-            "architecture": self.architecture,
-            "hidden_units": self.hidden_units,
-            "filters": self.filters,
-            "strides": self.strides,
-            "activation": self.activation,
-            "prior": self.prior,
-            "seed": self.seed,
-        }
+        embedding = {key: getattr(self, key) for key in EMBEDDING_ARGS}
+        return {**super().get_config(), **embedding, "prior": self.prior, "seed": self.seed}

@@ -11,7 +11,9 @@ variable, `memory_size` entries) or given with every batch. Inputs are
 
 A memory given with the batch takes the place of a learned one. The networks: one
 down-scaling path applied to x and to memory entries (tied between the encoder and the
-decoder's memory input), an up-scaling decoder conditioned on a memory read.
+decoder's memory input), an up-scaling decoder with skip connections from a memory read at
+every level, for "mlp" as for "conv", so that the decoder sees a memory entry at every
+resolution and not only through the top layer's features.
 """
 
 import math
@@ -82,8 +84,11 @@ class MemoryConditionedModel(LatentVariableModel):
         self.memory_size = None if memory_size is None else int(memory_size)
         self.activation = activation
         if architecture == "mlp":
-            self.encoder = DenseStack(self.hidden_units, activation, batch_norm=False, name="encoder")
-            self.decoder = DenseStack(self.hidden_units[::-1], activation, batch_norm=False, name="decoder")
+            # Layer by layer, so the decoder can take a skip connection from every level (as in "conv").
+            dense = lambda units, name: DenseStack((units,), activation, batch_norm=False, name=name)  # noqa: E731
+            self.encoder = [dense(u, f"encoder_{i}") for i, u in enumerate(self.hidden_units)]
+            self.projection = dense(self.hidden_units[-1], "projection")
+            self.decoder = [dense(self.hidden_units[max(i - 1, 0)], f"decoder_{i}") for i in range(len(self.hidden_units))]
             self.observation = LikelihoodHead(self.input_shape, likelihood, name="observation")
         else:
             if len(self.input_shape) != 3:
@@ -112,9 +117,15 @@ class MemoryConditionedModel(LatentVariableModel):
                 name="memory",
             )
         if self.architecture == "mlp":
-            self.encoder.build((None, math.prod(self.input_shape)))
-            self.decoder.build((None, self.latent_dim + self.hidden_units[-1]))
-            self.observation.build((None, self.hidden_units[0]))
+            width = math.prod(self.input_shape)
+            for layer in self.encoder:
+                layer.build((None, width))
+                width = layer.hidden_units[-1]
+            self.projection.build((None, self.latent_dim))
+            for i in reversed(range(len(self.hidden_units))):
+                self.decoder[i].build((None, width + self.hidden_units[i]))
+                width = self.decoder[i].hidden_units[-1]
+            self.observation.build((None, width))
         else:
             self.encoder.build((None,) + self.input_shape)
             self.decoder.build((None, self.latent_dim))
@@ -131,7 +142,12 @@ class MemoryConditionedModel(LatentVariableModel):
     def features(self, v):
         """The tied down path on examples `[N, *input_shape]`: a list of feature tensors, finest first."""
         if self.architecture == "mlp":
-            return [self.encoder(tf.reshape(v, [-1, math.prod(self.input_shape)]))]
+            h = tf.reshape(v, [-1, math.prod(self.input_shape)])
+            features = []
+            for layer in self.encoder:
+                h = layer(h)
+                features.append(h)
+            return features
         return self.encoder(v)
 
     @staticmethod
@@ -141,9 +157,17 @@ class MemoryConditionedModel(LatentVariableModel):
         return tf.reshape(top, [-1, math.prod(top.shape[1:])])
 
     def decode_params(self, z, context):
-        """Likelihood parameters of p(x | z, context) for `z` `[N, D]` and a memory read `context` (list of maps)."""
+        """Likelihood parameters of p(x | z, context) for `z` `[N, D]` and a memory read `context`.
+
+        `context` is a list shaped like `features` (one tensor per down-path layer); layer i
+        of the down path is undone, from the top, after concatenating `context[i]`: skip
+        connections from the memory's down-scaling path to the decoder's up-scaling path.
+        """
         if self.architecture == "mlp":
-            return self.observation(self.decoder(tf.concat([z, self.summary(context)], axis=-1)))
+            h = self.projection(z)
+            for i in reversed(range(len(self.hidden_units))):
+                h = self.decoder[i](tf.concat([h, context[i]], axis=-1))
+            return self.observation(h)
         return self.decoder(z, context)
 
     def log_px(self, x, params):
