@@ -129,8 +129,10 @@ class LatentVariableModel(keras.Model):
         chunk = max(1, min(num_samples, (self.rows_per_chunk or _ROWS_PER_CHUNK) // max(batch, 1)))
         base_seed = distributions.seed_pair(self.seed_generator if seed is None else seed)
         if self._log_weights_fn is None:
+            # Not XLA: on CPU, TF's oneDNN matmuls ran this 2-3x faster than XLA's for
+            # 500 samples x 100 examples of vae_mnist_500_500_100 (measured side by side).
             self._log_weights_fn = tf.function(
-                self.log_importance_weights, jit_compile=True, reduce_retracing=True
+                self.log_importance_weights, jit_compile=False, reduce_retracing=True
             )
         log_sum, weight_sum = None, 0.0
         for i, start in enumerate(range(0, num_samples, chunk)):
@@ -170,9 +172,14 @@ class LatentVariableModel(keras.Model):
             )
 
     def validate_inputs(self, x):
-        """Checks a concrete batch (spec, finite values, the likelihood's support); returns a float32 tensor."""
+        """Checks a concrete batch (spec, finite values, the likelihood's support); returns a float32 tensor.
+
+        Traced (e.g. in a serving signature), the value checks become graph assertions.
+        """
         x = tf.convert_to_tensor(x)
         self.check_input_spec(x)
+        if not tf.executing_eagerly():
+            return tf.cast(self._validated_batch(x), tf.float32)
         values = x.numpy()
         if not np.all(np.isfinite(values)):
             raise ValueError(
@@ -233,6 +240,56 @@ class LatentVariableModel(keras.Model):
 
     def evaluate(self, x=None, *args, **kwargs):
         return self._run_checked(super().evaluate, x, *args, **kwargs)
+
+    # Serving ----------------------------------------------------------------------
+
+    def serving_endpoints(self):
+        """Named serving functions for a SavedModel (see `zoo.export`): `{name: (fn, input_signature)}`.
+
+        Each fn takes tensors and returns a dict of tensors. These defaults serve the VAE
+        family (models with `latent_dim`, `reconstruct`, `encode`, `decode`, `sample`);
+        models with other inputs (a memory) override this.
+
+        - `serving_default(x)`: `reconstruction` `[B, *input_shape]`, E[x | z = mean of q(z|x)].
+        - `encode(x)`: `mean`, `log_variance` `[B, latent_dim]` of q(z|x).
+        - `decode(z)`: the parameters of p(x|z), e.g. `logits` and `mean` `[N, *input_shape]`.
+        - `sample(num_samples, seed)`: `samples` `[N, *input_shape]`, decoder means at z ~ p(z).
+        - `log_likelihood(x, num_samples, seed)`: `log_likelihood` `[B]`, the estimator of
+          `log_likelihood(x, num_samples, seed)` with the same chunks and seeds (without XLA,
+          whose random-number generator draws other samples from the same seeds).
+        """
+        missing = [name for name in ("latent_dim", "reconstruct", "encode", "decode", "sample") if not hasattr(self, name)]
+        if missing:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no {', '.join(missing)}, which the default serving endpoints use; "
+                "override serving_endpoints()"
+            )
+        images = tf.TensorSpec((None,) + self.input_shape, tf.float32, name="x")
+        count = tf.TensorSpec((), tf.int32, name="num_samples")
+        seed = tf.TensorSpec((2,), tf.int32, name="seed")
+
+        def log_likelihood(x, num_samples, seed):
+            x = self.validate_inputs(x)
+            rows = self.rows_per_chunk or _ROWS_PER_CHUNK
+            chunk = tf.maximum(1, tf.minimum(num_samples, rows // tf.maximum(tf.shape(x)[0], 1)))
+
+            def add_chunk(i, log_sum):
+                size = tf.minimum(chunk, num_samples - i * chunk)
+                log_weights = self.log_importance_weights(x, size, tf.random.experimental.stateless_fold_in(seed, i))
+                return i + 1, tf.experimental.numpy.logaddexp(log_sum, tf.reduce_logsumexp(log_weights, axis=0))
+
+            _, log_sum = tf.while_loop(
+                lambda i, _: i * chunk < num_samples, add_chunk, (0, tf.fill(tf.shape(x)[:1], -math.inf))
+            )
+            return {"log_likelihood": log_sum - tf.math.log(tf.cast(num_samples, tf.float32))}
+
+        return {
+            "serving_default": (lambda x: {"reconstruction": self.reconstruct(x)}, [images]),
+            "encode": (self.encode, [images]),
+            "decode": (self.decode, [tf.TensorSpec((None, self.latent_dim), tf.float32, name="z")]),
+            "sample": (lambda num_samples, seed: {"samples": self.sample(num_samples, seed)}, [count, seed]),
+            "log_likelihood": (log_likelihood, [images, count, seed]),
+        }
 
     def get_config(self):
         return {
