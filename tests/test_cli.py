@@ -123,6 +123,27 @@ def test_evaluate_cli_prints_and_writes_json(runs):
         assert json.load(f) == result
 
 
+def test_export_cli_writes_a_servable_versioned_savedmodel(runs, tmp_path):
+    export_dir = str(tmp_path / "served")
+    code, out, err = _finish(_start("zoo.export", f"--model_dir={runs['reference']}", f"--export_dir={export_dir}"))
+    assert code == 0, err
+    assert os.listdir(export_dir) == ["1"]
+    for name in ("serving_default", "encode", "decode", "sample", "log_likelihood"):
+        assert f"  {name}(" in out
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    shown = subprocess.run([cli, "show", "--dir", os.path.join(export_dir, "1"), "--all"],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    for expected in (
+        "signature_def['serving_default']", "signature_def['encode']", "signature_def['decode']",
+        "signature_def['sample']", "signature_def['log_likelihood']",
+        "inputs['x'] tensor_info:", "shape: (-1, 28, 28, 1)", "inputs['num_samples'] tensor_info:",
+        "inputs['seed'] tensor_info:", "outputs['reconstruction'] tensor_info:", "outputs['log_likelihood'] tensor_info:",
+        "inputs['z'] tensor_info:", "shape: (-1, 4)",
+    ):
+        assert expected in shown.stdout, expected
+
+
 def test_nan_guard_keeps_last_good_checkpoint(runs, tmp_path):
     import shutil
 

@@ -142,6 +142,8 @@ class VAE(LatentVariableModel):
                 f"decode expects float latents of shape [N, {self.latent_dim}], "
                 f"got shape {z.shape.as_list()} and dtype {z.dtype.name}"
             )
+        if not tf.executing_eagerly():  # traced (serving): checked when it runs
+            return tf.debugging.assert_all_finite(tf.cast(z, tf.float32), "decode expects finite latents")
         if not bool(tf.reduce_all(tf.math.is_finite(z))):
             raise ValueError("decode expects finite latents, got NaN or Inf")
         return tf.cast(z, tf.float32)
@@ -151,7 +153,10 @@ class VAE(LatentVariableModel):
 
         `decode_options` go to `decode` (e.g. a subclass's `memory_enabled`).
         """
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        # A scalar int tensor is allowed too (a serving signature's input).
+        if not tf.is_tensor(num_samples) and (
+            isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
+        ):
             raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
         seed = distributions.seed_pair(self.seed_generator if seed is None else seed)
         return self.decode(self.prior.sample(num_samples, seed=seed), **decode_options)["mean"]
