@@ -254,9 +254,8 @@ class LatentVariableModel(keras.Model):
         - `encode(x)`: `mean`, `log_variance` `[B, latent_dim]` of q(z|x).
         - `decode(z)`: the parameters of p(x|z), e.g. `logits` and `mean` `[N, *input_shape]`.
         - `sample(num_samples, seed)`: `samples` `[N, *input_shape]`, decoder means at z ~ p(z).
-        - `log_likelihood(x, num_samples, seed)`: `log_likelihood` `[B]`, the estimator of
-          `log_likelihood(x, num_samples, seed)` with the same chunks and seeds (without XLA,
-          whose random-number generator draws other samples from the same seeds).
+        - `log_likelihood(x, num_samples, seed)`: `log_likelihood` `[B]`, the estimate of
+          `log_likelihood(x, num_samples, seed)` (same chunks, same seeds: same numbers).
         """
         missing = [name for name in ("latent_dim", "reconstruct", "encode", "decode", "sample") if not hasattr(self, name)]
         if missing:
