@@ -186,5 +186,6 @@ def test_savedmodel_endpoints_take_the_memory_and_match_the_keras_model():
     testing.assert_allclose(
         served.log_likelihood(x, memory, 6, seed)["log_likelihood"], objectives.log_mean_exp(eager_log_weights), atol=1e-4
     )
+    testing.assert_allclose(served.serving_default(x, memory)["reconstruction"], model.reconstruct(x, memory))
     bigger = binary((40, 8, 8, 1), 2)  # any memory size at serving time
     assert served.classify(x, bigger, np.arange(40, dtype=np.int32) % 5, 5)["probabilities"].shape == (3, 5)

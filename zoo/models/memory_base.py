@@ -21,13 +21,13 @@ import math
 import keras
 import tensorflow as tf
 
-from zoo import distributions
+from zoo import distributions, objectives
 from zoo.layers.conv_stack import ConvStack
 from zoo.layers.dense_stack import DenseStack
 from zoo.layers.likelihood_head import LikelihoodHead
 from zoo.layers.matching_embedding import ARCHITECTURES
 from zoo.layers.skip_decoder import SkipDecoder
-from zoo.models.base import _INVALID_INPUT, LatentVariableModel
+from zoo.models.base import _INVALID_INPUT, LatentVariableModel, _check_positive_int
 
 # Importance-sample rows per chunk of `log_likelihood` for conv models, whose rows carry feature maps.
 CONV_ROWS_PER_CHUNK = 1024
@@ -254,6 +254,46 @@ class MemoryConditionedModel(LatentVariableModel):
             self.validate_inputs(data)
             return data
         return super()._validated_data(data)
+
+    # Public methods shared by the memory models -------------------------------------
+
+    def reconstruct(self, x, memory=None):
+        """Deterministic reconstruction of x given the memory (learned, or `memory`), `[B, *input_shape]`."""
+        x, memory = self.validate_inputs(x if memory is None else (x, memory))
+        return self.reconstruct_given_memory(x, memory)
+
+    def sample(self, num_samples, memory=None, seed=None):
+        """Decoder means of `num_samples` draws from the model given the memory, `[num_samples, *input_shape]`."""
+        _check_positive_int("num_samples", num_samples)
+        memory = self.given_or_learned_memory(memory)
+        return self.sample_given_memory(memory, num_samples, self.seed_generator if seed is None else seed)["mean"]
+
+    def serving_endpoints(self):
+        """Named serving functions for a SavedModel (see `zoo.export`); the memory is an input of each.
+
+        A learned memory is served too: pass `model.memory` (or any other memory).
+
+        - `serving_default(x, memory)`: `reconstruction` `[B, *input_shape]` (see `reconstruct`).
+        - `sample(memory, num_samples, seed)`: `mean` `[N, *input_shape]` (see `sample`).
+        - `log_likelihood(x, memory, num_samples, seed)`: `log_likelihood` `[B]`, the
+          `num_samples`-sample importance estimate of log p(x | memory) in one pass.
+        """
+        images = lambda name: tf.TensorSpec((None,) + self.input_shape, tf.float32, name=name)  # noqa: E731
+        count = tf.TensorSpec((), tf.int32, name="num_samples")
+        seed = tf.TensorSpec((2,), tf.int32, name="seed")
+
+        def log_likelihood(x, memory, num_samples, seed):
+            log_weights = self.log_importance_weights((x, memory), num_samples, seed)
+            return {"log_likelihood": objectives.log_mean_exp(log_weights, axis=0)}
+
+        return {
+            "serving_default": (
+                lambda x, memory: {"reconstruction": self.reconstruct_given_memory(x, memory)},
+                [images("x"), images("memory")],
+            ),
+            "sample": (self.sample_given_memory, [images("memory"), count, seed]),
+            "log_likelihood": (log_likelihood, [images("x"), images("memory"), count, seed]),
+        }
 
     def get_config(self):
         return {

@@ -4,7 +4,6 @@ import tensorflow as tf
 from zoo import distributions, objectives
 from zoo.layers.gaussian_latent import GaussianLatent
 from zoo.layers.matching_embedding import MatchingEmbedding
-from zoo.models.base import _check_positive_int
 from zoo.models.memory_base import MemoryConditionedModel
 
 
@@ -115,15 +114,12 @@ class SoftAttentionVAE(MemoryConditionedModel):
         x, memory = x
         return self._sample_terms(x, memory, num_samples, seed)["log_weights"]
 
-    def reconstruct(self, x, memory=None):
+    def reconstruct_given_memory(self, x, memory):
         """Decoder mean at the posterior mean of z, `[B, *input_shape]`: deterministic."""
-        x, memory = self.validate_inputs(x if memory is None else (x, memory))
         z = self.posterior(self.summary(self.features(x)), seed=0)["mean"]
         return self.decode_params(z, self.read(z, memory))["mean"]
 
-    def sample(self, num_samples, memory=None, seed=None):
-        """Draws z ~ p(z) and returns the decoder mean given the read m(z), `[num_samples, *input_shape]`."""
-        _check_positive_int("num_samples", num_samples)
-        memory = self.given_or_learned_memory(memory)
-        z = self.prior.sample(num_samples, seed=distributions.seed_pair(self.seed_generator if seed is None else seed))
-        return self.decode_params(z, self.read(z, memory))["mean"]
+    def sample_given_memory(self, memory, num_samples, seed):
+        """z ~ p(z), decoder mean given the read m(z): `{"mean": [N, *input_shape]}`."""
+        z = self.prior.sample(num_samples, seed=distributions.seed_pair(seed))
+        return {"mean": self.decode_params(z, self.read(z, memory))["mean"]}

@@ -4,7 +4,6 @@ import tensorflow as tf
 from zoo import distributions, objectives
 from zoo.layers.gaussian_latent import GaussianLatent
 from zoo.layers.stochastic_address import PRIORS, StochasticAddress
-from zoo.models.base import _check_positive_int
 from zoo.models.memory_base import MemoryConditionedModel
 
 
@@ -237,15 +236,8 @@ class VMA(MemoryConditionedModel):
         )["z"][0]
         return {"mean": self.decode_params(z, entry_maps)["mean"], "address": addresses}
 
-    def sample(self, num_samples, memory=None, seed=None):
-        """Draws a ~ p(a), z ~ p(z|m_a) and returns the decoder mean, `[num_samples, *input_shape]`."""
-        _check_positive_int("num_samples", num_samples)
-        memory = self.given_or_learned_memory(memory)
-        return self.sample_given_memory(memory, num_samples, self.seed_generator if seed is None else seed)["mean"]
-
-    def reconstruct(self, x, memory=None):
-        """Deterministic reconstruction: the most probable address, the posterior mean of z, the decoder mean."""
-        x, memory = self.validate_inputs(x if memory is None else (x, memory))
+    def reconstruct_given_memory(self, x, memory):
+        """The most probable address, the posterior mean of z, the decoder mean: deterministic, `[B, ...]`."""
         keys = self.address.memory_keys(memory)
         addresses = tf.argmax(self.address.posterior_logits(x, keys), axis=-1)
         entry_maps = self.features(tf.gather(memory, addresses))
@@ -257,19 +249,14 @@ class VMA(MemoryConditionedModel):
     # Serving ----------------------------------------------------------------------
 
     def serving_endpoints(self):
-        """Named serving functions for a SavedModel; the memory is an input of every one.
-
-        Returns `{name: (fn, input_signature)}`; each fn returns a dict of tensors:
+        """The memory models' endpoints (see `MemoryConditionedModel.serving_endpoints`) and two for addressing:
 
         - `score_addresses(x, memory)`: `log_posterior` `[B, M]` (log q(a|x)), `log_prior` `[M]` (log p(a)).
         - `classify(x, memory, memory_labels, num_classes)`: `probabilities` `[B, num_classes]`.
-        - `sample(memory, num_samples, seed)`: `mean` `[N, *input_shape]`, `address` `[N]`.
-        - `log_likelihood(x, memory, num_samples, seed)`: `log_likelihood` `[B]`, the
-          `num_samples`-sample estimate of log p(x | memory) in one pass (memory grows with it).
+
+        `sample` also returns the sampled `address` `[N]`.
         """
         images = lambda name: tf.TensorSpec((None,) + self.input_shape, tf.float32, name=name)  # noqa: E731
-        count = lambda name: tf.TensorSpec((), tf.int32, name=name)  # noqa: E731
-        seed = tf.TensorSpec((2,), tf.int32, name="seed")
 
         def score_addresses(x, memory):
             keys = self.address.memory_keys(memory)
@@ -278,21 +265,11 @@ class VMA(MemoryConditionedModel):
         def classify(x, memory, memory_labels, num_classes):
             return {"probabilities": self.class_probabilities(x, memory, memory_labels, num_classes)}
 
-        def sample(memory, num_samples, seed):
-            return self.sample_given_memory(memory, num_samples, seed)
-
-        def log_likelihood(x, memory, num_samples, seed):
-            log_weights = self._sample_terms(x, memory, num_samples, seed)["log_weights"]
-            return {"log_likelihood": objectives.log_mean_exp(log_weights, axis=0)}
-
+        labels = tf.TensorSpec((None,), tf.int32, name="memory_labels")
         return {
+            **super().serving_endpoints(),
             "score_addresses": (score_addresses, [images("x"), images("memory")]),
-            "classify": (
-                classify,
-                [images("x"), images("memory"), tf.TensorSpec((None,), tf.int32, name="memory_labels"), count("num_classes")],
-            ),
-            "sample": (sample, [images("memory"), count("num_samples"), seed]),
-            "log_likelihood": (log_likelihood, [images("x"), images("memory"), count("num_samples"), seed]),
+            "classify": (classify, [images("x"), images("memory"), labels, tf.TensorSpec((), tf.int32, name="num_classes")]),
         }
 
     def get_config(self):
