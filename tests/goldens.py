@@ -95,25 +95,17 @@ LAYER_GOLDENS = {
 }
 
 MODEL_GOLDENS = {
-    "VMA": dict(
-        cls=zoo.VMA,
-        init_kwargs=dict(
-            input_shape=(8, 8, 1), hidden_units=(16,), latent_dim=2, matching_dim=4, memory_size=5,
-            num_importance_samples=3, seed=1,
-        ),
-        input_data=binary_images,
-        deterministic_outputs=eager_memory_model_outputs,
-    ),
+    # One architecture each keeps the suite short: the XLA-sensitive ops (address sampling,
+    # gathers, attention) are the same in both; tests/test_vma.py runs the other variants.
     "SoftAttentionVAE": dict(
         cls=zoo.SoftAttentionVAE,
         init_kwargs=dict(
-            input_shape=(8, 8, 1), architecture="conv", filters=(4, 8), strides=(1, 2), latent_dim=2,
-            matching_dim=4, memory_size=5, seed=1,
+            input_shape=(8, 8, 1), hidden_units=(16,), latent_dim=2, matching_dim=4, memory_size=5, seed=1,
         ),
         input_data=binary_images,
         deterministic_outputs=eager_memory_model_outputs,
     ),
-    "VMAConv": dict(
+    "VMA": dict(
         cls=zoo.VMA,
         init_kwargs=dict(
             input_shape=(8, 8, 1), architecture="conv", filters=(4, 8), strides=(1, 2), latent_dim=2,
