@@ -97,6 +97,11 @@ LAYER_GOLDENS = {
 MODEL_GOLDENS = {
     # One architecture each keeps the suite short: the XLA-sensitive ops (address sampling,
     # gathers, attention) are the same in both; tests/test_vma.py runs the other variants.
+    "ConvVAE": dict(
+        cls=zoo.ConvVAE,
+        init_kwargs=dict(input_shape=(8, 8, 1), filters=(4, 8), strides=(1, 2), latent_dim=2, seed=1),
+        input_data=binary_images,
+    ),
     "SoftAttentionVAE": dict(
         cls=zoo.SoftAttentionVAE,
         init_kwargs=dict(

@@ -214,6 +214,20 @@ PRESETS = {
         "description": "Soft-attention baseline for vma_mnist_recall (MLP 256-128, |z| = 32, memory per batch).",
         "reference": "Bornschein, Mnih, Zoran & Rezende 2017, sec. 4 (soft-attention baseline)",
     },
+    "vae_omniglot_conv": {
+        "class": "ConvVAE",
+        "config": {
+            "input_shape": (28, 28, 1),
+            "filters": (32, 32, 64, 64, 64, 64),
+            "strides": (1, 2, 1, 2, 1, 2),
+            "latent_dim": 64,
+            "num_importance_samples": 4,
+            "likelihood": "bernoulli",
+        },
+        "description": "Unconditioned baseline for vma_omniglot_conv: the same conv down path and up-scaling "
+        "decoder (without memory skips), |z| = 64, K = 4 IWAE bound.",
+        "reference": "Bornschein, Mnih, Zoran & Rezende 2017, sec. 4.2 (VAE baseline)",
+    },
     "vae_mnist_256_128_32": {
         "class": "VAE",
         "config": {

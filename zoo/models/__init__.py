@@ -1,9 +1,10 @@
 """Public models of the zoo, one file per model."""
 
 from zoo.models.base import LatentVariableModel
+from zoo.models.conv_vae import ConvVAE
 from zoo.models.mem_vae import MemVAE
 from zoo.models.soft_attention_vae import SoftAttentionVAE
 from zoo.models.vae import VAE
 from zoo.models.vma import VMA
 
-__all__ = ["LatentVariableModel", "MemVAE", "SoftAttentionVAE", "VAE", "VMA"]
+__all__ = ["ConvVAE", "LatentVariableModel", "MemVAE", "SoftAttentionVAE", "VAE", "VMA"]
