@@ -31,7 +31,7 @@ def features(shape=(4, 5), seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
 
-def eager_memory_model_outputs(model, x):
+def eager_deterministic_outputs(model, x):
     """Deterministic outputs without an XLA compile per model (tests/test_vma.py covers log_likelihood)."""
     return {"reconstruct": model.reconstruct(x), "sample": model.sample(3, seed=5)}
 
@@ -101,6 +101,7 @@ MODEL_GOLDENS = {
         cls=zoo.ConvVAE,
         init_kwargs=dict(input_shape=(8, 8, 1), filters=(4, 8), strides=(1, 2), latent_dim=2, seed=1),
         input_data=binary_images,
+        deterministic_outputs=eager_deterministic_outputs,
     ),
     "SoftAttentionVAE": dict(
         cls=zoo.SoftAttentionVAE,
@@ -108,7 +109,7 @@ MODEL_GOLDENS = {
             input_shape=(8, 8, 1), hidden_units=(16,), latent_dim=2, matching_dim=4, memory_size=5, seed=1,
         ),
         input_data=binary_images,
-        deterministic_outputs=eager_memory_model_outputs,
+        deterministic_outputs=eager_deterministic_outputs,
     ),
     "VMA": dict(
         cls=zoo.VMA,
@@ -117,7 +118,7 @@ MODEL_GOLDENS = {
             matching_dim=4, memory_size=5, num_importance_samples=2, seed=1,
         ),
         input_data=binary_images,
-        deterministic_outputs=eager_memory_model_outputs,
+        deterministic_outputs=eager_deterministic_outputs,
     ),
     "VAE": dict(
         cls=zoo.VAE,
