@@ -173,6 +173,7 @@ def test_savedmodel_endpoints_take_the_memory_and_match_the_keras_model():
     model = tiny_vma(architecture="conv", filters=(4, 8), strides=(1, 2))
     x, memory = binary((3, 8, 8, 1)), binary((7, 8, 8, 1), 1)
     labels = np.array([0, 1, 2, 0, 1, 2, 3], np.int32)
+    model.rows_per_chunk = 6  # 3 queries -> log_likelihood in chunks of 2 samples
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, (fn, signature) in model.serving_endpoints().items():
@@ -184,11 +185,18 @@ def test_savedmodel_endpoints_take_the_memory_and_match_the_keras_model():
     testing.assert_allclose(served.score_addresses(x, memory)["log_posterior"], model.address_posterior(x, memory))
     testing.assert_allclose(served.classify(x, memory, labels, 5)["probabilities"], model.classify(x, memory, labels, 5))
     testing.assert_allclose(served.sample(memory, 4, seed), model.sample_given_memory(tf.constant(memory), 4, seed))
-    eager_log_weights = model.log_importance_weights((tf.constant(x), tf.constant(memory)), 6, seed)
     testing.assert_allclose(
-        served.log_likelihood(x, memory, 6, seed)["log_likelihood"], objectives.log_mean_exp(eager_log_weights), atol=1e-4
+        served.log_likelihood(x, memory, 6, seed)["log_likelihood"],
+        model.served_log_likelihood((tf.constant(x), tf.constant(memory)), tf.constant(6), seed)["log_likelihood"],
+        atol=1e-4,
     )
     testing.assert_allclose(served.serving_default(x, memory)["reconstruction"], model.reconstruct(x, memory))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="memory contains NaN"):
+        served.classify(x, np.full_like(memory, np.nan), labels, 5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="memory_labels must be < num_classes"):
+        served.classify(x, memory, labels, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="binary inputs"):
+        served.score_addresses(x * 0.5, memory)
     bigger = binary((40, 8, 8, 1), 2)  # any memory size at serving time
     assert served.classify(x, bigger, np.arange(40, dtype=np.int32) % 5, 5)["probabilities"].shape == (3, 5)
 

@@ -267,28 +267,33 @@ class LatentVariableModel(keras.Model):
         count = tf.TensorSpec((), tf.int32, name="num_samples")
         seed = tf.TensorSpec((2,), tf.int32, name="seed")
 
-        def log_likelihood(x, num_samples, seed):
-            x = self.validate_inputs(x)
-            rows = self.rows_per_chunk or _ROWS_PER_CHUNK
-            chunk = tf.maximum(1, tf.minimum(num_samples, rows // tf.maximum(tf.shape(x)[0], 1)))
-
-            def add_chunk(i, log_sum):
-                size = tf.minimum(chunk, num_samples - i * chunk)
-                log_weights = self.log_importance_weights(x, size, tf.random.experimental.stateless_fold_in(seed, i))
-                return i + 1, tf.experimental.numpy.logaddexp(log_sum, tf.reduce_logsumexp(log_weights, axis=0))
-
-            _, log_sum = tf.while_loop(
-                lambda i, _: i * chunk < num_samples, add_chunk, (0, tf.fill(tf.shape(x)[:1], -math.inf))
-            )
-            return {"log_likelihood": log_sum - tf.math.log(tf.cast(num_samples, tf.float32))}
-
         return {
             "serving_default": (lambda x: {"reconstruction": self.reconstruct(x)}, [images]),
             "encode": (self.encode, [images]),
             "decode": (self.decode, [tf.TensorSpec((None, self.latent_dim), tf.float32, name="z")]),
             "sample": (lambda num_samples, seed: {"samples": self.sample(num_samples, seed)}, [count, seed]),
-            "log_likelihood": (log_likelihood, [images, count, seed]),
+            "log_likelihood": (self.served_log_likelihood, [images, count, seed]),
         }
+
+    def served_log_likelihood(self, x, num_samples, seed):
+        """`log_likelihood` for traced inputs (tensor `num_samples`), chunked in a `tf.while_loop`.
+
+        The same estimator, chunks and seeds as `log_likelihood` (without XLA, whose
+        random-number generator draws other samples from the same seeds). `x` may be
+        structured, led by the batch tensor (e.g. `(x, memory)`).
+        """
+        x = self.validate_inputs(x)
+        batch = tf.shape(tf.nest.flatten(x)[0])[:1]
+        rows = self.rows_per_chunk or _ROWS_PER_CHUNK
+        chunk = tf.maximum(1, tf.minimum(num_samples, rows // tf.maximum(batch[0], 1)))
+
+        def add_chunk(i, log_sum):
+            size = tf.minimum(chunk, num_samples - i * chunk)
+            log_weights = self.log_importance_weights(x, size, tf.random.experimental.stateless_fold_in(seed, i))
+            return i + 1, tf.experimental.numpy.logaddexp(log_sum, tf.reduce_logsumexp(log_weights, axis=0))
+
+        _, log_sum = tf.while_loop(lambda i, _: i * chunk < num_samples, add_chunk, (0, tf.fill(batch, -math.inf)))
+        return {"log_likelihood": log_sum - tf.math.log(tf.cast(num_samples, tf.float32))}
 
     def get_config(self):
         return {

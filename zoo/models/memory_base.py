@@ -21,7 +21,7 @@ import math
 import keras
 import tensorflow as tf
 
-from zoo import distributions, objectives
+from zoo import distributions
 from zoo.layers.conv_stack import ConvStack
 from zoo.layers.dense_stack import DenseStack
 from zoo.layers.likelihood_head import LikelihoodHead
@@ -29,6 +29,7 @@ from zoo.layers.matching_embedding import ARCHITECTURES
 from zoo.layers.skip_decoder import SkipDecoder
 from zoo.models.base import _INVALID_INPUT, LatentVariableModel, _check_positive_int
 
+_MEMORY_NOT_FINITE = "memory contains NaN or Inf values; expected finite values"
 # Importance-sample rows per chunk of `log_likelihood` for conv models, whose rows carry feature maps.
 CONV_ROWS_PER_CHUNK = 1024
 
@@ -219,9 +220,17 @@ class MemoryConditionedModel(LatentVariableModel):
             super().check_input_spec(memory)
         except ValueError as error:
             raise ValueError(f"memory: {error}".replace("[batch,", "[memory entries,")) from None
-        if not bool(tf.reduce_all(tf.math.is_finite(tf.cast(memory, tf.float32)))):
-            raise ValueError("memory contains NaN or Inf values; expected finite values")
-        return x, tf.cast(memory, tf.float32)
+        memory = tf.cast(memory, tf.float32)
+        if not tf.executing_eagerly():  # traced (a serving signature): a graph assertion
+            return x, self._finite_memory(memory)
+        if not bool(tf.reduce_all(tf.math.is_finite(memory))):
+            raise ValueError(_MEMORY_NOT_FINITE)
+        return x, memory
+
+    @staticmethod
+    def _finite_memory(memory):
+        with tf.control_dependencies([tf.debugging.assert_all_finite(memory, _INVALID_INPUT + _MEMORY_NOT_FINITE)]):
+            return tf.identity(memory)
 
     def given_or_learned_memory(self, memory):
         """A validated float32 memory `[M, *input_shape]`: `memory` if given, else the learned one."""
@@ -243,10 +252,7 @@ class MemoryConditionedModel(LatentVariableModel):
             def check(element):
                 checked = {**element, "x": self._validated_batch(element["x"])}
                 if "memory" in element:
-                    with tf.control_dependencies([tf.debugging.assert_all_finite(
-                        element["memory"], _INVALID_INPUT + "memory contains NaN or Inf values; expected finite values"
-                    )]):
-                        checked["memory"] = tf.identity(element["memory"])
+                    checked["memory"] = self._finite_memory(element["memory"])
                 return checked
 
             return data.map(check)
@@ -271,28 +277,31 @@ class MemoryConditionedModel(LatentVariableModel):
     def serving_endpoints(self):
         """Named serving functions for a SavedModel (see `zoo.export`); the memory is an input of each.
 
-        A learned memory is served too: pass `model.memory` (or any other memory).
+        A learned memory is served too: pass `model.memory` (or any other memory). Inputs
+        are checked as in `validate_inputs` (graph assertions that fail the request).
 
         - `serving_default(x, memory)`: `reconstruction` `[B, *input_shape]` (see `reconstruct`).
         - `sample(memory, num_samples, seed)`: `mean` `[N, *input_shape]` (see `sample`).
-        - `log_likelihood(x, memory, num_samples, seed)`: `log_likelihood` `[B]`, the
-          `num_samples`-sample importance estimate of log p(x | memory) in one pass.
+        - `log_likelihood(x, memory, num_samples, seed)`: `log_likelihood` `[B]`, log p(x | memory)
+          estimated as `log_likelihood((x, memory), num_samples, seed)` does, in chunks.
         """
         images = lambda name: tf.TensorSpec((None,) + self.input_shape, tf.float32, name=name)  # noqa: E731
         count = tf.TensorSpec((), tf.int32, name="num_samples")
         seed = tf.TensorSpec((2,), tf.int32, name="seed")
 
-        def log_likelihood(x, memory, num_samples, seed):
-            log_weights = self.log_importance_weights((x, memory), num_samples, seed)
-            return {"log_likelihood": objectives.log_mean_exp(log_weights, axis=0)}
+        def sample(memory, num_samples, seed):
+            return self.sample_given_memory(self.given_or_learned_memory(memory), num_samples, seed)
 
         return {
             "serving_default": (
-                lambda x, memory: {"reconstruction": self.reconstruct_given_memory(x, memory)},
+                lambda x, memory: {"reconstruction": self.reconstruct_given_memory(*self.validate_inputs((x, memory)))},
                 [images("x"), images("memory")],
             ),
-            "sample": (self.sample_given_memory, [images("memory"), count, seed]),
-            "log_likelihood": (log_likelihood, [images("x"), images("memory"), count, seed]),
+            "sample": (sample, [images("memory"), count, seed]),
+            "log_likelihood": (
+                lambda x, memory, num_samples, seed: self.served_log_likelihood((x, memory), num_samples, seed),
+                [images("x"), images("memory"), count, seed],
+            ),
         }
 
     def get_config(self):

@@ -4,6 +4,7 @@ import tensorflow as tf
 from zoo import distributions, objectives
 from zoo.layers.gaussian_latent import GaussianLatent
 from zoo.layers.stochastic_address import PRIORS, StochasticAddress
+from zoo.models.base import _INVALID_INPUT
 from zoo.models.memory_base import MemoryConditionedModel
 
 
@@ -259,11 +260,24 @@ class VMA(MemoryConditionedModel):
         images = lambda name: tf.TensorSpec((None,) + self.input_shape, tf.float32, name=name)  # noqa: E731
 
         def score_addresses(x, memory):
+            x, memory = self.validate_inputs((x, memory))
             keys = self.address.memory_keys(memory)
             return {"log_posterior": self.address.posterior_logits(x, keys), "log_prior": self.address.prior_logits(keys)}
 
         def classify(x, memory, memory_labels, num_classes):
-            return {"probabilities": self.class_probabilities(x, memory, memory_labels, num_classes)}
+            x, memory = self.validate_inputs((x, memory))
+            checks = [
+                tf.debugging.assert_equal(
+                    tf.shape(memory_labels)[0], tf.shape(memory)[0],
+                    message=_INVALID_INPUT + "memory_labels must hold one label per memory entry",
+                ),
+                tf.debugging.assert_non_negative(memory_labels, message=_INVALID_INPUT + "memory_labels must be >= 0"),
+                tf.debugging.assert_less(
+                    memory_labels, num_classes, message=_INVALID_INPUT + "memory_labels must be < num_classes"
+                ),
+            ]
+            with tf.control_dependencies(checks):
+                return {"probabilities": self.class_probabilities(x, memory, memory_labels, num_classes)}
 
         labels = tf.TensorSpec((None,), tf.int32, name="memory_labels")
         return {
