@@ -221,3 +221,27 @@ def test_train_to_recall_reaches_the_lookup_table_bound():
     estimate = model.log_likelihood(test, num_samples=100, seed=0).numpy().mean()
     assert abs(estimate + np.log(size)) < 1.0, estimate
     assert history["address_kl"][-1] > np.log(size) - 1.0, history
+
+
+def test_one_entry_memory_makes_the_address_certain():
+    model = tiny_vma()
+    x, entry = tf.constant(binary((4, 8, 8, 1))), tf.constant(binary((1, 8, 8, 1), 1))
+    outputs = model({"x": x, "memory": entry})
+    np.testing.assert_allclose(outputs["address_log_prob"], 0.0, atol=1e-6)
+    np.testing.assert_allclose(outputs["address_kl"], 0.0, atol=1e-6)
+    # Then log w = log p(x, z | m) - log q(z | x, m): the weights of a conditional VAE.
+    np.testing.assert_array_less(outputs["log_weights"], 0.0)
+
+
+def test_soft_attention_reads_the_weighted_average_of_entry_features():
+    model = zoo.SoftAttentionVAE(input_shape=(8, 8, 1), hidden_units=(16, 8), latent_dim=2, matching_dim=4, seed=0)
+    z, memory = tf.random.stateless_normal((3, 2), seed=[0, 1]), tf.constant(binary((5, 8, 8, 1)))
+    keys = tf.math.l2_normalize(model.key_embedding(memory), axis=-1)
+    weights = tf.nn.softmax(model.attention_query(z) @ tf.transpose(keys))  # [3, 5]
+    reads = model.read(z, memory)
+    assert [r.shape for r in reads] == [(3, 16), (3, 8)]
+    for read, entry_features in zip(reads, model.features(memory)):
+        testing.assert_allclose(read, weights @ entry_features, atol=1e-5)
+    # Identical entries: any attention reads that entry.
+    same = tf.repeat(memory[:1], 5, axis=0)
+    testing.assert_allclose(model.read(z, same)[-1], tf.repeat(model.features(memory[:1])[-1], 3, axis=0), atol=1e-5)
