@@ -44,6 +44,7 @@ def main():
     parser.add_argument("--presets", default="vae_mnist_530_530_100,memvae_mnist_500_500_100")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--num_samples", type=int, default=5000)
+    parser.add_argument("--max_examples", type=int, default=None, help="evaluate on the first N test examples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/memvae_experiment")
     args = parser.parse_args()
@@ -53,7 +54,9 @@ def main():
         models[preset] = train(preset, args.epochs, args.out, args.seed)
     for preset, (model, training) in models.items():
         test_data = zoo.data.load("binarized_mnist", split="test", batch_size=100, shuffle=False)
-        result = zoo.evaluation.dataset_log_likelihood(model, test_data, num_samples=args.num_samples, seed=args.seed)
+        result = zoo.evaluation.dataset_log_likelihood(
+            model, test_data, num_samples=args.num_samples, max_examples=args.max_examples, seed=args.seed
+        )
         result.update(
             preset=preset,
             parameters=sum(int(w.numpy().size) for w in model.trainable_weights),
