@@ -111,10 +111,10 @@ class MemVAE(VAE):
     def _memory_block(self, decoder_index):
         return self.memory_blocks.get(str(len(self.hidden_units) - 1 - decoder_index))
 
-    def _generative_states(self, h, start, training=False, memory_enabled=None, keep_preferences=False):
+    def _generative_states(self, h, start, training=False, memory_enabled=None):
         """Runs decoder layers `start`.. (z -> x order) on rows `[N, D]`.
 
-        Returns the hidden states (z -> x order) and the slot preferences of each block.
+        Returns the hidden states and the slot preferences of each enabled block, both z -> x.
         """
         decoder = self.decoder
         states, preferences = [], []
