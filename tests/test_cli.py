@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not has_binarized_mnist(), reason="needs binariz
 TINY = [
     "--preset=vae_mnist_500_500_100", "--dataset=binarized_mnist", "--override=hidden_units=(32,)",
     "--override=latent_dim=4", "--train_split=train[:2000]", "--validation_split=validation[:200]",
-    "--batch_size=5", "--verbose=0",
+    "--batch_size=5", "--verbose=0", "--steps_per_execution=1",
 ]
 STEPS_PER_EPOCH = 400
 

@@ -301,16 +301,24 @@ def _make_callbacks(model, state, config, model_dir):
 
         failure = None
 
+        def on_train_begin(self, logs=None):
+            self.checked_step = int(self.model.optimizer.iterations.numpy())
+
         def on_train_batch_end(self, batch, logs=None):
+            # With steps_per_execution > 1 Keras reports every few steps; the logged loss is the
+            # epoch's running mean, so the first bad step lies after the previous check.
             loss = (logs or {}).get("loss")
+            step = int(self.model.optimizer.iterations.numpy())
             if loss is not None and not math.isfinite(loss):
-                step = int(self.model.optimizer.iterations.numpy())
+                where = f"at step {step}" if step == self.checked_step + 1 else (
+                    f"between steps {self.checked_step + 1} and {step}")
                 self.failure = (
-                    f"non-finite training loss ({loss}) at step {step} (epoch {self.epoch + 1}, batch {batch + 1}); "
+                    f"non-finite training loss ({loss}) {where} (epoch {self.epoch + 1}, batch {batch + 1}); "
                     f"stopped without saving, the last good checkpoint (epoch {int(state.epoch.numpy())}) "
                     f"in {state.directory} is kept"
                 )
                 self.model.stop_training = True
+            self.checked_step = step
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
