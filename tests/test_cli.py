@@ -181,6 +181,8 @@ def test_bad_flag_exits_with_one_line_reason():
         ({"epochs": 0}, "--epochs must be an int >= 1"),
         ({"overrides": {"no_such_arg": 1}}, "rejects the overrides"),
         ({"learning_rate": -1.0}, "--learning_rate must be > 0"),
+        ({"train_split": "no_such_split"}, "dataset 'binarized_mnist': .*no_such_split"),
+        ({"validation_split": "validation[:0]x"}, "dataset 'binarized_mnist'"),
     ],
 )
 def test_bad_train_config_raises_usage_error(kwargs, reason):
@@ -208,6 +210,8 @@ def test_foreign_and_mismatched_model_dir(runs, tmp_path):
         evaluate.evaluate(str(empty))
     with pytest.raises(zoo_train.UsageError, match="unknown dataset"):
         evaluate.evaluate(runs["reference"], dataset="cifar")
+    with pytest.raises(zoo_train.UsageError, match="no_such_split"):
+        evaluate.evaluate(runs["reference"], split="no_such_split")
 
 
 def test_parse_overrides():

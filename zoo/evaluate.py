@@ -17,7 +17,7 @@ import os
 
 from absl import flags
 
-from zoo.train import UsageError, load_trained_model, run_app
+from zoo.train import UsageError, load_split, load_trained_model, run_app
 
 RESULT_FILE = "evaluation.json"
 RESULT_KEYS = ("dataset", "split", "num_samples", "examples", "nll_nats", "nll_stderr", "bound_nats", "seconds")
@@ -47,10 +47,7 @@ def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_exampl
     dataset = dataset or config["dataset"]
     if dataset not in zoo.data.LOADERS:
         raise UsageError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(zoo.data.LOADERS))}")
-    try:
-        data = zoo.data.load(dataset, split=split, batch_size=batch_size, shuffle=False)
-    except ValueError as error:
-        raise UsageError(f"dataset {dataset!r}: {str(error).splitlines()[0]}") from None
+    data = load_split(dataset, split, batch_size, shuffle=False)
     result = zoo.evaluation.dataset_log_likelihood(
         model, data, num_samples=num_samples, max_examples=max_examples, seed=seed
     )

@@ -123,6 +123,9 @@ def resolve_config(
         "keep_checkpoints": keep_checkpoints,
         "overrides": model_overrides,
     }
+    for split in (config["train_split"], config["validation_split"]):
+        if split:
+            _count_examples(config, split)  # a bad split fails here, before anything is written
     config["model"] = _serialize(build_model(config))
     return json.loads(json.dumps(config))  # tuples -> lists: what config.json will hold
 
@@ -206,10 +209,18 @@ def _learning_rate(config, steps_per_epoch):
     return EpochDecay()
 
 
-def _count_examples(config, split):
+def load_split(dataset, split, batch_size, **kwargs):
+    """`zoo.data.load`, with a bad split or dataset option reported as a `UsageError`."""
     import zoo
 
-    ds = zoo.data.load(config["dataset"], split=split, batch_size=1, shuffle=False)
+    try:
+        return zoo.data.load(dataset, split=split, batch_size=batch_size, **kwargs)
+    except ValueError as error:
+        raise UsageError(f"dataset {dataset!r}: {str(error).splitlines()[0]}") from None
+
+
+def _count_examples(config, split):
+    ds = load_split(config["dataset"], split, 1, shuffle=False)
     count = int(ds.cardinality())
     return count if count >= 0 else sum(1 for _ in ds)
 
@@ -224,9 +235,7 @@ def training_stream(config, first_epoch):
 
     import zoo
 
-    examples = zoo.data.load(
-        config["dataset"], split=config["train_split"], batch_size=config["batch_size"], shuffle=False
-    ).unbatch()
+    examples = load_split(config["dataset"], config["train_split"], config["batch_size"], shuffle=False).unbatch()
     num_examples = _count_examples(config, config["train_split"])
 
     def epoch(e):
@@ -404,9 +413,7 @@ def train(config, model_dir, verbose="auto"):
         return None
     validation = None
     if config["validation_split"]:
-        validation = zoo.data.load(
-            config["dataset"], split=config["validation_split"], batch_size=config["batch_size"], shuffle=False
-        )
+        validation = load_split(config["dataset"], config["validation_split"], config["batch_size"], shuffle=False)
     keeper, callbacks = _make_callbacks(model, state, config, model_dir)
     history = model.fit(
         training_stream(config, first_epoch),
