@@ -80,15 +80,19 @@ class LatentVariableModel(keras.Model):
             )
         return target(**{**preset["config"], **overrides})
 
-    def compile(self, optimizer=None, jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION, **kwargs):
-        """Compiles with defaults for VAE training: Adam(1e-3), XLA on, 25 steps per execution; no loss needed.
+    def compile(self, optimizer=None, jit_compile=None, steps_per_execution=STEPS_PER_EXECUTION, **kwargs):
+        """Compiles with defaults for VAE training: Adam(1e-3), 25 steps per execution; no loss needed.
 
-        Several steps per compiled call amortise Keras's per-step Python and dispatch work,
-        which on CPU costs about as much as a step of a 1.4M-parameter MLP VAE
-        (benchmarks/RESULTS.md); callbacks then see batches every `steps_per_execution` steps.
+        Measured on CPU (benchmarks/RESULTS.md): several steps per compiled call amortise
+        Keras's per-step Python and dispatch work, which costs about as much as a step of a
+        1.4M-parameter MLP VAE; and TensorFlow's own (oneDNN) kernels outrun XLA's CPU code,
+        most of all inside a multi-step loop. So `jit_compile=None` means XLA only where a GPU
+        is present. Callbacks see batches every `steps_per_execution` steps.
         """
         if optimizer is None or optimizer == "auto":
             optimizer = keras.optimizers.Adam(learning_rate=1e-3)
+        if jit_compile is None:
+            jit_compile = bool(tf.config.list_physical_devices("GPU"))
         super().compile(
             optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=steps_per_execution, **kwargs
         )
