@@ -5,8 +5,17 @@ from zoo.layers.dense_stack import DenseStack
 from zoo.layers.gaussian_latent import GaussianLatent
 from zoo.layers.likelihood_head import LikelihoodHead
 from zoo.layers.matching_embedding import MatchingEmbedding
+from zoo.layers.memory_block import MemoryBlock
 from zoo.layers.skip_decoder import SkipDecoder
 from zoo.layers.stochastic_address import StochasticAddress
-from zoo.layers.memory_block import MemoryBlock
 
-__all__ = ["ConvStack", "MatchingEmbedding", "SkipDecoder", "StochasticAddress", "DenseStack", "GaussianLatent", "LikelihoodHead", "MemoryBlock"]
+__all__ = [
+    "ConvStack",
+    "DenseStack",
+    "GaussianLatent",
+    "LikelihoodHead",
+    "MatchingEmbedding",
+    "MemoryBlock",
+    "SkipDecoder",
+    "StochasticAddress",
+]
