@@ -2,6 +2,19 @@ import keras
 import tensorflow as tf
 
 
+def checked_conv_args(filters, strides):
+    """`(filters, strides)` as tuples of ints, or a ValueError saying what is wrong."""
+    checked_filters = tuple(int(f) for f in filters)
+    checked_strides = tuple(int(s) for s in strides)
+    if not checked_filters or min(checked_filters) < 1:
+        raise ValueError(f"filters must be a non-empty sequence of positive ints, got {filters!r}")
+    if len(checked_strides) != len(checked_filters) or not set(checked_strides) <= {1, 2}:
+        raise ValueError(
+            f"strides must hold one value in {{1, 2}} per layer ({len(checked_filters)} layers), got {strides!r}"
+        )
+    return checked_filters, checked_strides
+
+
 def conv_feature_shapes(image_shape, filters, strides):
     """Static `(H, W, C)` of each map of a `ConvStack(filters, strides)` on images `(H, W, C)`."""
     height, width = image_shape[:2]
@@ -35,14 +48,7 @@ class ConvStack(keras.layers.Layer):
 
     def __init__(self, filters=(32, 32, 64, 64, 64, 64), strides=(1, 2, 1, 2, 1, 2), activation="relu", **kwargs):
         super().__init__(**kwargs)
-        self.filters = tuple(int(f) for f in filters)
-        self.strides = tuple(int(s) for s in strides)
-        if not self.filters or min(self.filters) < 1:
-            raise ValueError(f"filters must be a non-empty sequence of positive ints, got {filters!r}")
-        if len(self.strides) != len(self.filters) or not set(self.strides) <= {1, 2}:
-            raise ValueError(
-                f"strides must hold one value in {{1, 2}} per layer ({len(self.filters)} layers), got {strides!r}"
-            )
+        self.filters, self.strides = checked_conv_args(filters, strides)
         self.activation = activation
         self.conv_layers = [
             keras.layers.Conv2D(f, 3, strides=s, padding="same", activation=activation, name=f"conv_{i}")

@@ -3,7 +3,7 @@ import math
 import keras
 import tensorflow as tf
 
-from zoo.layers.conv_stack import ConvStack, conv_feature_shapes
+from zoo.layers.conv_stack import checked_conv_args, conv_feature_shapes
 from zoo.layers.likelihood_head import LIKELIHOODS
 
 
@@ -51,9 +51,7 @@ class SkipDecoder(keras.layers.Layer):
         self.event_shape = tuple(int(d) for d in event_shape)
         if len(self.event_shape) != 3:
             raise ValueError(f"event_shape must be (height, width, channels), got {event_shape!r}")
-        # Validates filters/strides the same way as the stack it mirrors.
-        mirrored = ConvStack(filters, strides, activation)
-        self.filters, self.strides = mirrored.filters, mirrored.strides
+        self.filters, self.strides = checked_conv_args(filters, strides)
         self.activation = activation
         self.likelihood = likelihood
         self.skip_connections = bool(skip_connections)
