@@ -245,3 +245,17 @@ def test_soft_attention_reads_the_weighted_average_of_entry_features():
     # Identical entries: any attention reads that entry.
     same = tf.repeat(memory[:1], 5, axis=0)
     testing.assert_allclose(model.read(z, same)[-1], tf.repeat(model.features(memory[:1])[-1], 3, axis=0), atol=1e-5)
+
+
+def test_layer_arguments_are_checked():
+    with pytest.raises(ValueError, match="one value in"):
+        zoo.layers.ConvStack(filters=(4, 8), strides=(1, 3))
+    with pytest.raises(ValueError, match="non-empty"):
+        zoo.layers.SkipDecoder((8, 8, 1), filters=(), strides=())
+    with pytest.raises(ValueError, match="prior must be one of"):
+        zoo.layers.StochasticAddress((8, 8, 1), prior="uniform")
+    with pytest.raises(ValueError, match='architecture="conv" needs event_shape'):
+        zoo.layers.MatchingEmbedding((64,), architecture="conv")
+    decoder = zoo.layers.SkipDecoder((8, 8, 1), filters=(4,), strides=(2,), skip_connections=False)
+    with pytest.raises(ValueError, match="takes no skip maps"):
+        decoder(tf.zeros((2, 3)), [tf.zeros((2, 4, 4, 4))])
