@@ -8,7 +8,8 @@ convolutional networks of the zoo with the memory given per batch (`vma_omniglot
 the soft-attention baseline with the same encoder/decoder), trained with `fit` (XLA) on a
 fixed batch of `--batch_size` targets and |M| random binary memory entries (graph mode; XLA
 with `--jit_compile`, whose compilation takes minutes per setting on 2 cores). Each setting is
-warmed up (compilation) and then timed over at least `--min_seconds`. All settings run in
+warmed up (tracing) and then timed over `--timed_steps` updates in the same `fit` call (a new
+`fit` call retraces the step, so timing across calls would count tracing). All settings run in
 one process, one after the other, so their ratios are comparable; absolute rates depend on
 the other load of the machine.
 
@@ -26,7 +27,8 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_list("memory_sizes", ["16", "48", "128", "512", "2048"], "Memory sizes |M| to time.")
 flags.DEFINE_integer("batch_size", 32, "Targets per update.")
-flags.DEFINE_float("min_seconds", 8.0, "Timed seconds per setting (after warm-up).")
+flags.DEFINE_integer("warmup_steps", 2, "Untimed updates per setting (tracing, compilation).")
+flags.DEFINE_integer("timed_steps", 3, "Timed updates per setting.")
 flags.DEFINE_integer("readout_entries", 2560, "Memory entries for the test-time readout.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step (compilation takes minutes per setting here).")
 flags.DEFINE_string("out", "runs/vma_speed.json", "Where the results go.")
@@ -46,23 +48,30 @@ def binary(shape, seed):
 
 
 def timed_steps(model, memory_size):
-    """Updates per second of `fit` on a fixed batch, timed after one compiled warm-up epoch."""
+    """Updates per second inside one `fit` call: the first `--warmup_steps` (tracing) are not timed."""
+    import keras
     import tensorflow as tf
+
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.ends = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.ends.append(time.perf_counter())
 
     batch = {"x": binary((FLAGS.batch_size, 28, 28, 1), 0), "memory": binary((memory_size, 28, 28, 1), 1)}
     data = tf.data.Dataset.from_tensors(batch).repeat()
     model.compile(jit_compile=FLAGS.jit_compile)
+    timer = StepTimer()
     start = time.perf_counter()
-    model.fit(data, epochs=1, steps_per_epoch=2, verbose=0)
-    compile_seconds = time.perf_counter() - start
-    steps, elapsed = 0, 0.0
-    while elapsed < FLAGS.min_seconds:
-        chunk = max(1, steps)  # doubles the timed steps until the time budget is spent
-        start = time.perf_counter()
-        model.fit(data, epochs=1, steps_per_epoch=chunk, verbose=0)
-        elapsed += time.perf_counter() - start
-        steps += chunk
-    return {"updates_per_second": steps / elapsed, "timed_updates": steps, "warmup_seconds": compile_seconds}
+    model.fit(data, epochs=1, steps_per_epoch=FLAGS.warmup_steps + FLAGS.timed_steps, verbose=0, callbacks=[timer])
+    warm = timer.ends[FLAGS.warmup_steps - 1]
+    return {
+        "updates_per_second": FLAGS.timed_steps / (timer.ends[-1] - warm),
+        "timed_updates": FLAGS.timed_steps,
+        "warmup_seconds": warm - start,
+    }
 
 
 def best_seconds(run, repeats=3):
