@@ -50,8 +50,15 @@ class TorchVAE(nn.Module):
 
 
 def train_throughput(images, batch_size=100, num_steps=500, warmup_steps=50,
-                     learning_rate=1e-3, seed=0):
-    """Examples per second of Adam steps on `images` ([N, 784] float32 in {0, 1})."""
+                     learning_rate=1e-3, seed=0, num_threads=None):
+    """Examples per second of Adam steps on `images` ([N, 784] float32 in {0, 1}).
+
+    `num_threads`: PyTorch intra-op threads (None: its default, one per core). On a
+    machine shared with other jobs, OpenMP's spinning barriers can make the default far
+    slower than one thread, so the benchmark measures both.
+    """
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
     torch.manual_seed(seed)
     model = TorchVAE()
     assert sum(p.numel() for p in model.parameters()) == NUM_PARAMETERS

@@ -81,12 +81,12 @@ def keras_worker(compile_kwargs):
             "steps_per_execution": model.steps_per_execution, "jit_compile": bool(model.jit_compile)}
 
 
-def torch_worker():
+def torch_worker(num_threads):
     import torch_peer
 
     images = _train_images(50_000)
     rate = torch_peer.train_throughput(images, batch_size=BATCH, num_steps=TIMED_STEPS * TIMED_EPOCHS,
-                                       warmup_steps=WARMUP_STEPS)
+                                       warmup_steps=WARMUP_STEPS, num_threads=num_threads)
     return {"examples_per_second": rate}
 
 
@@ -118,8 +118,12 @@ def _run_worker(name):
     return result
 
 
+# name -> intra-op threads (None: PyTorch's default).
+TORCH_CONFIGS = {"pytorch eager (peer), default threads": None, "pytorch eager (peer), 1 thread": 1}
+
+
 def _worker_names():
-    return list(KERAS_CONFIGS) + ["pytorch eager (peer)", "log_likelihood k=5000", "peak matmul"]
+    return list(KERAS_CONFIGS) + list(TORCH_CONFIGS) + ["log_likelihood k=5000", "peak matmul"]
 
 
 def _git_commit():
@@ -136,8 +140,8 @@ def main():
         sys.path.insert(0, HERE)
         if args.worker in KERAS_CONFIGS:
             result = keras_worker(KERAS_CONFIGS[args.worker])
-        elif args.worker.startswith("pytorch"):
-            result = torch_worker()
+        elif args.worker in TORCH_CONFIGS:
+            result = torch_worker(TORCH_CONFIGS[args.worker])
         elif args.worker.startswith("log_likelihood"):
             result = eval_worker()
         else:
@@ -158,8 +162,9 @@ def main():
 
     peak = statistics.median(r["peak_flops"] for r in results.pop("peak matmul"))
     flops = peak_flops.vae_training_flops()
-    torch_rate = statistics.median(r["examples_per_second"] for r in results["pytorch eager (peer)"])
-    rows = ["| configuration | examples/s (median) | per round | vs PyTorch | % of peak matmul FLOP/s |",
+    # The peer is its faster thread setting in this run.
+    torch_rate = max(statistics.median(r["examples_per_second"] for r in results[name]) for name in TORCH_CONFIGS)
+    rows = ["| configuration | examples/s (median) | per round | vs best PyTorch | % of peak matmul FLOP/s |",
             "| --- | ---: | --- | ---: | ---: |"]
     for name, runs in results.items():
         rates = [r["examples_per_second"] for r in runs]
