@@ -62,7 +62,7 @@ def timed_steps(model, memory_size):
 
     batch = {"x": binary((FLAGS.batch_size, 28, 28, 1), 0), "memory": binary((memory_size, 28, 28, 1), 1)}
     data = tf.data.Dataset.from_tensors(batch).repeat()
-    model.compile(jit_compile=FLAGS.jit_compile)
+    model.compile(jit_compile=FLAGS.jit_compile, steps_per_execution=1)  # a callback per update
     timer = StepTimer()
     start = time.perf_counter()
     model.fit(data, epochs=1, steps_per_epoch=FLAGS.warmup_steps + FLAGS.timed_steps, verbose=0, callbacks=[timer])
