@@ -19,8 +19,12 @@ class StochasticAddress(keras.layers.Layer):
         S(m_a, x) = <e_a, e_q> / ||e_a||,        q(a | x) = softmax_a S(m_a, x)
 
     Only the entry's norm is divided out, so ||e_q|| acts as a learned, per-query inverse
-    temperature. The learned prior scores the entries against a learned query point e^p
-    through the same memory embedding, p(a) = softmax_a <e_a, e^p> / ||e_a||; the flat
+    temperature. By default h^q = h^m (`shared_embedding`): then S(m_a, x) = ||e_q|| cos(e_a, e_q),
+    so an entry identical to the query scores highest from the first update on (Cauchy-Schwarz).
+    The paper names two networks without saying whether they share weights; separate ones
+    must first learn to align from the VIMCO signal alone, and on MNIST "train to recall" they
+    did not (RESULTS.md). The learned prior scores the entries against a learned query point
+    e^p through the same memory embedding, p(a) = softmax_a <e_a, e^p> / ||e_a||; the flat
     prior is p(a) = 1 / |M|.
 
     Call with `{"query": [B, *event_shape], "memory": [M, *event_shape]}`; returns a dict
@@ -37,6 +41,7 @@ class StochasticAddress(keras.layers.Layer):
         strides: tuple of ints, conv strides. Default `(1, 2, 1, 2, 1, 2)`.
         activation: str, hidden activation. Default `"relu"`.
         prior: `"learned"` or `"flat"`. Default `"learned"`.
+        shared_embedding: bool, one network for queries and entries (h^q = h^m). Default `True`.
         seed: int or None, seeds the layer's `keras.random.SeedGenerator`; a call given
             an explicit stateless `seed` uses that instead.
 
@@ -61,6 +66,7 @@ class StochasticAddress(keras.layers.Layer):
         strides=(1, 2, 1, 2, 1, 2),
         activation="relu",
         prior="learned",
+        shared_embedding=True,
         seed=None,
         **kwargs,
     ):
@@ -69,18 +75,22 @@ class StochasticAddress(keras.layers.Layer):
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
         values = (event_shape, matching_dim, architecture, hidden_units, filters, strides, activation)
         embedding = dict(zip(EMBEDDING_ARGS, values))
-        self.query_embedding = MatchingEmbedding(**embedding, name="query_embedding")
         self.memory_embedding = MatchingEmbedding(**embedding, name="memory_embedding")
+        self.shared_embedding = bool(shared_embedding)
+        self.query_embedding = (
+            self.memory_embedding if self.shared_embedding else MatchingEmbedding(**embedding, name="query_embedding")
+        )
         for key in embedding:
-            setattr(self, key, getattr(self.query_embedding, key))
+            setattr(self, key, getattr(self.memory_embedding, key))
         self.prior = prior
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape):
         shape = (None,) + self.event_shape
-        self.query_embedding.build(shape)
         self.memory_embedding.build(shape)
+        if not self.shared_embedding:
+            self.query_embedding.build(shape)
         if self.prior == "learned":
             self.prior_query = self.add_weight(
                 shape=(self.matching_dim,), initializer="zeros", name="prior_query"
@@ -120,4 +130,7 @@ class StochasticAddress(keras.layers.Layer):
 
     def get_config(self):
         embedding = {key: getattr(self, key) for key in EMBEDDING_ARGS}
-        return {**super().get_config(), **embedding, "prior": self.prior, "seed": self.seed}
+        return {
+            **super().get_config(), **embedding, "prior": self.prior, "shared_embedding": self.shared_embedding,
+            "seed": self.seed,
+        }

@@ -36,8 +36,8 @@ class VMA(MemoryConditionedModel):
     decoder's up-scaling path takes skip connections from the memory entry's down-scaling
     path; |z| = 64, 128-d matching space). The down path is one network, applied to x
     (for q(z|x, m_a)) and to m_a (for p(z|m_a), q(z|x, m_a) and the decoder's skips):
-    tied between the encoder and the decoder as in the paper. The addressing networks
-    h^q, h^m have the same architecture, with their own weights.
+    tied between the encoder and the decoder as in the paper. The addressing network is one
+    network for queries and entries (h^q = h^m) unless `shared_embedding=False`.
 
     Args:
         input_shape: tuple of ints, shape of one example. Default `(28, 28, 1)`.
@@ -49,6 +49,8 @@ class VMA(MemoryConditionedModel):
         matching_dim: int, size of the address matching space. Default `128`.
         memory_size: int (learned memory entries) or None (memory given per batch). Default `None`.
         address_prior: `"learned"` (a learned query point e^p) or `"flat"`. Default `"learned"`.
+        shared_embedding: bool, one addressing network for queries and entries (h^q = h^m; see
+            `StochasticAddress`). Default `True`.
         activation: str, hidden activation. Default `"relu"`.
         likelihood: `"bernoulli"` or `"gaussian"`. Default `"bernoulli"`.
         num_importance_samples: int >= 2, K of the training bound. Default `4`.
@@ -81,6 +83,7 @@ class VMA(MemoryConditionedModel):
         matching_dim=128,
         memory_size=None,
         address_prior="learned",
+        shared_embedding=True,
         activation="relu",
         likelihood="bernoulli",
         num_importance_samples=4,
@@ -101,9 +104,11 @@ class VMA(MemoryConditionedModel):
         if address_prior not in PRIORS:
             raise ValueError(f"address_prior must be one of {PRIORS}, got {address_prior!r}")
         self.address_prior = address_prior
+        self.shared_embedding = bool(shared_embedding)
         self.address = StochasticAddress(
             self.input_shape, self.matching_dim, architecture, self.hidden_units, self.filters, self.strides,
-            activation, prior=address_prior, seed=self._seed_offset(1), name="address",
+            activation, prior=address_prior, shared_embedding=self.shared_embedding, seed=self._seed_offset(1),
+            name="address",
         )
         self.posterior = GaussianLatent(self.latent_dim, seed=self._seed_offset(2), name="posterior")
         self.conditional_prior = GaussianLatent(self.latent_dim, seed=self._seed_offset(3), name="conditional_prior")
@@ -287,4 +292,4 @@ class VMA(MemoryConditionedModel):
         }
 
     def get_config(self):
-        return {**super().get_config(), "address_prior": self.address_prior}
+        return {**super().get_config(), "address_prior": self.address_prior, "shared_embedding": self.shared_embedding}
