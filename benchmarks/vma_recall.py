@@ -1,6 +1,7 @@
 """VMA "train to recall" on binarized MNIST (Bornschein et al. 2017, sec. 4.1).
 
     python benchmarks/vma_recall.py --model_dir=runs/vma_recall --epochs=10
+    python benchmarks/vma_recall.py --mode=evaluate --model_dir=runs/vma_recall   # the saved weights only
 
 Every step fills the memory with |M| = 256 examples of the training set and asks the model
 for exactly those examples (`zoo.data.episodes.recall_episodes`). With a flat prior p(a) the
@@ -11,6 +12,7 @@ memories of test images, -log p(x | M) (importance sampled), the address KL and 
 accuracy argmax_a q(a|x) == the stored copy. Results: `model_dir/recall.json`.
 """
 
+import csv
 import json
 import math
 import os
@@ -20,6 +22,7 @@ import numpy as np
 from absl import app, flags
 
 FLAGS = flags.FLAGS
+flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "Train then evaluate, or evaluate the saved weights.")
 flags.DEFINE_string("model_dir", "runs/vma_recall", "Checkpoints, history and results.")
 flags.DEFINE_integer("epochs", 10, "Training epochs.")
 flags.DEFINE_integer("steps_per_epoch", 300, "Episodes per epoch.")
@@ -44,16 +47,22 @@ def main(argv):
     train = zoo.data.episodes.recall_episodes(images["train"], memory_size=FLAGS.memory_size, seed=FLAGS.seed)
     model = zoo.VMA.from_preset("vma_mnist_recall", seed=FLAGS.seed)
     model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate))
+    weights = os.path.join(FLAGS.model_dir, "model.weights.h5")
     start = time.time()
-    history = model.fit(
-        train, epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch, verbose=2,
-        callbacks=[
-            keras.callbacks.BackupAndRestore(os.path.join(FLAGS.model_dir, "backup")),
-            keras.callbacks.CSVLogger(os.path.join(FLAGS.model_dir, "history.csv"), append=True),
-        ],
-    )
+    if FLAGS.mode == "train":
+        model.fit(
+            train, epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch, verbose=2,
+            callbacks=[
+                keras.callbacks.BackupAndRestore(os.path.join(FLAGS.model_dir, "backup")),
+                keras.callbacks.CSVLogger(os.path.join(FLAGS.model_dir, "history.csv"), append=True),
+            ],
+        )
+        model.save_weights(weights)
+    else:
+        model.load_weights(weights)
     train_seconds = time.time() - start
-    model.save_weights(os.path.join(FLAGS.model_dir, "model.weights.h5"))
+    with open(os.path.join(FLAGS.model_dir, "history.csv")) as f:
+        last_epoch = list(csv.DictReader(f))[-1]
 
     test = zoo.data.episodes.recall_episodes(
         images["test"], memory_size=FLAGS.memory_size, num_episodes=FLAGS.test_episodes, seed=FLAGS.seed + 1,
@@ -70,7 +79,7 @@ def main(argv):
     results = {
         "preset": "vma_mnist_recall",
         "log_memory_size": math.log(FLAGS.memory_size),
-        "final_epoch_train": {k: float(v[-1]) for k, v in history.history.items()},
+        "final_epoch_train": {k: float(v) for k, v in last_epoch.items() if v != "NA"},  # CSVLogger: NA = no validation
         "train_seconds_this_invocation": train_seconds,
         "test_nll_nats": likelihood["nll_nats"],
         "test_nll_stderr": likelihood["nll_stderr"],
