@@ -37,6 +37,15 @@ def eager_deterministic_outputs(model, x):
 
 
 LAYER_GOLDENS = {
+    "BatchNormalization": dict(
+        cls=zoo.layers.BatchNormalization,
+        init_kwargs=dict(momentum=0.9),
+        input_data=lambda: features((4, 5)),
+        expected_output_shape=(4, 5),
+        # The battery's loss is mean(y^2); standardized outputs with beta = 0 have zero batch mean,
+        # so dL/dbeta = 2 mean(y) = 0 at initialization (tests/test_fast_paths.py checks beta's gradient).
+        zero_gradient=r"batch_normalization[^/]*/beta$",
+    ),
     "DenseStack": dict(
         cls=zoo.layers.DenseStack,
         init_kwargs=dict(hidden_units=(6, 3), activation="relu", batch_norm=True),

@@ -4,6 +4,8 @@ Everything else in the zoo builds distributions through `tfd` from here, so the 
 dependency (and its tf-keras requirement) is confined to one place.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -46,19 +48,29 @@ def standard_normal(latent_dim):
     )
 
 
-def likelihood(kind, params, event_ndims):
-    """The observation model p(x|z) of a decoder's output parameters.
+def log_likelihood(kind, params, x, event_ndims):
+    """log p(x|z) of a decoder's output parameters, summed over the `event_ndims` trailing axes.
+
+    Plain TensorFlow ops rather than `tfd.Bernoulli` / `tfd.Normal`: this sits in every
+    training step, and TFP's broadcasting and `multiply_no_nan` guards cost about three
+    times the element-wise work of the formulas themselves (profiled on CPU). Same values:
+    Bernoulli  log p = x * logits - softplus(logits);
+    Gaussian   log p = -(log(2 pi) + log_var + (x - mean)^2 / exp(log_var)) / 2.
 
     Args:
         kind: "bernoulli" (params = {"logits"}) or "gaussian" (params = {"mean", "log_variance"}).
         params: dict of float tensors of shape `[..., *event_shape]`.
+        x: float tensor broadcastable against the parameters.
         event_ndims: number of trailing axes forming one observation.
     """
+    x = tf.cast(x, tf.float32)
     if kind == "bernoulli":
-        base = tfd.Bernoulli(logits=tf.cast(params["logits"], tf.float32), dtype=tf.float32)
+        logits = tf.cast(params["logits"], tf.float32)
+        log_prob = x * logits - tf.nn.softplus(logits)
     elif kind == "gaussian":
-        scale = tf.exp(0.5 * tf.cast(params["log_variance"], tf.float32))
-        base = tfd.Normal(tf.cast(params["mean"], tf.float32), scale)
+        log_variance = tf.cast(params["log_variance"], tf.float32)
+        squared = tf.math.squared_difference(x, tf.cast(params["mean"], tf.float32))
+        log_prob = -0.5 * (math.log(2 * math.pi) + log_variance + squared * tf.exp(-log_variance))
     else:
         raise ValueError(f'likelihood must be "bernoulli" or "gaussian", got {kind!r}')
-    return tfd.Independent(base, reinterpreted_batch_ndims=event_ndims)
+    return tf.reduce_sum(log_prob, axis=list(range(-event_ndims, 0)))

@@ -1,5 +1,6 @@
 """Public Keras layers of the zoo, one file per layer."""
 
+from zoo.layers.batch_normalization import BatchNormalization
 from zoo.layers.conv_stack import ConvStack
 from zoo.layers.dense_stack import DenseStack
 from zoo.layers.gaussian_latent import GaussianLatent
@@ -10,6 +11,7 @@ from zoo.layers.skip_decoder import SkipDecoder
 from zoo.layers.stochastic_address import StochasticAddress
 
 __all__ = [
+    "BatchNormalization",
     "ConvStack",
     "DenseStack",
     "GaussianLatent",

@@ -1,6 +1,8 @@
 import keras
 import tensorflow as tf
 
+from zoo.layers.batch_normalization import BatchNormalization
+
 
 @keras.saving.register_keras_serializable(package="zoo")
 class DenseStack(keras.layers.Layer):
@@ -36,7 +38,7 @@ class DenseStack(keras.layers.Layer):
             keras.layers.Dense(units, name=f"dense_{i}") for i, units in enumerate(self.hidden_units)
         ]
         self.norm_layers = (
-            [keras.layers.BatchNormalization(name=f"batch_norm_{i}") for i in range(len(self.hidden_units))]
+            [BatchNormalization(name=f"batch_norm_{i}") for i in range(len(self.hidden_units))]
             if self.batch_norm
             else []
         )

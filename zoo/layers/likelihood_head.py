@@ -45,7 +45,9 @@ class LikelihoodHead(keras.layers.Layer):
 
     def call(self, inputs):
         shape = tf.concat([tf.shape(inputs)[:-1], self.event_shape], axis=0)
-        params = {name: tf.reshape(head(inputs), shape) for name, head in self.heads.items()}
+        # Rank 2 for the heads: Dense on [S, B, H] goes through tensordot, without the fused matmul + bias.
+        features = tf.reshape(inputs, [-1, inputs.shape[-1]])
+        params = {name: tf.reshape(head(features), shape) for name, head in self.heads.items()}
         if self.likelihood == "bernoulli":
             params["mean"] = tf.sigmoid(params["logits"])
         return params

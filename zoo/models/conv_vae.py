@@ -94,7 +94,7 @@ class ConvVAE(LatentVariableModel):
     def _terms(self, x, num_samples, seed=None):
         posterior = self._posterior(x, num_samples, seed)
         params = self._decoder_params(posterior["z"])  # [S, B, ...]
-        log_px_z = distributions.likelihood(self.likelihood, params, len(self.input_shape)).log_prob(x)
+        log_px_z = distributions.log_likelihood(self.likelihood, params, x, len(self.input_shape))
         log_weights = log_px_z + self.prior.log_prob(posterior["z"]) - posterior["log_prob"]
         return posterior, params, log_px_z, log_weights
 

@@ -162,7 +162,7 @@ class MemVAE(VAE):
         )
         h = tf.reshape(decoder_states[-1], [samples, -1, self.hidden_units[0]])
         params = self.observation(h)
-        log_px_z = distributions.likelihood(self.likelihood, params, len(self.input_shape)).log_prob(inputs)
+        log_px_z = distributions.log_likelihood(self.likelihood, params, inputs, len(self.input_shape))
         log_pz = self.prior.log_prob(posterior["z"])
         local = 0.0
         for i, weight in enumerate(self.local_reconstruction_weights):

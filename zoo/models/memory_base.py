@@ -172,7 +172,7 @@ class MemoryConditionedModel(LatentVariableModel):
         return self.decoder(z, context)
 
     def log_px(self, x, params):
-        return distributions.likelihood(self.likelihood, params, len(self.input_shape)).log_prob(x)
+        return distributions.log_likelihood(self.likelihood, params, x, len(self.input_shape))
 
     # Inputs -----------------------------------------------------------------------
 

@@ -98,7 +98,7 @@ class VAE(LatentVariableModel):
             self.encoder(self._flatten(x), training=training), num_samples=num_samples, seed=seed
         )
         params = self._decoder_params(posterior["z"], training=training)
-        log_px_z = distributions.likelihood(self.likelihood, params, len(self.input_shape)).log_prob(x)
+        log_px_z = distributions.log_likelihood(self.likelihood, params, x, len(self.input_shape))
         log_pz = self.prior.log_prob(posterior["z"])
         return posterior, params, log_px_z, log_pz
 
