@@ -13,10 +13,10 @@ class Adam(keras.optimizers.Adam):
         alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
         m += (1 - beta_1) (g - m);  v += (1 - beta_2) (g^2 - v);  w -= alpha m / (sqrt(v) + epsilon)
 
-    Keras writes this as about a dozen element-wise ops per variable, each a full pass
-    over memory; `ResourceApplyAdam` does it in one. For `vae_mnist_500_500_100` on a
-    2-core CPU that cut the optimizer's share of a training step from about 3.2 ms to
-    1.2 ms (benchmarks/RESULTS.md). AMSGrad and sparse gradients take Keras's own path.
+    Keras writes this as about ten element-wise ops per variable, each a full pass over
+    memory; `ResourceApplyAdam` does it in one. For `vae_mnist_500_500_100` on a 2-core
+    CPU one update took 1.0-1.2 ms instead of Keras's 2.4-3.6 ms (benchmarks/RESULTS.md,
+    commit 681181a). AMSGrad and sparse gradients take Keras's own path.
 
     Example:
 

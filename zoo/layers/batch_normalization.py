@@ -11,13 +11,15 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
         dx = gamma / (N sigma) * (N dy - sum(dy) - x_hat * sum(dy * x_hat))
 
-    in a handful of fused-size ops, where automatic differentiation of the forward pass
-    produces about three times as many (broadcasts of every reduction's gradient). Other
-    cases (inference, masks, renormalization, other axes) take Keras's own path.
+    instead of automatic differentiation through the moments (which adds a broadcast for
+    every reduction's gradient): a `vae_mnist_500_500_100` training step took 6.52 instead
+    of 6.81 ms on a 2-core CPU (benchmarks/RESULTS.md, commit 681181a). Other cases
+    (inference, masks, renormalization, other axes) take Keras's own path.
     """
 
     def call(self, inputs, training=None, mask=None):
-        if not (training and self.trainable) or mask is not None or self.renorm or len(inputs.shape) != 2 or self.axis not in (1, -1):
+        fast = training and self.trainable and mask is None and not self.renorm
+        if not fast or len(inputs.shape) != 2 or self.axis not in (1, -1):
             return super().call(inputs, training=training, mask=mask)
         x = tf.cast(inputs, tf.float32)
         gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones(x.shape[-1:])
