@@ -18,21 +18,21 @@ from torch import nn
 NUM_PARAMETERS = 1_440_984
 
 
-def _stack(sizes):
+def _stack(sizes, batch_norm=True):
     layers = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(fan_in, fan_out), nn.BatchNorm1d(fan_out), nn.ReLU()]
+        layers += [nn.Linear(fan_in, fan_out), nn.BatchNorm1d(fan_out) if batch_norm else nn.Identity(), nn.ReLU()]
     return nn.Sequential(*layers)
 
 
 class TorchVAE(nn.Module):
-    def __init__(self, input_dim=784, hidden_units=(500, 500), latent_dim=100):
+    def __init__(self, input_dim=784, hidden_units=(500, 500), latent_dim=100, batch_norm=True):
         super().__init__()
-        self.encoder = _stack((input_dim, *hidden_units))
+        self.encoder = _stack((input_dim, *hidden_units), batch_norm)
         self.mean = nn.Linear(hidden_units[-1], latent_dim)
         self.log_variance = nn.Linear(hidden_units[-1], latent_dim)
         self.decoder = nn.Sequential(
-            _stack((latent_dim, *reversed(hidden_units))),
+            _stack((latent_dim, *reversed(hidden_units)), batch_norm),
             nn.Linear(hidden_units[0], input_dim),
         )
 

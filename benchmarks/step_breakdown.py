@@ -1,0 +1,147 @@
+"""Where a training step of vae_mnist_500_500_100 spends its time: in-process interleaved A/B.
+
+    python benchmarks/step_breakdown.py [--rounds=30] [--no-append]
+
+Separate processes on a shared 2-core machine differ by +-10%, more than the effects
+measured here. So each framework's variants are built in one process and timed in
+alternating blocks of 25 steps, `--rounds` times; the median per variant is reported.
+
+- TensorFlow (Keras `train_function`, 25 steps per execution, random binary batches of 100):
+  the zoo default; with `keras.optimizers.Adam` instead of `zoo.optimizers.Adam`; with
+  `keras.layers.BatchNormalization` instead of `zoo.layers.BatchNormalization`; without
+  batch normalization.
+- PyTorch (benchmarks/torch_peer.py, eager): the peer, and the peer without batch normalization.
+
+Appends the table, with command, commit, machine, load and wall time, to benchmarks/RESULTS.md.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BATCH = 100
+STEPS = 25
+TF_VARIANTS = ("zoo default", "keras Adam", "keras BatchNormalization", "no batch normalization")
+TORCH_VARIANTS = ("pytorch peer", "pytorch peer, no batch normalization")
+
+
+def _images(num=5000):
+    import numpy as np
+
+    return (np.random.default_rng(0).random((num, 28, 28, 1)) < 0.3).astype(np.float32)
+
+
+def _interleave(steps_fns, rounds):
+    """Median seconds per step of each `{name: fn}` (fn runs STEPS steps), timed in alternation."""
+    times = {name: [] for name in steps_fns}
+    for _ in range(rounds):
+        for name, fn in steps_fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) / STEPS)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def tf_worker(rounds):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import zoo
+    from zoo.layers import dense_stack
+
+    data = tf.data.Dataset.from_tensor_slices(_images()).repeat().batch(BATCH).prefetch(4)
+
+    def build(variant):
+        dense_stack.BatchNormalization = (
+            keras.layers.BatchNormalization if variant == "keras BatchNormalization" else zoo.layers.BatchNormalization
+        )
+        model = zoo.VAE.from_preset("vae_mnist_500_500_100", seed=0, batch_norm=variant != "no batch normalization")
+        model.compile(optimizer=keras.optimizers.Adam(1e-3) if variant == "keras Adam" else None)
+        model.make_train_function()
+        iterator = iter(data)
+        model.train_function(iterator)  # tracing
+        return lambda: np.asarray(model.train_function(iterator)["loss"])
+
+    return _interleave({variant: build(variant) for variant in TF_VARIANTS}, rounds)
+
+
+def torch_worker(rounds):
+    import torch
+    import torch_peer
+
+    images = torch.from_numpy(_images().reshape(-1, 784))
+
+    def build(batch_norm):
+        torch.manual_seed(0)
+        model = torch_peer.TorchVAE(batch_norm=batch_norm)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def run():
+            for i in range(STEPS):
+                loss = model(images[i * BATCH:(i + 1) * BATCH]).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+
+        run()  # warm-up
+        return run
+
+    return _interleave({name: build(name == TORCH_VARIANTS[0]) for name in TORCH_VARIANTS}, rounds)
+
+
+def _git_commit():
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--no-append", action="store_true", help="print only, do not append to RESULTS.md")
+    parser.add_argument("--worker", choices=["tf", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        sys.path.insert(0, HERE)
+        print(json.dumps((tf_worker if args.worker == "tf" else torch_worker)(args.rounds)))
+        return
+
+    start, load_before = time.perf_counter(), os.getloadavg()
+    results = {}
+    for worker in ("tf", "torch"):
+        out = subprocess.run([sys.executable, __file__, f"--worker={worker}", f"--rounds={args.rounds}"],
+                             capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        if out.returncode != 0:
+            raise RuntimeError(f"worker {worker!r} failed:\n{out.stderr[-3000:]}")
+        results[worker] = json.loads(out.stdout.strip().splitlines()[-1])
+    wall, load_after = time.perf_counter() - start, os.getloadavg()
+
+    rows = ["| framework | variant | ms per step (median) | vs its default |", "| --- | --- | ---: | ---: |"]
+    for worker, default in (("tf", TF_VARIANTS[0]), ("torch", TORCH_VARIANTS[0])):
+        for name, seconds in results[worker].items():
+            rows.append(f"| {'TensorFlow' if worker == 'tf' else 'PyTorch'} | {name} | {1000 * seconds:.2f} | "
+                        f"{seconds / results[worker][default]:.2f}x |")
+    report = f"""
+## Step breakdown, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {_git_commit()}
+
+- command: `python benchmarks/step_breakdown.py --rounds={args.rounds}` (per framework one process; variants
+  timed in alternating blocks of {STEPS} steps, {args.rounds} rounds, median; batch {BATCH}, random binary data)
+- machine: 2-core Intel Xeon (Sapphire Rapids), no GPU; load average {load_before[0]:.1f} at start,
+  {load_after[0]:.1f} at end; wall time {wall / 60:.1f} min
+
+{chr(10).join(rows)}
+"""
+    print(report)
+    if not args.no_append:
+        with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
+            f.write(report)
+
+
+if __name__ == "__main__":
+    main()
