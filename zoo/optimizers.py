@@ -14,9 +14,9 @@ class Adam(keras.optimizers.Adam):
         m += (1 - beta_1) (g - m);  v += (1 - beta_2) (g^2 - v);  w -= alpha m / (sqrt(v) + epsilon)
 
     Keras writes this as about ten element-wise ops per variable, each a full pass over
-    memory; `ResourceApplyAdam` does it in one. For `vae_mnist_500_500_100` on a 2-core
-    CPU one update took 1.0-1.2 ms instead of Keras's 2.4-3.6 ms (benchmarks/RESULTS.md,
-    commit 681181a). AMSGrad and sparse gradients take Keras's own path.
+    memory; `ResourceApplyAdam` does it in one. On a 2-core CPU a `vae_mnist_500_500_100`
+    training step with Keras's Adam took 1.12-1.14x as long (`benchmarks/step_breakdown.py`).
+    AMSGrad and sparse gradients take Keras's own path.
 
     Example:
 

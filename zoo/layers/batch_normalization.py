@@ -12,8 +12,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
         dx = gamma / (N sigma) * (N dy - sum(dy) - x_hat * sum(dy * x_hat))
 
     instead of automatic differentiation through the moments (which adds a broadcast for
-    every reduction's gradient): a `vae_mnist_500_500_100` training step took 6.52 instead
-    of 6.81 ms on a 2-core CPU (benchmarks/RESULTS.md, commit 681181a). Other cases
+    every reduction's gradient). On a 2-core CPU a `vae_mnist_500_500_100` step with Keras's
+    layer took 1.00-1.05x as long (`benchmarks/step_breakdown.py`, three runs). Other cases
     (inference, masks, renormalization, other axes) take Keras's own path.
     """
 
