@@ -20,12 +20,12 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
+import reporting
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 BATCH = 100
 STEPS = 25
 TF_VARIANTS = ("zoo default", "keras Adam", "keras BatchNormalization", "no batch normalization")
@@ -97,10 +97,6 @@ def torch_worker(rounds):
     return _interleave({name: build(name == TORCH_VARIANTS[0]) for name in TORCH_VARIANTS}, rounds)
 
 
-def _git_commit():
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
@@ -115,11 +111,7 @@ def main():
     start, load_before = time.perf_counter(), os.getloadavg()
     results = {}
     for worker in ("tf", "torch"):
-        out = subprocess.run([sys.executable, __file__, f"--worker={worker}", f"--rounds={args.rounds}"],
-                             capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-        if out.returncode != 0:
-            raise RuntimeError(f"worker {worker!r} failed:\n{out.stderr[-3000:]}")
-        results[worker] = json.loads(out.stdout.strip().splitlines()[-1])
+        results[worker] = reporting.run_worker(__file__, f"--worker={worker}", f"--rounds={args.rounds}")
     wall, load_after = time.perf_counter() - start, os.getloadavg()
 
     rows = ["| framework | variant | ms per step (median) | vs its default |", "| --- | --- | ---: | ---: |"]
@@ -128,7 +120,7 @@ def main():
             rows.append(f"| {'TensorFlow' if worker == 'tf' else 'PyTorch'} | {name} | {1000 * seconds:.2f} | "
                         f"{seconds / results[worker][default]:.2f}x |")
     report = f"""
-## Step breakdown, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {_git_commit()}
+## Step breakdown, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {reporting.git_commit()}
 
 - command: `python benchmarks/step_breakdown.py --rounds={args.rounds}` (per framework one process; variants
   timed in alternating blocks of {STEPS} steps, {args.rounds} rounds, median; batch {BATCH}, random binary data)
@@ -139,8 +131,7 @@ def main():
 """
     print(report)
     if not args.no_append:
-        with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
-            f.write(report)
+        reporting.append(report)
 
 
 if __name__ == "__main__":

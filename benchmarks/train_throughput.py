@@ -24,12 +24,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
+import reporting
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 BATCH = 100
 WARMUP_STEPS = 100
 TIMED_STEPS = 150
@@ -109,11 +109,7 @@ def peak_worker():
 
 def _run_worker(name):
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, f"--worker={name}"], capture_output=True, text=True,
-                         cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    if out.returncode != 0:
-        raise RuntimeError(f"worker {name!r} failed:\n{out.stderr[-3000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = reporting.run_worker(__file__, f"--worker={name}")
     print(f"  {name}: {result} ({time.perf_counter() - start:.0f} s)", flush=True)
     return result
 
@@ -124,10 +120,6 @@ TORCH_CONFIGS = {"pytorch eager (peer), default threads": None, "pytorch eager (
 
 def _worker_names():
     return list(KERAS_CONFIGS) + list(TORCH_CONFIGS) + ["log_likelihood k=5000", "peak matmul"]
-
-
-def _git_commit():
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
 
 
 def main():
@@ -177,7 +169,7 @@ def main():
     default = results["keras fit, zoo default (model.compile())"][0]
     table = "\n".join(rows)
     report = f"""
-## {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {_git_commit()}
+## {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {reporting.git_commit()}
 
 - command: `python benchmarks/train_throughput.py --rounds={args.rounds}` (each configuration in a fresh
   process, configurations interleaved, {args.rounds} rounds; Keras: {TIMED_EPOCHS} timed epochs of
@@ -197,8 +189,7 @@ def main():
 """
     print(report)
     if not args.no_append:
-        with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
-            f.write(report)
+        reporting.append(report)
 
 
 if __name__ == "__main__":
