@@ -7,7 +7,8 @@ measured here. So each framework's variants are built in one process and timed i
 alternating blocks of 25 steps, `--rounds` times; the median per variant is reported.
 
 - TensorFlow (Keras `train_function`, 25 steps per execution, random binary batches of 100):
-  the zoo default; with `keras.optimizers.Adam` instead of `zoo.optimizers.Adam`; with
+  the zoo default; with `keras.layers.Dense` instead of `zoo.layers.Dense`; with
+  `keras.optimizers.Adam` instead of `zoo.optimizers.Adam`; with
   `keras.layers.BatchNormalization` instead of `zoo.layers.BatchNormalization`; without
   batch normalization.
 - PyTorch (benchmarks/torch_peer.py, eager): the peer, and the peer without batch normalization.
@@ -28,7 +29,7 @@ import reporting
 HERE = os.path.dirname(os.path.abspath(__file__))
 BATCH = 100
 STEPS = 25
-TF_VARIANTS = ("zoo default", "keras Adam", "keras BatchNormalization", "no batch normalization")
+TF_VARIANTS = ("zoo default", "keras Dense", "keras Adam", "keras BatchNormalization", "no batch normalization")
 TORCH_VARIANTS = ("pytorch peer", "pytorch peer, no batch normalization")
 
 
@@ -55,14 +56,16 @@ def tf_worker(rounds):
     import tensorflow as tf
 
     import zoo
-    from zoo.layers import dense_stack
+    from zoo.layers import dense_stack, gaussian_latent, likelihood_head
 
-    data = tf.data.Dataset.from_tensor_slices(_images()).repeat().batch(BATCH).prefetch(4)
+    data = tf.data.Dataset.from_tensor_slices(_images()).repeat().batch(BATCH, drop_remainder=True).prefetch(4)
 
     def build(variant):
         dense_stack.BatchNormalization = (
             keras.layers.BatchNormalization if variant == "keras BatchNormalization" else zoo.layers.BatchNormalization
         )
+        for module in (dense_stack, gaussian_latent, likelihood_head):
+            module.Dense = keras.layers.Dense if variant == "keras Dense" else zoo.layers.Dense
         model = zoo.VAE.from_preset("vae_mnist_500_500_100", seed=0, batch_norm=variant != "no batch normalization")
         model.compile(optimizer=keras.optimizers.Adam(1e-3) if variant == "keras Adam" else None)
         model.make_train_function()

@@ -46,6 +46,12 @@ LAYER_GOLDENS = {
         # so dL/dbeta = 2 mean(y) = 0 at initialization (tests/test_fast_paths.py checks beta's gradient).
         zero_gradient=r"batch_normalization[^/]*/beta$",
     ),
+    "Dense": dict(
+        cls=zoo.layers.Dense,
+        init_kwargs=dict(units=256, activation="relu"),
+        input_data=lambda: features((64, 512)),  # 64 x 512 x 256 multiply-adds: the blocked products
+        expected_output_shape=(64, 256),
+    ),
     "DenseStack": dict(
         cls=zoo.layers.DenseStack,
         init_kwargs=dict(hidden_units=(6, 3), activation="relu", batch_norm=True),

@@ -1,8 +1,8 @@
 """The training step's fast paths compute exactly what the reference implementations compute.
 
 `zoo.optimizers.Adam` (fused kernel) vs `keras.optimizers.Adam`, `zoo.layers.BatchNormalization`
-(closed-form gradient) vs `keras.layers.BatchNormalization`, and `zoo.distributions.log_likelihood`
-(plain ops) vs TFP's `log_prob`.
+(closed-form gradient) vs `keras.layers.BatchNormalization`, `zoo.layers.Dense` (row-blocked
+products) vs `keras.layers.Dense`, and `zoo.distributions.log_likelihood` (plain ops) vs TFP's `log_prob`.
 """
 
 import keras
@@ -68,6 +68,69 @@ def test_batch_normalization_matches_keras_in_training_and_inference():
     standardized = (results[0][0] + tf.range(7, dtype=tf.float32)) / (tf.range(7, dtype=tf.float32) / 3 + 0.5)
     np.testing.assert_allclose(np.mean(standardized, axis=0), np.zeros(7), atol=1e-5)
     np.testing.assert_allclose(np.var(standardized, axis=0), np.full(7, 1.0), rtol=1e-3)
+
+
+def _product_and_gradients(matmul, x, kernel, static):
+    weights = tf.sin(tf.reshape(tf.range(tf.size(x) // x.shape[-1] * kernel.shape[1], dtype=tf.float32), [-1, kernel.shape[1]]))
+
+    def run(x, kernel):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = matmul(x, kernel)
+            loss = tf.reduce_sum(tf.reshape(y, [-1, kernel.shape[1]]) * weights)
+        return y, *tape.gradient(loss, [x, kernel])
+
+    signature = [tf.TensorSpec(x.shape if static else [None, *x.shape[1:]]), tf.TensorSpec(kernel.shape)]
+    function = tf.function(run, input_signature=signature)
+    ops = {op.type for op in function.get_concrete_function().graph.get_operations()}
+    return [np.asarray(t) for t in function(x, kernel)], ops
+
+
+@pytest.mark.parametrize("blocks", [2, 3])
+@pytest.mark.parametrize("shape", [(96, 512), (2, 48, 512), (97, 512)])
+@pytest.mark.parametrize("static", [True, False])
+def test_blocked_matmul_matches_matmul(blocks, shape, static):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=shape).astype(np.float32))
+    kernel = tf.constant(rng.normal(size=(512, 256)).astype(np.float32))  # 96 x 512 x 256 >= MIN_BLOCKED_MACS
+    got, ops = _product_and_gradients(lambda a, b: zoo.layers.dense.blocked_matmul(a, b, blocks), x, kernel, static)
+    want, _ = _product_and_gradients(lambda a, b: tf.tensordot(a, b, 1), x, kernel, static)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-3)
+    assert "BatchMatMulV2" in ops
+    if static:  # static shapes decide the blocking while tracing: no shape arithmetic at run time
+        assert "FloorMod" not in ops
+
+
+def test_blocked_matmul_blocks_large_products_only():
+    def block_shapes(rows, units):
+        x, kernel = tf.zeros([rows, 512]), tf.zeros([512, units])
+        graph = tf.function(lambda a, b: zoo.layers.dense.blocked_matmul(a, b, 2)).get_concrete_function(x, kernel).graph
+        return [tuple(op.inputs[0].shape) for op in graph.get_operations() if op.type == "BatchMatMulV2"]
+
+    assert block_shapes(96, 256) == [(2, 48, 512)]  # 12.6M multiply-adds: two blocks
+    assert block_shapes(16, 256) == [(1, 16, 512)]  # 2.1M: one
+    assert block_shapes(97, 256) == [(1, 97, 512)]  # rows not divisible: one
+
+
+def test_dense_matches_keras_dense():
+    x = tf.constant(np.random.default_rng(0).normal(size=(3, 32, 512)).astype(np.float32))
+    layers = [zoo.layers.Dense(256, activation="tanh"), keras.layers.Dense(256, activation="tanh")]
+    for layer in layers:
+        layer.build(x.shape)
+    layers[1].set_weights(layers[0].get_weights())
+    results = []
+    for layer in layers:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.sin(y))
+        results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables])])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
+    assert results[0][0].shape == (3, 32, 256)
+    restored = keras.layers.deserialize(keras.layers.serialize(layers[0]))
+    assert type(restored) is zoo.layers.Dense and restored.units == 256
 
 
 @pytest.mark.parametrize("kind", ["bernoulli", "gaussian"])

@@ -3,14 +3,20 @@
 import tensorflow as tf
 
 
-def finish(ds, batch_size, shuffle, seed, cache=True, drop_remainder=False, num_examples=None):
+def finish(ds, batch_size, shuffle, seed, cache=True, num_examples=None):
+    """Shuffled (training) pipelines drop each epoch's last partial batch, unless that would
+    leave none: a static batch size lets the training step fix its shapes while tracing
+    (`zoo.layers.Dense` then decides its blocking once), and the reshuffle each epoch still
+    visits every example. Unshuffled (evaluation) pipelines keep every example."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    size = int(ds.cardinality())
     if cache:
         ds = ds.cache()
     if shuffle:
         buffer = num_examples or 10_000
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    drop_remainder = bool(shuffle) and (size < 0 or size >= batch_size)  # size < 0: unknown or infinite
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 

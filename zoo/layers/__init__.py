@@ -2,6 +2,7 @@
 
 from zoo.layers.batch_normalization import BatchNormalization
 from zoo.layers.conv_stack import ConvStack
+from zoo.layers.dense import Dense
 from zoo.layers.dense_stack import DenseStack
 from zoo.layers.gaussian_latent import GaussianLatent
 from zoo.layers.likelihood_head import LikelihoodHead
@@ -13,6 +14,7 @@ from zoo.layers.stochastic_address import StochasticAddress
 __all__ = [
     "BatchNormalization",
     "ConvStack",
+    "Dense",
     "DenseStack",
     "GaussianLatent",
     "LikelihoodHead",

@@ -2,6 +2,7 @@ import keras
 import tensorflow as tf
 
 from zoo.layers.batch_normalization import BatchNormalization
+from zoo.layers.dense import Dense
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -35,7 +36,7 @@ class DenseStack(keras.layers.Layer):
         self.activation = activation
         self.batch_norm = bool(batch_norm)
         self.dense_layers = [
-            keras.layers.Dense(units, name=f"dense_{i}") for i, units in enumerate(self.hidden_units)
+            Dense(units, name=f"dense_{i}") for i, units in enumerate(self.hidden_units)
         ]
         self.norm_layers = (
             [BatchNormalization(name=f"batch_norm_{i}") for i in range(len(self.hidden_units))]

@@ -2,6 +2,7 @@ import keras
 import tensorflow as tf
 
 from zoo import distributions
+from zoo.layers.dense import Dense
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -33,8 +34,8 @@ class GaussianLatent(keras.layers.Layer):
         if self.latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}")
         self.seed = seed
-        self.mean_head = keras.layers.Dense(self.latent_dim, name="mean")
-        self.log_variance_head = keras.layers.Dense(self.latent_dim, name="log_variance")
+        self.mean_head = Dense(self.latent_dim, name="mean")
+        self.log_variance_head = Dense(self.latent_dim, name="log_variance")
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape):

@@ -3,6 +3,8 @@ import math
 import keras
 import tensorflow as tf
 
+from zoo.layers.dense import Dense
+
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
@@ -32,11 +34,11 @@ class LikelihoodHead(keras.layers.Layer):
         self.likelihood = likelihood
         units = math.prod(self.event_shape)
         if likelihood == "bernoulli":
-            self.heads = {"logits": keras.layers.Dense(units, name="logits")}
+            self.heads = {"logits": Dense(units, name="logits")}
         else:
             self.heads = {
-                "mean": keras.layers.Dense(units, name="mean"),
-                "log_variance": keras.layers.Dense(units, name="log_variance"),
+                "mean": Dense(units, name="mean"),
+                "log_variance": Dense(units, name="log_variance"),
             }
 
     def build(self, input_shape):
@@ -45,9 +47,7 @@ class LikelihoodHead(keras.layers.Layer):
 
     def call(self, inputs):
         shape = tf.concat([tf.shape(inputs)[:-1], self.event_shape], axis=0)
-        # Rank 2 for the heads: Dense on [S, B, H] goes through tensordot, without the fused matmul + bias.
-        features = tf.reshape(inputs, [-1, inputs.shape[-1]])
-        params = {name: tf.reshape(head(features), shape) for name, head in self.heads.items()}
+        params = {name: tf.reshape(head(inputs), shape) for name, head in self.heads.items()}
         if self.likelihood == "bernoulli":
             params["mean"] = tf.sigmoid(params["logits"])
         return params

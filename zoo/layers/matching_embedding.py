@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from zoo.layers.conv_stack import ConvStack
+from zoo.layers.dense import Dense
 from zoo.layers.dense_stack import DenseStack
 
 ARCHITECTURES = ("mlp", "conv")
@@ -63,7 +64,7 @@ class MatchingEmbedding(keras.layers.Layer):
             if len(self.event_shape) != 3:
                 raise ValueError(f'architecture="conv" needs event_shape (height, width, channels), got {event_shape!r}')
             self.features = ConvStack(self.filters, self.strides, activation, name="features")
-        self.projection = keras.layers.Dense(self.matching_dim, name="projection")
+        self.projection = Dense(self.matching_dim, name="projection")
 
     def build(self, input_shape):
         if self.architecture == "mlp":

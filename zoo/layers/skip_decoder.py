@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from zoo.layers.conv_stack import checked_conv_args, conv_feature_shapes
+from zoo.layers.dense import Dense
 from zoo.layers.likelihood_head import LIKELIHOODS
 
 
@@ -56,7 +57,7 @@ class SkipDecoder(keras.layers.Layer):
         self.likelihood = likelihood
         self.skip_connections = bool(skip_connections)
         self.map_shapes = conv_feature_shapes(self.event_shape, self.filters, self.strides)
-        self.projection = keras.layers.Dense(math.prod(self.map_shapes[-1]), activation=activation, name="projection")
+        self.projection = Dense(math.prod(self.map_shapes[-1]), activation=activation, name="projection")
         self.up_layers = [
             keras.layers.Conv2DTranspose(
                 self.filters[max(i - 1, 0)], 3, strides=self.strides[i], padding="same",

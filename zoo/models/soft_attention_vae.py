@@ -2,6 +2,7 @@ import keras
 import tensorflow as tf
 
 from zoo import distributions, objectives
+from zoo.layers.dense import Dense
 from zoo.layers.gaussian_latent import GaussianLatent
 from zoo.layers.matching_embedding import MatchingEmbedding
 from zoo.models.memory_base import MemoryConditionedModel
@@ -68,7 +69,7 @@ class SoftAttentionVAE(MemoryConditionedModel):
             self.input_shape, self.matching_dim, architecture, self.hidden_units, self.filters, self.strides,
             activation, name="key_embedding",
         )
-        self.attention_query = keras.layers.Dense(self.matching_dim, name="attention_query")
+        self.attention_query = Dense(self.matching_dim, name="attention_query")
         self.prior = distributions.standard_normal(self.latent_dim)
         self.build(self.build_shapes())
 
