@@ -92,25 +92,28 @@ def _product_and_gradients(matmul, x, kernel, static):
 def test_blocked_matmul_matches_matmul(blocks, shape, static):
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=shape).astype(np.float32))
-    kernel = tf.constant(rng.normal(size=(512, 256)).astype(np.float32))  # 96 x 512 x 256 >= MIN_BLOCKED_MACS
+    kernel = tf.constant(rng.normal(size=(512, 256)).astype(np.float32))  # 96 x 512 x 256 = 3 x MIN_BLOCK_MACS
     got, ops = _product_and_gradients(lambda a, b: zoo.layers.dense.blocked_matmul(a, b, blocks), x, kernel, static)
     want, _ = _product_and_gradients(lambda a, b: tf.tensordot(a, b, 1), x, kernel, static)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-3)
-    assert "BatchMatMulV2" in ops
-    if static:  # static shapes decide the blocking while tracing: no shape arithmetic at run time
-        assert "FloorMod" not in ops
+    # Static shapes decide the blocking while tracing (97 rows: one block, a plain MatMul);
+    # unknown row counts decide it at run time.
+    assert ("BatchMatMulV2" in ops) == (not static or shape[0] != 97)
+    assert ("FloorMod" in ops) == (not static)
 
 
 def test_blocked_matmul_blocks_large_products_only():
-    def block_shapes(rows, units):
-        x, kernel = tf.zeros([rows, 512]), tf.zeros([512, units])
-        graph = tf.function(lambda a, b: zoo.layers.dense.blocked_matmul(a, b, 2)).get_concrete_function(x, kernel).graph
-        return [tuple(op.inputs[0].shape) for op in graph.get_operations() if op.type == "BatchMatMulV2"]
+    def block_shapes(rows, blocks):
+        x, kernel = tf.zeros([rows, 512]), tf.zeros([512, 256])
+        graph = tf.function(lambda a, b: zoo.layers.dense.blocked_matmul(a, b, blocks)).get_concrete_function(x, kernel).graph
+        return [tuple(op.inputs[0].shape) for op in graph.get_operations() if "MatMul" in op.type]
 
-    assert block_shapes(96, 256) == [(2, 48, 512)]  # 12.6M multiply-adds: two blocks
-    assert block_shapes(16, 256) == [(1, 16, 512)]  # 2.1M: one
-    assert block_shapes(97, 256) == [(1, 97, 512)]  # rows not divisible: one
+    assert zoo.layers.dense.MIN_BLOCK_MACS == 2**22
+    assert block_shapes(96, 2) == [(2, 48, 512)]  # 12.6M multiply-adds: two blocks of 6.3M
+    assert block_shapes(96, 4) == [(3, 32, 512)]  # four would get 3.1M each; 3 divides 96
+    assert block_shapes(16, 2) == [(16, 512)]  # 2.1M: one block
+    assert block_shapes(97, 2) == [(97, 512)]  # rows not divisible: one block
 
 
 def test_dense_matches_keras_dense():

@@ -22,9 +22,11 @@ class Dense(keras.layers.Dense):
     """
 
     def call(self, inputs, training=None):
+        k, u = self.kernel.shape
+        rows = inputs.shape[:-1].num_elements()
         blocks = _num_blocks()
-        if blocks == 1:
-            return super().call(inputs, training=training)
+        if blocks == 1 or (rows is not None and _count(rows, k * u, blocks) == 1):
+            return super().call(inputs, training=training)  # one block: Keras's fused matmul + bias
         x = blocked_matmul(inputs, tf.convert_to_tensor(self.kernel), blocks)
         if self.bias is not None:
             x = tf.nn.bias_add(x, self.bias)
@@ -36,15 +38,20 @@ class Dense(keras.layers.Dense):
 def _num_blocks():
     if tf.config.list_logical_devices("GPU"):
         return 1
-    return tf.config.threading.get_intra_op_parallelism_threads() or len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return tf.config.threading.get_intra_op_parallelism_threads() or cores
+
+
+# Multiply-adds a block must get: below this, handing a block to another thread costs about what it saves.
+MIN_BLOCK_MACS = 2**22
 
 
 def blocked_matmul(x, kernel, blocks):
-    """`x @ kernel` for `x` of shape `[..., K]` and `kernel` `[K, U]`, in `blocks` parallel row blocks.
+    """`x @ kernel` for `x` of shape `[..., K]` and `kernel` `[K, U]`, in up to `blocks` parallel row blocks.
 
-    Blocked when the product has at least `MIN_BLOCKED_MACS` multiply-adds (below that the
-    threads cost more than they save) and the rows divide evenly; the gradient too: `dx` over
-    the rows of `dy`, `dkernel = x^T dy` over the rows of `x^T`.
+    The input gradient `dy @ kernel^T` is blocked the same way. The kernel gradient `x^T dy` is
+    not: it is off the backward pass's critical path, and the executor already runs it beside
+    the next layer's work (blocking it too measured no faster).
     """
     k, u = kernel.shape
 
@@ -52,14 +59,12 @@ def blocked_matmul(x, kernel, blocks):
     def product(x, kernel):
         rows = tf.reshape(x, [-1, k])
         n = rows.shape[0] if rows.shape[0] is not None else tf.shape(rows)[0]
-        large = n >= -(-MIN_BLOCKED_MACS // (k * u))
-        count = _count(large & (n % blocks == 0), blocks)
+        count = _count(n, k * u, blocks)
 
         def grad(dy):
             dy = tf.reshape(dy, [-1, u])
             dx = _blocked(dy, kernel, count, transpose_b=True)
-            dkernel = _blocked(tf.transpose(rows), dy, _count(large & (k % blocks == 0), blocks))
-            return tf.reshape(dx, tf.shape(x)), dkernel
+            return tf.reshape(dx, tf.shape(x)), tf.matmul(rows, dy, transpose_a=True)
 
         y = _blocked(rows, kernel, count)
         return tf.reshape(y, tf.concat([tf.shape(x)[:-1], [u]], axis=0)), grad
@@ -67,17 +72,22 @@ def blocked_matmul(x, kernel, blocks):
     return product(x, kernel)
 
 
-MIN_BLOCKED_MACS = 2**23
+def _count(rows, kernel_size, blocks):
+    """Row blocks for a product of `rows * kernel_size` multiply-adds.
 
-
-def _count(condition, blocks):
-    if isinstance(condition, bool):  # static shapes: decided while tracing
-        return blocks if condition else 1
-    return tf.where(condition, blocks, 1)
+    The most blocks (up to `blocks`) that divide the rows evenly and get `MIN_BLOCK_MACS` each;
+    decided while tracing when the shapes are static, else at run time between `blocks` and 1.
+    """
+    if isinstance(rows, int):
+        fits = [d for d in range(2, blocks + 1) if rows % d == 0 and rows * kernel_size >= d * MIN_BLOCK_MACS]
+        return max(fits, default=1)
+    enough = rows >= -(-blocks * MIN_BLOCK_MACS // kernel_size)
+    return tf.where(enough & (rows % blocks == 0), blocks, 1)
 
 
 def _blocked(a, b, count, transpose_b=False):
     """`a @ b` (`a` of shape `[R, C]`) as a `BatchMatMul` of `count` row blocks."""
-    columns = a.shape[1] if a.shape[1] is not None else tf.shape(a)[1]
-    product = tf.matmul(tf.reshape(a, tf.stack([count, -1, columns])), b, transpose_b=transpose_b)
+    if isinstance(count, int) and count == 1:
+        return tf.matmul(a, b, transpose_b=transpose_b)
+    product = tf.matmul(tf.reshape(a, tf.stack([count, -1, a.shape[1]])), b, transpose_b=transpose_b)
     return tf.reshape(product, [-1, b.shape[0] if transpose_b else b.shape[1]])
