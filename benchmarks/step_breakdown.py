@@ -3,8 +3,9 @@
     python benchmarks/step_breakdown.py [--rounds=30] [--no-append]
 
 Separate processes on a shared 2-core machine differ by +-10%, more than the effects
-measured here. So each framework's variants are built in one process and timed in
-alternating blocks of 25 steps, `--rounds` times; the median per variant is reported.
+measured here. So every variant of both frameworks is built in this one process and timed
+in alternating blocks of 25 steps, `--rounds` times; the median per variant is reported,
+and the PyTorch peer's step time over the zoo default's, per round (median and quartiles).
 
 - TensorFlow (Keras `train_function`, 25 steps per execution, random binary batches of 100):
   the zoo default; with `keras.layers.Dense` instead of `zoo.layers.Dense`; with
@@ -13,20 +14,18 @@ alternating blocks of 25 steps, `--rounds` times; the median per variant is repo
   batch normalization.
 - PyTorch (benchmarks/torch_peer.py, eager): the peer, and the peer without batch normalization.
 
-Appends the table, with command, commit, machine, load and wall time, to benchmarks/RESULTS.md.
+Both frameworks' thread pools live in the process, idle while the other runs. Appends the
+table, with command, commit, machine, load and wall time, to benchmarks/RESULTS.md.
 """
 
 import argparse
 import datetime
-import json
 import os
 import statistics
-import sys
 import time
 
 import reporting
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 BATCH = 100
 STEPS = 25
 TF_VARIANTS = ("zoo default", "keras Dense", "keras Adam", "keras BatchNormalization", "no batch normalization")
@@ -40,17 +39,17 @@ def _images(num=5000):
 
 
 def _interleave(steps_fns, rounds):
-    """Median seconds per step of each `{name: fn}` (fn runs STEPS steps), timed in alternation."""
+    """Seconds per step of each `{name: fn}` (fn runs STEPS steps) in every round, timed in alternation."""
     times = {name: [] for name in steps_fns}
     for _ in range(rounds):
         for name, fn in steps_fns.items():
             start = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - start) / STEPS)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
-def tf_worker(rounds):
+def tf_variants():
     import keras
     import numpy as np
     import tensorflow as tf
@@ -73,10 +72,10 @@ def tf_worker(rounds):
         model.train_function(iterator)  # tracing
         return lambda: np.asarray(model.train_function(iterator)["loss"])
 
-    return _interleave({variant: build(variant) for variant in TF_VARIANTS}, rounds)
+    return {variant: build(variant) for variant in TF_VARIANTS}
 
 
-def torch_worker(rounds):
+def torch_variants():
     import torch
     import torch_peer
 
@@ -97,40 +96,39 @@ def torch_worker(rounds):
         run()  # warm-up
         return run
 
-    return _interleave({name: build(name == TORCH_VARIANTS[0]) for name in TORCH_VARIANTS}, rounds)
+    return {name: build(name == TORCH_VARIANTS[0]) for name in TORCH_VARIANTS}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--no-append", action="store_true", help="print only, do not append to RESULTS.md")
-    parser.add_argument("--worker", choices=["tf", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        sys.path.insert(0, HERE)
-        print(json.dumps((tf_worker if args.worker == "tf" else torch_worker)(args.rounds)))
-        return
 
     start, load_before = time.perf_counter(), os.getloadavg()
-    results = {}
-    for worker in ("tf", "torch"):
-        results[worker] = reporting.run_worker(__file__, f"--worker={worker}", f"--rounds={args.rounds}")
+    times = _interleave({**tf_variants(), **torch_variants()}, args.rounds)
     wall, load_after = time.perf_counter() - start, os.getloadavg()
 
+    median = {name: statistics.median(t) for name, t in times.items()}
     rows = ["| framework | variant | ms per step (median) | vs its default |", "| --- | --- | ---: | ---: |"]
-    for worker, default in (("tf", TF_VARIANTS[0]), ("torch", TORCH_VARIANTS[0])):
-        for name, seconds in results[worker].items():
-            rows.append(f"| {'TensorFlow' if worker == 'tf' else 'PyTorch'} | {name} | {1000 * seconds:.2f} | "
-                        f"{seconds / results[worker][default]:.2f}x |")
+    for framework, variants in (("TensorFlow", TF_VARIANTS), ("PyTorch", TORCH_VARIANTS)):
+        for name in variants:
+            rows.append(f"| {framework} | {name} | {1000 * median[name]:.2f} | {median[name] / median[variants[0]]:.2f}x |")
+    ratios = [p / z for p, z in zip(times[TORCH_VARIANTS[0]], times[TF_VARIANTS[0]])]
+    q1, q2, q3 = statistics.quantiles(ratios, n=4)
     report = f"""
 ## Step breakdown, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {reporting.git_commit()}
 
-- command: `python benchmarks/step_breakdown.py --rounds={args.rounds}` (per framework one process; variants
-  timed in alternating blocks of {STEPS} steps, {args.rounds} rounds, median; batch {BATCH}, random binary data)
+- command: `python benchmarks/step_breakdown.py --rounds={args.rounds}` (both frameworks in one process;
+  variants timed in alternating blocks of {STEPS} steps, {args.rounds} rounds, median; batch {BATCH},
+  random binary data)
 - machine: 2-core Intel Xeon (Sapphire Rapids), no GPU; load average {load_before[0]:.1f} at start,
   {load_after[0]:.1f} at end; wall time {wall / 60:.1f} min
 
 {chr(10).join(rows)}
+
+PyTorch peer's step time / zoo default's, per round: median {q2:.2f}x (quartiles {q1:.2f}x, {q3:.2f}x;
+above 1: the zoo is faster).
 """
     print(report)
     if not args.no_append:

@@ -20,7 +20,9 @@ def load(name, split="train", batch_size=100, **kwargs):
             (alphabet-disjoint train/test; episodes: `zoo.data.omniglot.episodes`).
         split: the split name ("train", "validation", "test", or TFDS slicing such as "train[:10%]").
         batch_size: int, examples per batch.
-        **kwargs: loader options: `shuffle` (default: on for train splits), `seed`,
+        **kwargs: loader options: `shuffle` (default: on for train splits; shuffled pipelines drop
+            each epoch's last partial batch, so batches have a static size, and unshuffled ones keep
+            every example), `seed`,
             `data_dir` (TFDS data directory), `path` (a local copy for frey_faces / MNIST IDX files),
             `with_labels` (mnist).
 

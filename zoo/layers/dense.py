@@ -10,11 +10,11 @@ class Dense(keras.layers.Dense):
 
     TensorFlow's oneDNN `MatMul` runs on a single thread when its operands fit in the L2
     cache (`ExecuteSingleThreadedGemm` in tensorflow/core/kernels/mkl), and every product of
-    `vae_mnist_500_500_100` at batch 100 does: the forward products, the input gradients and
-    the kernel gradients. This layer splits the rows of each product into one block per
-    intra-op thread and multiplies the blocks as one `BatchMatMul`, whose blocks run in
-    parallel. On a 2-core CPU a `vae_mnist_500_500_100` training step took 1.29x as long
-    with Keras's layer (`benchmarks/step_breakdown.py`).
+    `vae_mnist_500_500_100` at batch 100 does. This layer splits the rows of the forward
+    product and of the input gradient into up to one block per intra-op thread and multiplies
+    the blocks as one `BatchMatMul`, whose blocks run in parallel. On a 2-core CPU a
+    `vae_mnist_500_500_100` training step took 1.27x as long with Keras's layer
+    (`benchmarks/step_breakdown.py` at 0c8303e, benchmarks/RESULTS.md).
 
     Same arguments, weights and outputs (up to float rounding) as Keras's layer. Inputs of
     any rank are multiplied as `[rows, features]`. Where a GPU is visible, or TensorFlow is
