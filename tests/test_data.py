@@ -94,3 +94,15 @@ def test_bad_arguments():
         zoo.data.load("cifar")
     with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         zoo.data.load("mnist", split="test", batch_size=0, path=str(SHARED_DATASETS / "mnist"))
+
+
+def test_shuffled_pipelines_drop_the_partial_batch_and_unshuffled_keep_every_example():
+    examples = tf.data.Dataset.from_tensor_slices(np.arange(250, dtype=np.float32))
+    train = zoo.data.pipeline.finish(examples, 100, shuffle=True, seed=0)
+    assert train.element_spec.shape == (100,)  # static: the training step's shapes are fixed while tracing
+    epochs = [np.concatenate(list(train.as_numpy_iterator())) for _ in range(2)]
+    assert [len(e) for e in epochs] == [200, 200] and not np.array_equal(epochs[0], epochs[1])
+    test = zoo.data.pipeline.finish(examples, 100, shuffle=False, seed=0)
+    assert [len(b) for b in test.as_numpy_iterator()] == [100, 100, 50]
+    tiny = zoo.data.pipeline.finish(examples.take(30), 100, shuffle=True, seed=0)  # smaller than a batch: kept
+    assert [len(b) for b in tiny.as_numpy_iterator()] == [30]
