@@ -13,8 +13,8 @@ class Dense(keras.layers.Dense):
     `vae_mnist_500_500_100` at batch 100 does. This layer splits the rows of the forward
     product and of the input gradient into up to one block per intra-op thread and multiplies
     the blocks as one `BatchMatMul`, whose blocks run in parallel. On a 2-core CPU a
-    `vae_mnist_500_500_100` training step took 1.27x as long with Keras's layer
-    (`benchmarks/step_breakdown.py` at 0c8303e, benchmarks/RESULTS.md).
+    `vae_mnist_500_500_100` training step took 1.18x as long with Keras's layer
+    (`benchmarks/step_breakdown.py` at 5f7711b, benchmarks/RESULTS.md).
 
     Same arguments, weights and outputs (up to float rounding) as Keras's layer. Inputs of
     any rank are multiplied as `[rows, features]`. Where a GPU is visible, or TensorFlow is
