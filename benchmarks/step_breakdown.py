@@ -57,6 +57,7 @@ def tf_variants():
     import zoo
     from zoo.layers import dense_stack, gaussian_latent, likelihood_head
 
+    # A static batch size, as zoo.data's shuffled (training) pipelines give.
     data = tf.data.Dataset.from_tensor_slices(_images()).repeat().batch(BATCH, drop_remainder=True).prefetch(4)
 
     def build(variant):
