@@ -13,6 +13,10 @@ and the PyTorch peer's step time over the zoo default's, per round (median and q
   `keras.layers.BatchNormalization` instead of `zoo.layers.BatchNormalization`; without
   batch normalization.
 - PyTorch (benchmarks/torch_peer.py, eager): the peer, and the peer without batch normalization.
+- The products behind `zoo.layers.Dense`: 100x784 @ 784x500 and 100x500 @ 500x784 float32
+  matmuls (the first encoder layer and the logits layer at batch 100), as `tf.matmul`, as
+  `zoo.layers.dense.blocked_matmul` and in PyTorch: GFLOP/s and CPU cores busy (process CPU
+  time / wall time).
 
 Both frameworks' thread pools live in the process, idle while the other runs. Appends the
 table, with command, commit, machine, load and wall time, to benchmarks/RESULTS.md.
@@ -28,6 +32,7 @@ import reporting
 
 BATCH = 100
 STEPS = 25
+PRODUCTS = 20
 TF_VARIANTS = ("zoo default", "keras Dense", "keras Adam", "keras BatchNormalization", "no batch normalization")
 TORCH_VARIANTS = ("pytorch peer", "pytorch peer, no batch normalization")
 
@@ -39,14 +44,58 @@ def _images(num=5000):
 
 
 def _interleave(steps_fns, rounds):
-    """Seconds per step of each `{name: fn}` (fn runs STEPS steps) in every round, timed in alternation."""
+    """Seconds per step of each `{name: fn}` (fn runs STEPS steps) in every round, timed in alternation,
+    and the process's CPU seconds over those wall seconds (cores busy) per name."""
     times = {name: [] for name in steps_fns}
+    cpu = {name: 0.0 for name in steps_fns}
     for _ in range(rounds):
         for name, fn in steps_fns.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             times[name].append((time.perf_counter() - start) / STEPS)
-    return times
+            cpu[name] += time.process_time() - start_cpu
+    return times, {name: cpu[name] / (STEPS * sum(times[name])) for name in steps_fns}
+
+
+def matmul_variants():
+    """`{name: fn}`, each fn runs STEPS times PRODUCTS chained pairs of float32 matmuls, 100x784 @ 784x500
+    and 100x500 @ 500x784 (the first encoder layer and the logits layer at batch 100)."""
+    import numpy as np
+    import tensorflow as tf
+    import torch
+
+    import zoo
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(BATCH, 784)).astype(np.float32)
+    w = (rng.normal(size=(784, 500)) / 28).astype(np.float32)
+    back = (rng.normal(size=(500, 784)) / 22).astype(np.float32)  # keeps the chain at [100, 784]
+
+    def tf_chain(matmul):
+        @tf.function
+        def run(a):
+            for _ in range(PRODUCTS):
+                a = matmul(matmul(a, w), back)
+            return a
+
+        return lambda: [run(x).numpy() for _ in range(STEPS)]
+
+    def torch_chain():
+        a0, w_t, back_t = map(torch.from_numpy, (x, w, back))
+
+        def run():
+            for _ in range(STEPS):
+                a = a0
+                for _ in range(PRODUCTS):
+                    a = (a @ w_t) @ back_t
+        return run
+
+    blocks = zoo.layers.dense._num_blocks()
+    return {
+        "tf.matmul": tf_chain(tf.matmul),
+        "zoo blocked_matmul": tf_chain(lambda a, b: zoo.layers.dense.blocked_matmul(a, b, blocks)),
+        "pytorch": torch_chain(),
+    }
 
 
 def tf_variants():
@@ -107,7 +156,8 @@ def main():
     args = parser.parse_args()
 
     start, load_before = time.perf_counter(), os.getloadavg()
-    times = _interleave({**tf_variants(), **torch_variants()}, args.rounds)
+    times, _ = _interleave({**tf_variants(), **torch_variants()}, args.rounds)
+    matmul_times, busy = _interleave(matmul_variants(), args.rounds)
     wall, load_after = time.perf_counter() - start, os.getloadavg()
 
     median = {name: statistics.median(t) for name, t in times.items()}
@@ -115,6 +165,10 @@ def main():
     for framework, variants in (("TensorFlow", TF_VARIANTS), ("PyTorch", TORCH_VARIANTS)):
         for name in variants:
             rows.append(f"| {framework} | {name} | {1000 * median[name]:.2f} | {median[name] / median[variants[0]]:.2f}x |")
+    matmul_rows = ["| matmuls 100x784 @ 784x500, 100x500 @ 500x784 | GFLOP/s (median) | cores busy |", "| --- | ---: | ---: |"]
+    for name, t in matmul_times.items():
+        gflops = PRODUCTS * 2 * (2 * BATCH * 784 * 500) / statistics.median(t) / 1e9
+        matmul_rows.append(f"| {name} | {gflops:.0f} | {busy[name]:.2f} |")
     ratios = [p / z for p, z in zip(times[TORCH_VARIANTS[0]], times[TF_VARIANTS[0]])]
     q1, q2, q3 = statistics.quantiles(ratios, n=4)
     report = f"""
@@ -130,6 +184,8 @@ def main():
 
 PyTorch peer's step time / zoo default's, per round: median {q2:.2f}x (quartiles {q1:.2f}x, {q3:.2f}x;
 above 1: the zoo is faster).
+
+{chr(10).join(matmul_rows)}
 """
     print(report)
     if not args.no_append:

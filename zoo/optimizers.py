@@ -15,7 +15,8 @@ class Adam(keras.optimizers.Adam):
 
     Keras writes this as about ten element-wise ops per variable, each a full pass over
     memory; `ResourceApplyAdam` does it in one. On a 2-core CPU a `vae_mnist_500_500_100`
-    training step with Keras's Adam took 1.12-1.14x as long (`benchmarks/step_breakdown.py`).
+    training step with Keras's Adam took 1.12-1.31x as long (`benchmarks/step_breakdown.py`,
+    the runs in benchmarks/RESULTS.md from e6572d9 on).
     AMSGrad and sparse gradients take Keras's own path.
 
     Example:

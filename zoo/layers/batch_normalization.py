@@ -13,7 +13,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     instead of automatic differentiation through the moments (which adds a broadcast for
     every reduction's gradient). On a 2-core CPU a `vae_mnist_500_500_100` step with Keras's
-    layer took 1.00-1.05x as long (`benchmarks/step_breakdown.py`, three runs). Other cases
+    layer took 1.00-1.05x as long (`benchmarks/step_breakdown.py`, the runs in
+    benchmarks/RESULTS.md from e6572d9 on). Other cases
     (inference, masks, renormalization, other axes) take Keras's own path.
     """
 
