@@ -9,9 +9,7 @@ and the PyTorch peer's step time over the zoo default's, per round (median and q
 
 - TensorFlow (Keras `train_function`, 25 steps per execution, random binary batches of 100):
   the zoo default; with `keras.layers.Dense` instead of `zoo.layers.Dense`; with
-  `keras.optimizers.Adam` instead of `zoo.optimizers.Adam`; with
-  `keras.layers.BatchNormalization` instead of `zoo.layers.BatchNormalization`; without
-  batch normalization.
+  `keras.optimizers.Adam` instead of `zoo.optimizers.Adam`; without batch normalization.
 - PyTorch (benchmarks/torch_peer.py, eager): the peer, and the peer without batch normalization.
 - The products behind `zoo.layers.Dense`: 100x784 @ 784x500 and 100x500 @ 500x784 float32
   matmuls (the first encoder layer and the logits layer at batch 100), as `tf.matmul`, as
@@ -33,7 +31,7 @@ import reporting
 BATCH = 100
 STEPS = 25
 PRODUCTS = 20
-TF_VARIANTS = ("zoo default", "keras Dense", "keras Adam", "keras BatchNormalization", "no batch normalization")
+TF_VARIANTS = ("zoo default", "keras Dense", "keras Adam", "no batch normalization")
 TORCH_VARIANTS = ("pytorch peer", "pytorch peer, no batch normalization")
 
 
@@ -110,9 +108,6 @@ def tf_variants():
     data = tf.data.Dataset.from_tensor_slices(_images()).repeat().batch(BATCH, drop_remainder=True).prefetch(4)
 
     def build(variant):
-        dense_stack.BatchNormalization = (
-            keras.layers.BatchNormalization if variant == "keras BatchNormalization" else zoo.layers.BatchNormalization
-        )
         for module in (dense_stack, gaussian_latent, likelihood_head):
             module.Dense = keras.layers.Dense if variant == "keras Dense" else zoo.layers.Dense
         model = zoo.VAE.from_preset("vae_mnist_500_500_100", seed=0, batch_norm=variant != "no batch normalization")

@@ -1,6 +1,5 @@
 """Public Keras layers of the zoo, one file per layer."""
 
-from zoo.layers.batch_normalization import BatchNormalization
 from zoo.layers.conv_stack import ConvStack
 from zoo.layers.dense import Dense
 from zoo.layers.dense_stack import DenseStack
@@ -12,7 +11,6 @@ from zoo.layers.skip_decoder import SkipDecoder
 from zoo.layers.stochastic_address import StochasticAddress
 
 __all__ = [
-    "BatchNormalization",
     "ConvStack",
     "Dense",
     "DenseStack",

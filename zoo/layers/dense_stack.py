@@ -1,7 +1,6 @@
 import keras
 import tensorflow as tf
 
-from zoo.layers.batch_normalization import BatchNormalization
 from zoo.layers.dense import Dense
 
 
@@ -39,7 +38,7 @@ class DenseStack(keras.layers.Layer):
             Dense(units, name=f"dense_{i}") for i, units in enumerate(self.hidden_units)
         ]
         self.norm_layers = (
-            [BatchNormalization(name=f"batch_norm_{i}") for i in range(len(self.hidden_units))]
+            [keras.layers.BatchNormalization(name=f"batch_norm_{i}") for i in range(len(self.hidden_units))]
             if self.batch_norm
             else []
         )
