@@ -8,20 +8,19 @@ in alternating blocks of 25 steps, `--rounds` times; the median per variant is r
 and the PyTorch peer's step time over the zoo default's, per round (median and quartiles).
 
 - TensorFlow (Keras `train_function`, 25 steps per execution, random binary batches of 100):
-  the zoo default; with `keras.layers.Dense` instead of `zoo.layers.Dense`; with
-  `keras.optimizers.Adam` instead of `zoo.optimizers.Adam`; without batch normalization.
+  the zoo default; with `keras.layers.Dense` instead of `zoo.layers.Dense`; without batch
+  normalization.
 - PyTorch (benchmarks/torch_peer.py, eager): the peer, and the peer without batch normalization.
 - The products behind `zoo.layers.Dense`: 100x784 @ 784x500 and 100x500 @ 500x784 float32
   matmuls (the first encoder layer and the logits layer at batch 100), as `tf.matmul`, as
-  `zoo.layers.dense.blocked_matmul` and in PyTorch: GFLOP/s and CPU cores busy (process CPU
+  `zoo.layers.dense.blocked_matmul` in two row blocks and in PyTorch: GFLOP/s and CPU cores busy (process CPU
   time / wall time).
 
 Both frameworks' thread pools live in the process, idle while the other runs. Appends the
-table, with command, commit, machine, load and wall time, to benchmarks/RESULTS.md.
+raw rows to benchmarks/history.jsonl and regenerates benchmarks/RESULTS.md.
 """
 
 import argparse
-import datetime
 import os
 import statistics
 import time
@@ -31,7 +30,7 @@ import reporting
 BATCH = 100
 STEPS = 25
 PRODUCTS = 20
-TF_VARIANTS = ("zoo default", "keras Dense", "keras Adam", "no batch normalization")
+TF_VARIANTS = ("zoo default", "keras Dense", "no batch normalization")
 TORCH_VARIANTS = ("pytorch peer", "pytorch peer, no batch normalization")
 
 
@@ -88,10 +87,9 @@ def matmul_variants():
                     a = (a @ w_t) @ back_t
         return run
 
-    blocks = zoo.layers.dense._num_blocks()
     return {
         "tf.matmul": tf_chain(tf.matmul),
-        "zoo blocked_matmul": tf_chain(lambda a, b: zoo.layers.dense.blocked_matmul(a, b, blocks)),
+        "zoo blocked_matmul, 2 blocks": tf_chain(lambda a, b: zoo.layers.dense.blocked_matmul(a, b, 2)),
         "pytorch": torch_chain(),
     }
 
@@ -111,7 +109,7 @@ def tf_variants():
         for module in (dense_stack, gaussian_latent, likelihood_head):
             module.Dense = keras.layers.Dense if variant == "keras Dense" else zoo.layers.Dense
         model = zoo.VAE.from_preset("vae_mnist_500_500_100", seed=0, batch_norm=variant != "no batch normalization")
-        model.compile(optimizer=keras.optimizers.Adam(1e-3) if variant == "keras Adam" else None)
+        model.compile()
         model.make_train_function()
         iterator = iter(data)
         model.train_function(iterator)  # tracing
@@ -147,7 +145,7 @@ def torch_variants():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--no-append", action="store_true", help="print only, do not append to RESULTS.md")
+    parser.add_argument("--no-append", action="store_true", help="print only, do not record the run")
     args = parser.parse_args()
 
     start, load_before = time.perf_counter(), os.getloadavg()
@@ -156,35 +154,19 @@ def main():
     wall, load_after = time.perf_counter() - start, os.getloadavg()
 
     median = {name: statistics.median(t) for name, t in times.items()}
-    rows = ["| framework | variant | ms per step (median) | vs its default |", "| --- | --- | ---: | ---: |"]
+    rows = []
     for framework, variants in (("TensorFlow", TF_VARIANTS), ("PyTorch", TORCH_VARIANTS)):
         for name in variants:
-            rows.append(f"| {framework} | {name} | {1000 * median[name]:.2f} | {median[name] / median[variants[0]]:.2f}x |")
-    matmul_rows = ["| matmuls 100x784 @ 784x500, 100x500 @ 500x784 | GFLOP/s (median) | cores busy |", "| --- | ---: | ---: |"]
+            rows.append({"framework": framework, "variant": name, "ms per step (median)": 1000 * median[name],
+                         "vs its default": f"{median[name] / median[variants[0]]:.2f}x"})
     for name, t in matmul_times.items():
         gflops = PRODUCTS * 2 * (2 * BATCH * 784 * 500) / statistics.median(t) / 1e9
-        matmul_rows.append(f"| {name} | {gflops:.0f} | {busy[name]:.2f} |")
+        rows.append({"framework": "matmul pair", "variant": name, "GFLOP/s (median)": gflops, "cores busy": f"{busy[name]:.2f}"})
     ratios = [p / z for p, z in zip(times[TORCH_VARIANTS[0]], times[TF_VARIANTS[0]])]
     q1, q2, q3 = statistics.quantiles(ratios, n=4)
-    report = f"""
-## Step breakdown, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {reporting.git_commit()}
-
-- command: `python benchmarks/step_breakdown.py --rounds={args.rounds}` (both frameworks in one process;
-  variants timed in alternating blocks of {STEPS} steps, {args.rounds} rounds, median; batch {BATCH},
-  random binary data)
-- machine: 2-core Intel Xeon (Sapphire Rapids), no GPU; load average {load_before[0]:.1f} at start,
-  {load_after[0]:.1f} at end; wall time {wall / 60:.1f} min
-
-{chr(10).join(rows)}
-
-PyTorch peer's step time / zoo default's, per round: median {q2:.2f}x (quartiles {q1:.2f}x, {q3:.2f}x;
-above 1: the zoo is faster).
-
-{chr(10).join(matmul_rows)}
-"""
-    print(report)
-    if not args.no_append:
-        reporting.append(report)
+    notes = {"PyTorch peer step time / zoo default step time, per round (above 1: zoo faster)":
+             f"median {q2:.2f}x, quartiles {q1:.2f}x, {q3:.2f}x"}
+    reporting.record("step_breakdown", rows, wall, (load_before[0], load_after[0]), notes, append=not args.no_append)
 
 
 if __name__ == "__main__":

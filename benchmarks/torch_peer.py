@@ -86,3 +86,45 @@ def train_throughput(images, batch_size=100, num_steps=500, warmup_steps=50,
     if not np.isfinite(loss.item()):
         raise RuntimeError(f"PyTorch peer diverged: loss {loss.item()}")
     return num_steps * batch_size / seconds
+
+
+@torch.no_grad()
+def log_likelihood(model, x, num_samples=5000, chunk=500):
+    """Importance-sampled log p(x) `[B]` with `num_samples` posterior samples in chunks, as `zoo` computes it.
+
+    log p(x) ~= logsumexp_s [log p(x|z_s) + log p(z_s) - log q(z_s|x)] - log S, z_s ~ q(z|x);
+    the encoder runs once, the decoder once per chunk of `chunk` samples x B rows.
+    """
+    model.eval()
+    h = model.encoder(x)
+    mean, log_variance = model.mean(h), model.log_variance(h)
+    std = torch.exp(0.5 * log_variance)
+    log_2pi = float(np.log(2 * np.pi))
+    totals = []
+    for start in range(0, num_samples, chunk):
+        size = min(chunk, num_samples - start)
+        eps = torch.randn(size, *mean.shape)
+        z = mean + std * eps  # [S, B, latent]
+        logits = model.decoder(z.reshape(-1, z.shape[-1])).reshape(size, x.shape[0], -1)
+        log_px_z = -nn.functional.binary_cross_entropy_with_logits(
+            logits, x.expand(size, -1, -1), reduction="none").sum(-1)
+        log_pz = -0.5 * (z.square() + log_2pi).sum(-1)
+        log_qz = -0.5 * (eps.square() + log_2pi + log_variance).sum(-1)
+        totals.append(torch.logsumexp(log_px_z + log_pz - log_qz, dim=0))
+    return torch.logsumexp(torch.stack(totals), dim=0) - float(np.log(num_samples))
+
+
+def log_likelihood_throughput(images, num_samples=5000, num_threads=None, seed=0):
+    """Examples per second of `log_likelihood` on `images` ([B, 784]), after one warm-up batch."""
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    torch.manual_seed(seed)
+    model = TorchVAE()
+    x = torch.from_numpy(np.asarray(images, np.float32).reshape(len(images), -1))
+    log_likelihood(model, x, num_samples=500)  # warm-up
+    start = time.perf_counter()
+    result = log_likelihood(model, x, num_samples=num_samples)
+    seconds = time.perf_counter() - start
+    if not torch.isfinite(result).all():
+        raise RuntimeError("PyTorch evaluator gave a non-finite log-likelihood")
+    return len(x) / seconds

@@ -2,27 +2,27 @@
 
     python benchmarks/train_throughput.py [--rounds=2] [--no-append]
 
-Measures, on binarized MNIST with batch 100, each configuration in its own fresh process
-(so thread pools, XLA caches and the two frameworks never share a process), interleaved over
+Measures, on binarized MNIST with batch 100, each configuration in its own fresh process (so
+thread pools, caches and the two frameworks never share a process), interleaved over
 `--rounds` rounds so slow drifts of machine load hit every configuration alike:
 
-- Keras `fit` (the zoo's real input pipeline, `zoo.data.load`) without XLA, with XLA, with
-  XLA and `steps_per_execution`, without XLA with `steps_per_execution`, and the default
-  path: exactly `model.compile(); model.fit(ds)`;
-- the same architecture in PyTorch, eager (benchmarks/torch_peer.py);
-- `log_likelihood` with k = 5000 importance samples (examples/s);
+- Keras `fit` on the zoo's input pipeline (`zoo.data.load`): the default path, exactly
+  `model.compile(); model.fit(ds)`; the same with `keras.layers.Dense` instead of
+  `zoo.layers.Dense` (plain Keras); and with XLA (`jit_compile=True`), which the default
+  leaves off on CPUs;
+- the same model in PyTorch, eager (benchmarks/torch_peer.py), at its default thread count
+  and at one thread;
+- `log_likelihood` with k = 5000 importance samples, zoo and a PyTorch evaluator doing the same
+  chunked sampling under `torch.no_grad()` (examples/s);
 - the machine's peak float32 matmul FLOP/s (benchmarks/peak_flops.py), and the fraction of it
-  that each training configuration reaches (matmul FLOPs per example x examples/s).
+  each configuration reaches (matmul FLOPs per example x examples/s).
 
-Prints a table and appends it, with command, commit, machine, load and wall time, to
-benchmarks/RESULTS.md.
+Appends the raw rows to benchmarks/history.jsonl and regenerates benchmarks/RESULTS.md.
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -34,31 +34,41 @@ BATCH = 100
 WARMUP_STEPS = 100
 TIMED_STEPS = 150
 TIMED_EPOCHS = 3
-SPE = 25
+NUM_SAMPLES = 5000
 
-# name -> compile kwargs (None: the zoo's defaults, `model.compile()`).
+DEFAULT = "zoo default (model.compile())"
+PLAIN = "plain Keras (keras.layers.Dense)"
+# name -> (compile kwargs, zoo.layers.Dense replaced by keras.layers.Dense)
 KERAS_CONFIGS = {
-    "keras fit, no XLA": {"jit_compile": False, "steps_per_execution": 1},
-    "keras fit, XLA": {"jit_compile": True, "steps_per_execution": 1},
-    f"keras fit, XLA, steps_per_execution={SPE}": {"jit_compile": True, "steps_per_execution": SPE},
-    f"keras fit, no XLA, steps_per_execution={SPE}": {"jit_compile": False, "steps_per_execution": SPE},
-    "keras fit, zoo default (model.compile())": None,
+    DEFAULT: ({}, False),
+    PLAIN: ({}, True),
+    "zoo default with XLA": ({"jit_compile": True}, False),
 }
+# name -> intra-op threads (None: PyTorch's default).
+TORCH_CONFIGS = {"pytorch eager, default threads": None, "pytorch eager, 1 thread": 1}
+ZOO_EVAL = f"zoo log_likelihood k={NUM_SAMPLES}"
+TORCH_EVAL = f"pytorch log_likelihood k={NUM_SAMPLES}, default threads"
+PEAK = "peak matmul"
 
 
-def _train_images(num):
+def _images(split, num):
     import numpy as np
 
     import zoo
 
-    ds = zoo.data.load("binarized_mnist", split=f"train[:{num}]", batch_size=1000, shuffle=False)
+    ds = zoo.data.load("binarized_mnist", split=f"{split}[:{num}]", batch_size=1000, shuffle=False)
     return np.concatenate(list(ds.as_numpy_iterator()))
 
 
-def keras_worker(compile_kwargs):
+def keras_worker(compile_kwargs, plain_dense):
     import keras
 
     import zoo
+    from zoo.layers import dense_stack, gaussian_latent, likelihood_head
+
+    if plain_dense:
+        for module in (dense_stack, gaussian_latent, likelihood_head):
+            module.Dense = keras.layers.Dense
 
     class Timer(keras.callbacks.Callback):
         def __init__(self):
@@ -72,7 +82,7 @@ def keras_worker(compile_kwargs):
             self.seconds.append(time.perf_counter() - self.start)
 
     model = zoo.VAE.from_preset("vae_mnist_500_500_100", seed=0)
-    model.compile(**(compile_kwargs or {}))
+    model.compile(**compile_kwargs)
     data = zoo.data.load("binarized_mnist", split="train", batch_size=BATCH).repeat()
     timer = Timer()
     model.fit(data, epochs=1, steps_per_epoch=WARMUP_STEPS, verbose=0)  # tracing, compilation, cache
@@ -84,21 +94,26 @@ def keras_worker(compile_kwargs):
 def torch_worker(num_threads):
     import torch_peer
 
-    images = _train_images(50_000)
-    rate = torch_peer.train_throughput(images, batch_size=BATCH, num_steps=TIMED_STEPS * TIMED_EPOCHS,
+    rate = torch_peer.train_throughput(_images("train", 50_000), batch_size=BATCH, num_steps=TIMED_STEPS * TIMED_EPOCHS,
                                        warmup_steps=WARMUP_STEPS, num_threads=num_threads)
     return {"examples_per_second": rate}
 
 
-def eval_worker(num_samples=5000):
+def zoo_eval_worker():
     import zoo
 
     model = zoo.VAE.from_preset("vae_mnist_500_500_100", seed=0)
-    x = next(iter(zoo.data.load("binarized_mnist", split="test[:100]", batch_size=100, shuffle=False)))
+    x = _images("test", BATCH)
     model.log_likelihood(x, num_samples=500, seed=0)  # traces the 500-sample chunk used below
     start = time.perf_counter()
-    model.log_likelihood(x, num_samples=num_samples, seed=1).numpy()
+    model.log_likelihood(x, num_samples=NUM_SAMPLES, seed=1).numpy()
     return {"examples_per_second": len(x) / (time.perf_counter() - start)}
+
+
+def torch_eval_worker():
+    import torch_peer
+
+    return {"examples_per_second": torch_peer.log_likelihood_throughput(_images("test", BATCH), NUM_SAMPLES)}
 
 
 def peak_worker():
@@ -107,89 +122,60 @@ def peak_worker():
     return {"peak_flops": max(peak_flops.peak_matmul_flops().values())}
 
 
-def _run_worker(name):
-    start = time.perf_counter()
-    result = reporting.run_worker(__file__, f"--worker={name}")
-    print(f"  {name}: {result} ({time.perf_counter() - start:.0f} s)", flush=True)
-    return result
-
-
-# name -> intra-op threads (None: PyTorch's default).
-TORCH_CONFIGS = {"pytorch eager (peer), default threads": None, "pytorch eager (peer), 1 thread": 1}
-
-
-def _worker_names():
-    return list(KERAS_CONFIGS) + list(TORCH_CONFIGS) + ["log_likelihood k=5000", "peak matmul"]
+WORKERS = {
+    **{name: lambda c=config: keras_worker(*c) for name, config in KERAS_CONFIGS.items()},
+    **{name: lambda t=threads: torch_worker(t) for name, threads in TORCH_CONFIGS.items()},
+    ZOO_EVAL: zoo_eval_worker,
+    TORCH_EVAL: torch_eval_worker,
+    PEAK: peak_worker,
+}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--no-append", action="store_true", help="print only, do not append to RESULTS.md")
+    parser.add_argument("--no-append", action="store_true", help="print only, do not record the run")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        sys.path.insert(0, HERE)
-        if args.worker in KERAS_CONFIGS:
-            result = keras_worker(KERAS_CONFIGS[args.worker])
-        elif args.worker in TORCH_CONFIGS:
-            result = torch_worker(TORCH_CONFIGS[args.worker])
-        elif args.worker.startswith("log_likelihood"):
-            result = eval_worker()
-        else:
-            result = peak_worker()
-        print(json.dumps(result))
-        return
-
     sys.path.insert(0, HERE)
+    if args.worker:
+        print(json.dumps(WORKERS[args.worker]()))
+        return
     import peak_flops
 
     start, load_before = time.perf_counter(), os.getloadavg()
-    results = {name: [] for name in _worker_names()}
+    results = {name: [] for name in WORKERS}
     for round_index in range(args.rounds):
-        print(f"round {round_index + 1}/{args.rounds}", flush=True)
-        for name in _worker_names():
-            results[name].append(_run_worker(name))
+        for name in WORKERS:
+            worker_start = time.perf_counter()
+            results[name].append(reporting.run_worker(__file__, f"--worker={name}"))
+            print(f"round {round_index + 1}/{args.rounds} {name}: {results[name][-1]} "
+                  f"({time.perf_counter() - worker_start:.0f} s)", flush=True)
     wall, load_after = time.perf_counter() - start, os.getloadavg()
 
-    peak = statistics.median(r["peak_flops"] for r in results.pop("peak matmul"))
-    flops = peak_flops.vae_training_flops()
-    # The peer is its faster thread setting in this run.
-    torch_rate = max(statistics.median(r["examples_per_second"] for r in results[name]) for name in TORCH_CONFIGS)
-    rows = ["| configuration | examples/s (median) | per round | vs best PyTorch | % of peak matmul FLOP/s |",
-            "| --- | ---: | --- | ---: | ---: |"]
+    peak = statistics.median(r["peak_flops"] for r in results.pop(PEAK))
+    rate = {name: statistics.median(r["examples_per_second"] for r in runs) for name, runs in results.items()}
+    torch_rate = max(rate[name] for name in TORCH_CONFIGS)
+    rows = []
     for name, runs in results.items():
-        rates = [r["examples_per_second"] for r in runs]
-        rate = statistics.median(rates)
-        evaluation = name.startswith("log_likelihood")
-        per_example = peak_flops.vae_log_likelihood_flops(5000) if evaluation else flops
-        ratio = "" if evaluation else f"{rate / torch_rate:.2f}x"
-        rows.append(f"| {name} | {rate:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} | {ratio} | "
-                    f"{100 * rate * per_example / peak:.1f}% |")
-    default = results["keras fit, zoo default (model.compile())"][0]
-    table = "\n".join(rows)
-    report = f"""
-## {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {reporting.git_commit()}
-
-- command: `python benchmarks/train_throughput.py --rounds={args.rounds}` (each configuration in a fresh
-  process, configurations interleaved, {args.rounds} rounds; Keras: {TIMED_EPOCHS} timed epochs of
-  {TIMED_STEPS} steps after {WARMUP_STEPS} warm-up steps, median epoch)
-- machine: 2-core Intel Xeon (Sapphire Rapids, AVX-512), no GPU; {platform.python_version()}; load average
-  {load_before[0]:.1f} at start, {load_after[0]:.1f} at end (other engineers' jobs share the 2 cores, so
-  absolute numbers are low and noisy; compare ratios inside this run)
-- wall time: {wall / 60:.1f} min
-- model: vae_mnist_500_500_100 (1,440,984 parameters), batch {BATCH}, Adam; binarized MNIST train split
-- zoo default path = `model.compile()` -> jit_compile={default['jit_compile']},
-  steps_per_execution={default['steps_per_execution']}
-- peak float32 matmul: {peak / 1e9:.0f} GFLOP/s (best of TF/XLA and PyTorch square matmuls);
-  training = {flops / 1e6:.2f} MFLOP/example (matmuls, forward + backward);
-  log_likelihood k=5000 = {peak_flops.vae_log_likelihood_flops(5000) / 1e9:.2f} GFLOP/example
-
-{table}
-"""
-    print(report)
-    if not args.no_append:
-        reporting.append(report)
+        evaluation = "log_likelihood" in name
+        flops = peak_flops.vae_log_likelihood_flops(NUM_SAMPLES) if evaluation else peak_flops.vae_training_flops()
+        rows.append({
+            "configuration": name,
+            "examples/s (median)": rate[name],
+            "per round": ", ".join(f"{r['examples_per_second']:,.1f}" for r in runs),
+            "vs faster PyTorch": "" if evaluation else f"{rate[name] / torch_rate:.2f}x",
+            "% of peak matmul": f"{100 * rate[name] * flops / peak:.1f}%",
+        })
+    default = results[DEFAULT][0]
+    notes = {
+        "zoo default compiles with": f"jit_compile={default['jit_compile']}, steps_per_execution={default['steps_per_execution']}",
+        "peak float32 matmul (GFLOP/s)": round(peak / 1e9, 1),
+        "zoo default / faster PyTorch (target >= 1.0x, goal 1.2x)": f"{rate[DEFAULT] / torch_rate:.2f}x",
+        "zoo default / plain Keras (target >= 1.0x)": f"{rate[DEFAULT] / rate[PLAIN]:.2f}x",
+        "zoo log_likelihood / PyTorch evaluator (target >= 1.2x)": f"{rate[ZOO_EVAL] / rate[TORCH_EVAL]:.2f}x",
+    }
+    reporting.record("train_throughput", rows, wall, (load_before[0], load_after[0]), notes, append=not args.no_append)
 
 
 if __name__ == "__main__":

@@ -402,7 +402,7 @@ def train(config, model_dir, verbose="auto"):
     compile_kwargs = {}
     if config["steps_per_execution"]:
         compile_kwargs["steps_per_execution"] = config["steps_per_execution"]
-    model.compile(optimizer=zoo.optimizers.Adam(_learning_rate(config, steps_per_epoch)), **compile_kwargs)
+    model.compile(optimizer=keras.optimizers.Adam(_learning_rate(config, steps_per_epoch)), **compile_kwargs)
     model.optimizer.build(model.trainable_variables)
     state = _RunState(model, model_dir, config)
     if state.restore():

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import distributions, objectives, optimizers
+from zoo import distributions, objectives
 from zoo.layers.likelihood_head import LIKELIHOODS
 
 # Marks assertion messages from the input pipeline so `fit`/`evaluate` can re-raise them as ValueError.
@@ -81,7 +81,7 @@ class LatentVariableModel(keras.Model):
         return target(**{**preset["config"], **overrides})
 
     def compile(self, optimizer=None, jit_compile=None, steps_per_execution=STEPS_PER_EXECUTION, **kwargs):
-        """Compiles with defaults for VAE training: Adam(1e-3) (`zoo.optimizers.Adam`), 25 steps per execution; no loss needed.
+        """Compiles with defaults for VAE training: `keras.optimizers.Adam(1e-3)`, 25 steps per execution; no loss needed.
 
         Measured on CPU (benchmarks/RESULTS.md): several steps per compiled call amortise
         Keras's per-step Python and dispatch work, which costs about as much as a step of a
@@ -90,7 +90,7 @@ class LatentVariableModel(keras.Model):
         is present. Callbacks see batches every `steps_per_execution` steps.
         """
         if optimizer is None or optimizer == "auto":
-            optimizer = optimizers.Adam(learning_rate=1e-3)
+            optimizer = keras.optimizers.Adam(learning_rate=1e-3)
         if jit_compile is None:
             jit_compile = bool(tf.config.list_physical_devices("GPU"))
         super().compile(
