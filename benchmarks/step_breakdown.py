@@ -164,8 +164,12 @@ def main():
         rows.append({"framework": "matmul pair", "variant": name, "GFLOP/s (median)": gflops, "cores busy": f"{busy[name]:.2f}"})
     ratios = [p / z for p, z in zip(times[TORCH_VARIANTS[0]], times[TF_VARIANTS[0]])]
     q1, q2, q3 = statistics.quantiles(ratios, n=4)
+    import zoo
+
     notes = {"PyTorch peer step time / zoo default step time, per round (above 1: zoo faster)":
-             f"median {q2:.2f}x, quartiles {q1:.2f}x, {q3:.2f}x"}
+             f"median {q2:.2f}x, quartiles {q1:.2f}x, {q3:.2f}x",
+             "zoo.layers.Dense row blocks chosen on this machine, (rows, in, out, dtype) -> blocks":
+             ", ".join(f"{k[:3]} -> {v}" for k, v in zoo.layers.dense.CHOICES.items()) or "none timed"}
     reporting.record("step_breakdown", rows, wall, (load_before[0], load_after[0]), notes, append=not args.no_append)
 
 

@@ -90,7 +90,7 @@ def test_block_count_measures_once_per_shape_and_only_products_worth_splitting(m
 
     monkeypatch.setattr(zoo.layers.dense, "_fastest", fake_fastest)
     monkeypatch.setattr(zoo.layers.dense, "_num_threads", lambda: 4)
-    monkeypatch.setattr(zoo.layers.dense, "_CHOICES", {})
+    monkeypatch.setattr(zoo.layers.dense, "CHOICES", {})
     block_count = zoo.layers.dense.block_count
     assert zoo.layers.dense.MIN_BLOCK_MACS == 2**22
     assert block_count(16, 512, 256) == 1  # 2.1M multiply-adds: never split, never timed
@@ -110,10 +110,10 @@ def test_block_count_keeps_a_split_only_when_it_is_clearly_faster():
 
 
 def test_block_count_times_on_this_machine():
-    zoo.layers.dense._CHOICES.pop((128, 512, 256, "float32"), None)
+    zoo.layers.dense.CHOICES.pop((128, 512, 256, "float32"), None)
     choice = zoo.layers.dense.block_count(128, 512, 256)
     expected = [1] + [b for b in (2, 4) if b <= zoo.layers.dense._num_threads()]
-    assert choice in expected and zoo.layers.dense._CHOICES[(128, 512, 256, "float32")] == choice
+    assert choice in expected and zoo.layers.dense.CHOICES[(128, 512, 256, "float32")] == choice
 
 
 @pytest.mark.parametrize("kind", ["bernoulli", "gaussian"])

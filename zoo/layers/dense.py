@@ -57,8 +57,8 @@ MIN_BLOCK_MACS = 2**22
 # Products above this many multiply-adds are not timed (that would cost seconds): operands that
 # large no longer fit in cache, where TensorFlow's MatMul already uses every core.
 MAX_TIMED_MACS = 2**28
-# Measured choices, `(rows, in, out, dtype) -> blocks`, kept for the process.
-_CHOICES = {}
+# Measured choices, `(rows, in, out, dtype) -> blocks`, kept for the process (benchmarks report them).
+CHOICES = {}
 # A blocked product is kept only when its step takes at most this fraction of the plain one's,
 # so timing noise never trades Keras's path for an equal one.
 _MARGIN = 0.9
@@ -83,10 +83,10 @@ def block_count(rows, in_features, out_features, dtype=tf.float32):
     if not candidates:
         return 1
     key = (rows, in_features, out_features, tf.as_dtype(dtype).name)
-    if key not in _CHOICES:
+    if key not in CHOICES:
         with tf.init_scope():  # called while tracing: time eagerly, outside the graph being built
-            _CHOICES[key] = _fastest(rows, in_features, out_features, tf.as_dtype(dtype), [1] + candidates)
-    return _CHOICES[key]
+            CHOICES[key] = _fastest(rows, in_features, out_features, tf.as_dtype(dtype), [1] + candidates)
+    return CHOICES[key]
 
 
 def _num_threads():
