@@ -30,6 +30,9 @@ test-large: venv
 bench: venv
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/step_breakdown.py
+	$(PY) benchmarks/memvae_vs_vae.py
+	$(PY) benchmarks/vma_speed.py
 
 clean:
 	rm -rf $(VENV) runs

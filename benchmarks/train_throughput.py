@@ -88,7 +88,8 @@ def keras_worker(compile_kwargs, plain_dense):
     model.fit(data, epochs=1, steps_per_epoch=WARMUP_STEPS, verbose=0)  # tracing, compilation, cache
     model.fit(data, epochs=TIMED_EPOCHS, steps_per_epoch=TIMED_STEPS, verbose=0, callbacks=[timer])
     return {"examples_per_second": TIMED_STEPS * BATCH / statistics.median(timer.seconds),
-            "steps_per_execution": model.steps_per_execution, "jit_compile": bool(model.jit_compile)}
+            "steps_per_execution": model.steps_per_execution, "jit_compile": bool(model.jit_compile),
+            "row_blocks": ", ".join(f"{k[:3]} -> {v}" for k, v in zoo.layers.dense.CHOICES.items()) or "none timed"}
 
 
 def torch_worker(num_threads):
@@ -170,6 +171,8 @@ def main():
     default = results[DEFAULT][0]
     notes = {
         "zoo default compiles with": f"jit_compile={default['jit_compile']}, steps_per_execution={default['steps_per_execution']}",
+        "zoo.layers.Dense row blocks chosen in the zoo default's workers, (rows, in, out) -> blocks":
+            "; ".join(r["row_blocks"] for r in results[DEFAULT]),
         "peak float32 matmul (GFLOP/s)": round(peak / 1e9, 1),
         "zoo default / faster PyTorch (target >= 1.0x, goal 1.2x)": f"{rate[DEFAULT] / torch_rate:.2f}x",
         "zoo default / plain Keras (target >= 1.0x)": f"{rate[DEFAULT] / rate[PLAIN]:.2f}x",

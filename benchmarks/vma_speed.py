@@ -1,6 +1,6 @@
 """Hard (VMA) vs soft memory addressing: training updates per second as the memory grows, and test-time readout.
 
-    python benchmarks/vma_speed.py --out=runs/vma_speed.json
+    python benchmarks/vma_speed.py [--noappend]
 
 Bornschein et al. (2017) report that sampling one address becomes faster per update than
 soft attention over the whole memory from |M| >= 48 on. Both models here are the Omniglot
@@ -16,22 +16,24 @@ the other load of the machine.
 Readout: with `--readout_entries` memory entries, the time to classify a batch of queries
 (VMA: q(a|x) over all entries) and to reconstruct it (VMA: argmax address, posterior mean;
 baseline: attention read), after warm-up.
+
+Appends the raw rows to benchmarks/history.jsonl and regenerates benchmarks/RESULTS.md.
 """
 
-import json
+import os
 import time
 
 import numpy as np
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("memory_sizes", ["16", "48", "128", "512", "2048"], "Memory sizes |M| to time.")
+flags.DEFINE_list("memory_sizes", ["16", "32", "48", "128", "512", "2048"], "Memory sizes |M| to time.")
 flags.DEFINE_integer("batch_size", 32, "Targets per update.")
 flags.DEFINE_integer("warmup_steps", 2, "Untimed updates per setting (tracing, compilation).")
 flags.DEFINE_integer("timed_steps", 3, "Timed updates per setting.")
 flags.DEFINE_integer("readout_entries", 2560, "Memory entries for the test-time readout.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step (compilation takes minutes per setting here).")
-flags.DEFINE_string("out", "runs/vma_speed.json", "Where the results go.")
+flags.DEFINE_bool("append", True, "Record the run (history.jsonl, RESULTS.md); --noappend only prints it.")
 
 
 def models():
@@ -86,32 +88,31 @@ def best_seconds(run, repeats=3):
 
 def main(argv):
     del argv
-    results = {"batch_size": FLAGS.batch_size, "jit_compile": FLAGS.jit_compile, "training": [], "readout": {}}
+    import reporting
+
+    start, load_before = time.perf_counter(), os.getloadavg()
+    rows = []
     for memory_size in [int(m) for m in FLAGS.memory_sizes]:
-        row = {"memory_size": memory_size}
-        for name, build in models().items():
-            row[name] = timed_steps(build(), memory_size)
-        row["vma_speedup"] = row["VMA"]["updates_per_second"] / row["soft attention"]["updates_per_second"]
-        results["training"].append(row)
-        print(json.dumps(row), flush=True)
+        rates = {name: timed_steps(build(), memory_size)["updates_per_second"] for name, build in models().items()}
+        rows.append({"|M|": memory_size, "VMA updates/s": rates["VMA"], "soft attention updates/s": rates["soft attention"],
+                     "VMA / soft attention": f"{rates['VMA'] / rates['soft attention']:.2f}x"})
+        print(rows[-1], flush=True)
 
     queries = binary((FLAGS.batch_size, 28, 28, 1), 2)
     memory = binary((FLAGS.readout_entries, 28, 28, 1), 3)
     labels = np.arange(FLAGS.readout_entries) % 20
     built = {name: build() for name, build in models().items()}
-    vma = built["VMA"]
-    results["readout"] = {
-        "memory_entries": FLAGS.readout_entries,
-        "queries": FLAGS.batch_size,
-        "VMA classify seconds": best_seconds(lambda: vma.classify(queries, memory, labels).numpy()),
+    notes = {
+        "batch size, warm-up and timed updates per setting, XLA": f"{FLAGS.batch_size}, {FLAGS.warmup_steps}, {FLAGS.timed_steps}, {FLAGS.jit_compile}",
+        f"readout with {FLAGS.readout_entries} entries, {FLAGS.batch_size} queries: VMA classify (s)":
+            best_seconds(lambda: built["VMA"].classify(queries, memory, labels).numpy()),
         **{
-            f"{name} reconstruct seconds": best_seconds(lambda m=model: np.asarray(m.reconstruct(queries, memory)))
+            f"readout: {name} reconstruct (s)": best_seconds(lambda m=model: np.asarray(m.reconstruct(queries, memory)))
             for name, model in built.items()
         },
     }
-    print(json.dumps(results["readout"]), flush=True)
-    with open(FLAGS.out, "w") as f:
-        json.dump(results, f, indent=1)
+    reporting.record("vma_speed", rows, time.perf_counter() - start, (load_before[0], os.getloadavg()[0]), notes,
+                     append=FLAGS.append)
 
 
 if __name__ == "__main__":

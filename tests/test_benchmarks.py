@@ -1,0 +1,50 @@
+"""benchmarks/RESULTS.md is generated from the raw history, never edited by hand."""
+
+import json
+import pathlib
+import sys
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import reporting  # noqa: E402
+import summarize  # noqa: E402
+
+
+def _history():
+    return [json.loads(line) for line in (BENCHMARKS / "history.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_results_md_is_the_summary_of_the_history():
+    assert (BENCHMARKS / "RESULTS.md").read_text() == summarize.render(_history())
+
+
+def test_every_recorded_run_names_its_machine_commit_and_command():
+    for entry in _history():
+        machine = entry["machine"]
+        assert machine["cpu"] and machine["cores"] >= 1 and isinstance(machine["avx512"], bool)
+        assert entry["command"].startswith("python benchmarks/") and len(entry["commit"]) >= 7
+        assert entry["wall_seconds"] > 0 and entry["rows"]
+
+
+def test_the_summary_shows_the_latest_run_with_its_machine():
+    def entry(value, cpu):
+        return {"benchmark": "train_throughput", "date": "d", "commit": "abc1234", "command": "python benchmarks/x.py",
+                "machine": {"cpu": cpu, "cores": 2, "avx2": True, "avx512": cpu.startswith("Intel"), "amx": False},
+                "load_average": [0.5, 0.7], "wall_seconds": 90.0, "rows": [{"configuration": "a", "examples/s": value}],
+                "notes": {"ratio": "1.20x"}}
+
+    text = summarize.render([entry(1234.5, "Intel Xeon"), entry(4321.0, "AMD EPYC")])
+    assert "| a | 4,321 |" in text and "1,234" not in text
+    assert "machine: AMD EPYC, 2 cores, AVX2; load average 0.5 at start, 0.7 at end" in text
+    assert "runs of this benchmark in the history: 2" in text and "- ratio: 1.20x" in text
+    assert reporting.describe({"cpu": "X", "cores": 4, "avx2": True, "avx512": True, "amx": True}) == "X, 4 cores, AVX-512, AMX"
+
+
+def test_machine_reads_this_cpu():
+    machine = reporting.machine()
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        assert machine["cpu"] == names[0]
+        assert machine["avx512"] == (" avx512f" in cpuinfo.read_text())
