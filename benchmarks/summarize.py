@@ -35,7 +35,7 @@ DESCRIPTIONS = {
     ),
     "memvae_vs_vae": (
         "MemVAE epoch time against the VAE's",
-        "Examples/s of `fit` with the default compile, models alternating over rounds in one process, "
+        "Examples/s of the default compiled training step (`model.compile()`, 25 steps per call), models alternating over rounds in one process, "
         "median. Target (issue 16): a MemVAE epoch at most 1.5x a VAE epoch (the paper: at most 2x).",
     ),
     "vma_speed": (

@@ -117,19 +117,37 @@ def test_block_count_times_on_this_machine():
 
 
 @pytest.mark.parametrize("kind", ["bernoulli", "gaussian"])
-def test_log_likelihood_matches_tfp(kind):
+def test_log_likelihood_matches_tfp_to_second_order(kind):
     rng = np.random.default_rng(0)
     x = (rng.random((5, 4, 3, 1)) < 0.5).astype(np.float32) if kind == "bernoulli" else rng.normal(size=(5, 4, 3, 1)).astype(np.float32)
-    raw = {name: rng.normal(size=(2, 5, 4, 3, 1)).astype(np.float32) * 3 for name in ("logits", "mean", "log_variance")}
-    if kind == "bernoulli":
-        params = {"logits": raw["logits"]}
-        reference = tfd.Bernoulli(logits=params["logits"], dtype=tf.float32)
-    else:
-        params = {"mean": raw["mean"], "log_variance": raw["log_variance"]}
-        reference = tfd.Normal(params["mean"], np.exp(0.5 * params["log_variance"]))
-    got = zoo.distributions.log_likelihood(kind, params, x, event_ndims=3)
-    assert got.shape == (2, 5)
-    np.testing.assert_allclose(got, tf.reduce_sum(reference.log_prob(x), axis=[-3, -2, -1]), rtol=1e-5, atol=1e-4)
+    names = ("logits",) if kind == "bernoulli" else ("mean", "log_variance")
+    params = {name: tf.constant(rng.normal(size=(2, 5, 4, 3, 1)).astype(np.float32) * 3) for name in names}
+
+    def reference(params):
+        if kind == "bernoulli":
+            dist = tfd.Bernoulli(logits=params["logits"], dtype=tf.float32)
+        else:
+            dist = tfd.Normal(params["mean"], tf.exp(0.5 * params["log_variance"]))
+        return tf.reduce_sum(dist.log_prob(x), axis=[-3, -2, -1])
+
+    def derivatives(log_likelihood):
+        values = list(params.values())
+        with tf.GradientTape() as outer:
+            outer.watch(values)
+            with tf.GradientTape() as inner:
+                inner.watch(values)
+                result = log_likelihood(dict(zip(params, values)))
+                total = tf.reduce_sum(result)
+            first = inner.gradient(total, values)
+            penalty = tf.add_n([tf.reduce_sum(g**2) for g in first])
+        return [result, *first, *outer.gradient(penalty, values)]
+
+    got = derivatives(lambda p: zoo.distributions.log_likelihood(kind, p, x, event_ndims=3))
+    want = derivatives(reference)
+    assert got[0].shape == (2, 5)
+    for g, w in zip(got, want):
+        assert np.abs(w).max() > 1e-2
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
 
 
 def test_log_likelihood_rejects_an_unknown_kind():
