@@ -153,3 +153,21 @@ def test_log_likelihood_matches_tfp_to_second_order(kind):
 def test_log_likelihood_rejects_an_unknown_kind():
     with pytest.raises(ValueError, match='likelihood must be "bernoulli" or "gaussian", got \'poisson\''):
         zoo.distributions.log_likelihood("poisson", {}, tf.zeros([1]), 1)
+
+
+def test_vma_reads_entry_features_once_with_the_same_bound():
+    """With fewer memory entries than reads, VMA runs the down path once per entry and gathers: same numbers."""
+    model = zoo.VMA(input_shape=(8, 8, 1), architecture="conv", filters=(4, 4), strides=(1, 2), latent_dim=2,
+                    matching_dim=4, seed=0)
+    rng = np.random.default_rng(0)
+    x = tf.constant((rng.random((5, 8, 8, 1)) < 0.5).astype(np.float32))
+    memory = tf.constant((rng.random((3, 8, 8, 1)) < 0.5).astype(np.float32))  # 3 entries < 4 x 5 reads
+    weights = lambda x, memory: model.log_importance_weights((x, memory), 4, tf.constant([1, 2]))  # noqa: E731
+    static = tf.function(weights)
+    dynamic = tf.function(weights, input_signature=[tf.TensorSpec([5, 8, 8, 1]), tf.TensorSpec([None, 8, 8, 1])])
+    ops = lambda f: [op.type for op in f.get_concrete_function(x, memory).graph.get_operations()]  # noqa: E731
+    gathers = lambda f: sum(t == "GatherV2" for t in ops(f))  # noqa: E731
+    assert gathers(static) == gathers(dynamic) + 1  # the two feature maps gathered, instead of the memory once
+    got, want = static(x, memory).numpy(), dynamic(x, memory).numpy()
+    assert got.shape == (4, 5) and np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)

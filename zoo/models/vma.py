@@ -132,8 +132,11 @@ class VMA(MemoryConditionedModel):
         batch = tf.shape(x)[0]
         address = self.address({"query": x, "memory": memory}, num_samples=num_samples, seed=address_seed)
         flat_addresses = tf.reshape(address["samples"], [-1])  # [K * B], sample-major
-        entries = tf.gather(memory, flat_addresses)  # [K * B, *input_shape]
-        entry_maps = self.features(entries)
+        if memory.shape[0] is not None and flat_addresses.shape[0] is not None and memory.shape[0] < flat_addresses.shape[0]:
+            # Fewer entries than reads: run the down path once per entry, then gather its maps.
+            entry_maps = [tf.gather(maps, flat_addresses) for maps in self.features(memory)]
+        else:
+            entry_maps = self.features(tf.gather(memory, flat_addresses))  # [K * B, ...] each
         entry_summary = self.summary(entry_maps)  # [K * B, F]
         x_summary = tf.tile(self.summary(self.features(x)), [num_samples, 1])  # [K * B, F]
         posterior = self.posterior(tf.concat([x_summary, entry_summary], axis=-1), seed=z_seed)
