@@ -20,9 +20,11 @@ HISTORY = os.path.join(HERE, "history.jsonl")
 
 
 def git_commit():
-    """The short commit hash, with `+dirty` when tracked files differ from it (the numbers are then not of that commit)."""
+    """The short commit hash, with `+dirty` when tracked code differs from it (the numbers are then not of that commit)."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                            ":!benchmarks/history.jsonl", ":!benchmarks/RESULTS.md"],
+                           capture_output=True, text=True, cwd=ROOT).stdout.strip()
     return commit + ("+dirty" if dirty else "")
 
 
