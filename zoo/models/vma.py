@@ -37,7 +37,8 @@ class VMA(MemoryConditionedModel):
     path; |z| = 64, 128-d matching space). The down path is one network, applied to x
     (for q(z|x, m_a)) and to m_a (for p(z|m_a), q(z|x, m_a) and the decoder's skips):
     tied between the encoder and the decoder as in the paper. The addressing network is one
-    network for queries and entries (h^q = h^m) unless `shared_embedding=False`.
+    network for queries and entries (h^q = h^m) unless `shared_embedding=False` (then
+    h^q = h^m + r, see `StochasticAddress`).
 
     Args:
         input_shape: tuple of ints, shape of one example. Default `(28, 28, 1)`.
