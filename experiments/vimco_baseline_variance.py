@@ -27,7 +27,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", "~/zoo-runs/vimco_variance", "Where the trained weights are saved / loaded.")
 flags.DEFINE_string("out", "experiments/results/vimco_baseline_variance.json", "JSON results.")
 flags.DEFINE_integer("train_steps", 2000, "Training updates (Adam 1e-3, the preset's own baseline) before measuring.")
-flags.DEFINE_integer("draws", 400, "Episodes (minibatch and sample draws) per measurement.")
+flags.DEFINE_integer("draws", 200, "Episodes (minibatch and sample draws) per measurement.")
 flags.DEFINE_integer("memory_size", 256, "|M| of the recall episodes (and the number of targets per episode).")
 flags.DEFINE_bool("shared_embedding", True, "h^q = h^m (the preset's default) or two networks.")
 flags.DEFINE_integer("seed", 0, "Seeds the model, the training episodes and the measurement episodes.")
@@ -49,7 +49,7 @@ def measure(model, episodes, baselines):
 
     weights = model.address.trainable_weights
 
-    @tf.function
+    @tf.function(jit_compile=True)
     def gradients(x, memory):
         with tf.GradientTape(persistent=True) as tape:
             outputs = model({"x": x, "memory": memory}, training=True)
@@ -60,8 +60,8 @@ def measure(model, episodes, baselines):
     draws = [[] for _ in baselines]
     for episode in episodes:
         for store, g in zip(draws, gradients(episode["x"], episode["memory"])):
-            store.append(g.numpy().astype(np.float64))
-    return [np.stack(d) for d in draws]  # per baseline [draws, parameters]
+            store.append(g.numpy())
+    return [np.stack(d).astype(np.float64) for d in draws]  # per baseline [draws, parameters]
 
 
 def summarise(grads, baselines, rng):
