@@ -31,6 +31,7 @@ flags.DEFINE_integer("draws", 200, "Episodes (minibatch and sample draws) per me
 flags.DEFINE_integer("memory_size", 256, "|M| of the recall episodes (and the number of targets per episode).")
 flags.DEFINE_bool("shared_embedding", True, "h^q = h^m (the preset's default) or two networks.")
 flags.DEFINE_integer("seed", 0, "Seeds the model, the training episodes and the measurement episodes.")
+flags.DEFINE_bool("table", False, "Print the RESULTS.md table of --out and exit.")
 
 
 def cpu_model():
@@ -85,8 +86,31 @@ def summarise(grads, baselines, rng):
     return stats
 
 
+def table(report):
+    """The RESULTS.md table of a results file."""
+    a, g = "arithmetic", "geometric"
+    rows = [
+        "| weights | total variance, arithmetic | total variance, geometric | ratio arithmetic / geometric (95 % bootstrap) "
+        "| squared norm of the mean gradient (arithmetic / geometric) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for stage, label in (("init", "initial"), ("trained", f"after {report['train_steps']} updates")):
+        s = report["stages"][stage]
+        ratio = s[f"variance_ratio_{a}_over_{g}"]
+        rows.append(
+            f"| {label} | {s[a]['total_variance']:.4g} | {s[g]['total_variance']:.4g} | {ratio['estimate']:.3f} "
+            f"({ratio['bootstrap_95'][0]:.3f}-{ratio['bootstrap_95'][1]:.3f}) | "
+            f"{s[a]['mean_gradient_squared_norm']:.3g} / {s[g]['mean_gradient_squared_norm']:.3g} |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv):
     del argv
+    if FLAGS.table:
+        with open(FLAGS.out) as f:
+            print(table(json.load(f)))
+        return
     import keras
 
     import zoo
