@@ -65,24 +65,32 @@ def measure(model, episodes, baselines):
     return [np.stack(d).astype(np.float64) for d in draws]  # per baseline [draws, parameters]
 
 
+def total_variance(gram, rows):
+    """Trace of the covariance of the gradients `rows` (with repeats), from their Gram matrix."""
+    n = len(rows)
+    sub = gram[np.ix_(rows, rows)]
+    return (np.trace(sub) / n - sub.sum() / n**2) * n / (n - 1)
+
+
 def summarise(grads, baselines, rng):
+    grams = [g @ g.T for g in grads]  # [draws, draws]: the bootstrap needs only inner products
+    everything = np.arange(len(grads[0]))
     stats = {}
-    for name, g in zip(baselines, grads):
+    for name, g, gram in zip(baselines, grads, grams):
         stats[name] = {
-            "total_variance": float(g.var(axis=0, ddof=1).sum()),
+            "total_variance": float(total_variance(gram, everything)),
             "mean_gradient_squared_norm": float(np.sum(g.mean(axis=0) ** 2)),
         }
-    a, b = grads
     boot = []
     for _ in range(1000):  # paired bootstrap over draws
-        i = rng.integers(0, len(a), len(a))
-        boot.append(a[i].var(axis=0, ddof=1).sum() / b[i].var(axis=0, ddof=1).sum())
+        rows = rng.integers(0, len(everything), len(everything))
+        boot.append(total_variance(grams[0], rows) / total_variance(grams[1], rows))
     stats[f"variance_ratio_{baselines[0]}_over_{baselines[1]}"] = {
         "estimate": stats[baselines[0]]["total_variance"] / stats[baselines[1]]["total_variance"],
         "bootstrap_95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
     }
-    # The two estimators are unbiased for the same gradient: their means should agree within noise.
-    stats["mean_difference_squared_norm"] = float(np.sum((a.mean(axis=0) - b.mean(axis=0)) ** 2))
+    # Both estimators are unbiased for the same gradient: their means should agree within noise.
+    stats["mean_difference_squared_norm"] = float(np.sum((grads[0].mean(axis=0) - grads[1].mean(axis=0)) ** 2))
     return stats
 
 
