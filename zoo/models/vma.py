@@ -55,8 +55,9 @@ class VMA(MemoryConditionedModel):
         activation: str, hidden activation. Default `"relu"`.
         likelihood: `"bernoulli"` or `"gaussian"`. Default `"bernoulli"`.
         num_importance_samples: int >= 2, K of the training bound. Default `4`.
-        vimco_baseline: `"arithmetic"` or `"geometric"`, the VIMCO baseline (see
-            `zoo.objectives.vimco_surrogate`). Default `"geometric"`.
+        vimco_baseline: `"arithmetic"` (the paper's eq. 8) or `"geometric"` (Mnih & Rezende's),
+            the VIMCO baseline; see `zoo.objectives.vimco_surrogate` for the measured choice.
+            Default `"geometric"`.
         seed: int or None, makes sampling reproducible. Default `None`.
 
     Example:
