@@ -32,7 +32,7 @@ flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_integer("num_samples", 1000, "Importance samples for the test log-likelihood.")
 flags.DEFINE_integer("test_episodes", 4, "256-entry test memories evaluated.")
 flags.DEFINE_integer("seed", 0, "Seeds the model and the episode streams.")
-flags.DEFINE_bool("shared_embedding", True, "One addressing network (h^q = h^m) or untied ones (see StochasticAddress).")
+flags.DEFINE_bool("shared_embedding", True, "One addressing network (h^q = h^m) or untied ones (StochasticAddress).")
 flags.DEFINE_enum("vimco_baseline", None, ["arithmetic", "geometric"], "VIMCO baseline; default: the preset's.")
 
 

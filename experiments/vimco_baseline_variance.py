@@ -98,8 +98,8 @@ def table(report):
     """The RESULTS.md table of a results file."""
     a, g = "arithmetic", "geometric"
     rows = [
-        "| weights | total variance, arithmetic | total variance, geometric | ratio arithmetic / geometric (95 % bootstrap) "
-        "| squared norm of the mean gradient (arithmetic / geometric) |",
+        "| weights | total variance, arithmetic | total variance, geometric "
+        "| ratio arithmetic / geometric (95 % bootstrap) | squared norm of the mean gradient (arithmetic / geometric) |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for stage, label in (("init", "initial"), ("trained", f"after {report['train_steps']} updates")):

@@ -80,7 +80,7 @@ def test_vimco_rejects_an_unknown_baseline():
         zoo.VMA(input_shape=(8, 8, 1), hidden_units=(16,), latent_dim=2, matching_dim=4, vimco_baseline="none")
 
 
-def test_vma_trains_with_the_chosen_baseline():
+def test_vma_threads_its_baseline_into_the_loss():
     rng = np.random.default_rng(0)
     x = tf.constant((rng.random((6, 8, 8, 1)) < 0.5).astype(np.float32))
     memory = tf.constant((rng.random((5, 8, 8, 1)) < 0.5).astype(np.float32))

@@ -107,7 +107,9 @@ class TestVMA(testing.TestCase):
             idle = set() if shared else {id(w) for w in model.address.query_residual.features.trainable_weights}
             weights = [memory, *model.address.trainable_weights]
             assert all(
-                g is not None and np.any(tf.convert_to_tensor(g).numpy()) for w, g in zip(weights, grads) if id(w) not in idle
+                g is not None and np.any(tf.convert_to_tensor(g).numpy())
+                for w, g in zip(weights, grads)
+                if id(w) not in idle
             )
 
     def test_shared_embedding_scores_the_stored_copy_highest_before_training(self):

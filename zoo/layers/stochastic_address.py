@@ -27,10 +27,10 @@ class StochasticAddress(keras.layers.Layer):
         h^q(x) = h^m(x) + r(x),    r: a second network of h^m's shape whose output layer starts at 0
 
     so h^q and h^m are distinct functions (h^q has r's parameters besides h^m's), equal at
-    initialisation. Two independently initialised networks did not learn MNIST "train to recall" here, also
-    with a smaller learning rate, a zero-initialised h^q or the arithmetic VIMCO baseline:
-    q(a|x) sharpens on other entries before the decoder learns to copy, after which the stored
-    copy looks out of distribution and q avoids it. Starting from h^q = h^m makes the copy the
+    initialisation. Two independently initialised networks did not learn MNIST "train to
+    recall" here, also with a smaller learning rate, a zero-initialised h^q or the arithmetic
+    VIMCO baseline: q(a|x) sharpens on other entries before the decoder learns to copy, after
+    which the stored copy looks out of distribution and q avoids it. Starting from h^q = h^m makes the copy the
     best match while the decoder starts to use it; the untied networks then learned recall in
     some runs but not in all (RESULTS.md), so tied networks stay the default.
 
