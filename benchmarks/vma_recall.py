@@ -2,6 +2,7 @@
 
     python benchmarks/vma_recall.py --model_dir=runs/vma_recall --epochs=10
     python benchmarks/vma_recall.py --mode=evaluate --model_dir=runs/vma_recall   # the saved weights only
+    python benchmarks/vma_recall.py --noshared_embedding --model_dir=runs/vma_recall_untied   # h^q = h^m + r
 
 Every step fills the memory with |M| = 256 examples of the training set and asks the model
 for exactly those examples (`zoo.data.episodes.recall_episodes`). With a flat prior p(a) the
@@ -31,6 +32,8 @@ flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_integer("num_samples", 1000, "Importance samples for the test log-likelihood.")
 flags.DEFINE_integer("test_episodes", 4, "256-entry test memories evaluated.")
 flags.DEFINE_integer("seed", 0, "Seeds the model and the episode streams.")
+flags.DEFINE_bool("shared_embedding", True, "One addressing network (h^q = h^m) or untied ones (StochasticAddress).")
+flags.DEFINE_enum("vimco_baseline", None, ["arithmetic", "geometric"], "VIMCO baseline; default: the preset's.")
 
 
 def main(argv):
@@ -45,7 +48,10 @@ def main(argv):
         for split in ("train", "test")
     }
     train = zoo.data.episodes.recall_episodes(images["train"], memory_size=FLAGS.memory_size, seed=FLAGS.seed)
-    model = zoo.VMA.from_preset("vma_mnist_recall", seed=FLAGS.seed)
+    overrides = {"shared_embedding": FLAGS.shared_embedding}
+    if FLAGS.vimco_baseline is not None:
+        overrides["vimco_baseline"] = FLAGS.vimco_baseline
+    model = zoo.VMA.from_preset("vma_mnist_recall", seed=FLAGS.seed, **overrides)
     model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate))
     weights = os.path.join(FLAGS.model_dir, "model.weights.h5")
     start = time.time()
@@ -78,6 +84,7 @@ def main(argv):
         recalled.append(np.argmax(log_q, axis=-1) == episode["addresses"].numpy())
     results = {
         "preset": "vma_mnist_recall",
+        "overrides": overrides,
         "log_memory_size": math.log(FLAGS.memory_size),
         "final_epoch_train": {k: float(v) for k, v in last_epoch.items() if v != "NA"},  # CSVLogger: NA = no validation
         "train_seconds_this_invocation": train_seconds,

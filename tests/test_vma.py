@@ -103,7 +103,14 @@ class TestVMA(testing.TestCase):
                 outputs = model({"x": x, "memory": memory}, training=True)
                 loss = model.compute_loss(y_pred=outputs)
             grads = tape.gradient(loss, [memory, *model.address.trainable_weights])
-            assert all(g is not None and np.any(tf.convert_to_tensor(g).numpy()) for g in grads)
+            # Untied, h^q = h^m + r with r's output layer at 0: r's hidden layer gets gradients once that layer moves.
+            idle = set() if shared else {id(w) for w in model.address.query_residual.features.trainable_weights}
+            weights = [memory, *model.address.trainable_weights]
+            assert all(
+                g is not None and np.any(tf.convert_to_tensor(g).numpy())
+                for w, g in zip(weights, grads)
+                if id(w) not in idle
+            )
 
     def test_shared_embedding_scores_the_stored_copy_highest_before_training(self):
         # S(m_a, x) = ||e_q|| cos(e_a, e_q) with e_q = e_a for the copy: the maximum, by Cauchy-Schwarz.
@@ -111,10 +118,6 @@ class TestVMA(testing.TestCase):
         model = tiny_vma(hidden_units=(64,), matching_dim=16)
         log_q = model.address_posterior(memory, memory).numpy()
         np.testing.assert_array_equal(log_q.argmax(axis=1), np.arange(32))
-        # Two independently initialised networks have no such guarantee: here 2 of 32 (chance: 1).
-        keras.utils.set_random_seed(0)  # the Dense initialisers draw from the global seed
-        separate = tiny_vma(hidden_units=(64,), matching_dim=16, shared_embedding=False)
-        assert np.sum(separate.address_posterior(memory, memory).numpy().argmax(axis=1) == np.arange(32)) == 2
 
     def test_keras_round_trip_with_given_memory(self):
         model = tiny_vma(address_prior="flat")

@@ -27,6 +27,8 @@ class MatchingEmbedding(keras.layers.Layer):
         filters: tuple of ints, conv maps (`"conv"` only). Default `(32, 32, 64, 64, 64, 64)`.
         strides: tuple of ints, conv strides (`"conv"` only). Default `(1, 2, 1, 2, 1, 2)`.
         activation: str, hidden activation. Default `"relu"`.
+        projection_initializer: str, initializer of the linear map to the matching space.
+            Default `"glorot_uniform"`; `"zeros"` makes the embedding start at 0.
 
     Example:
 
@@ -44,6 +46,7 @@ class MatchingEmbedding(keras.layers.Layer):
         filters=(32, 32, 64, 64, 64, 64),
         strides=(1, 2, 1, 2, 1, 2),
         activation="relu",
+        projection_initializer="glorot_uniform",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -58,13 +61,14 @@ class MatchingEmbedding(keras.layers.Layer):
         self.filters = tuple(int(f) for f in filters)
         self.strides = tuple(int(s) for s in strides)
         self.activation = activation
+        self.projection_initializer = projection_initializer
         if architecture == "mlp":
             self.features = DenseStack(self.hidden_units, activation, batch_norm=False, name="features")
         else:
             if len(self.event_shape) != 3:
                 raise ValueError(f'architecture="conv" needs event_shape (height, width, channels), got {event_shape!r}')
             self.features = ConvStack(self.filters, self.strides, activation, name="features")
-        self.projection = Dense(self.matching_dim, name="projection")
+        self.projection = Dense(self.matching_dim, kernel_initializer=projection_initializer, name="projection")
 
     def build(self, input_shape):
         if self.architecture == "mlp":
@@ -96,4 +100,5 @@ class MatchingEmbedding(keras.layers.Layer):
             "filters": self.filters,
             "strides": self.strides,
             "activation": self.activation,
+            "projection_initializer": self.projection_initializer,
         }

@@ -19,13 +19,23 @@ class StochasticAddress(keras.layers.Layer):
         S(m_a, x) = <e_a, e_q> / ||e_a||,        q(a | x) = softmax_a S(m_a, x)
 
     Only the entry's norm is divided out, so ||e_q|| acts as a learned, per-query inverse
-    temperature. By default h^q = h^m (`shared_embedding`): then S(m_a, x) = ||e_q|| cos(e_a, e_q),
-    so an entry identical to the query scores highest from the first update on (Cauchy-Schwarz).
-    The paper names two networks without saying whether they share weights; separate ones
-    must first learn to align from the VIMCO signal alone, and on MNIST "train to recall" they
-    did not (RESULTS.md). The learned prior scores the entries against a learned query point
-    e^p through the same memory embedding, p(a) = softmax_a <e_a, e^p> / ||e_a||; the flat
-    prior is p(a) = 1 / |M|.
+    temperature. The paper leaves h^q and h^m untied, reporting no difference when they are
+    tied. Here `shared_embedding=True` ties them (h^q = h^m): then S(m_a, x) = ||e_q|| cos(e_a, e_q),
+    so an entry identical to the query scores highest whatever the weights (Cauchy-Schwarz).
+    `shared_embedding=False` unties them as
+
+        h^q(x) = h^m(x) + r(x),    r: a second network of h^m's shape whose output layer starts at 0
+
+    so h^q and h^m are distinct functions (h^q has r's parameters besides h^m's), equal at
+    initialisation. Two independently initialised networks did not learn MNIST "train to
+    recall" here, also with a smaller learning rate, a zero-initialised h^q or the arithmetic
+    VIMCO baseline: q(a|x) sharpens on other entries before the decoder learns to copy, after
+    which the stored copy looks out of distribution and q avoids it. Starting from h^q = h^m makes the copy the
+    best match while the decoder starts to use it; the untied networks then learned recall in
+    some runs but not in all (RESULTS.md), so tied networks stay the default.
+
+    The learned prior scores the entries against a learned query point e^p through the memory
+    embedding, p(a) = softmax_a <e_a, e^p> / ||e_a||; the flat prior is p(a) = 1 / |M|.
 
     Call with `{"query": [B, *event_shape], "memory": [M, *event_shape]}`; returns a dict
     of tensors: `logits` `[B, M]` (normalized log q(a|x)), `prior_logits` `[M]` (log p(a)),
@@ -41,7 +51,8 @@ class StochasticAddress(keras.layers.Layer):
         strides: tuple of ints, conv strides. Default `(1, 2, 1, 2, 1, 2)`.
         activation: str, hidden activation. Default `"relu"`.
         prior: `"learned"` or `"flat"`. Default `"learned"`.
-        shared_embedding: bool, one network for queries and entries (h^q = h^m). Default `True`.
+        shared_embedding: bool, one network for queries and entries (h^q = h^m), or h^q = h^m + r
+            (see above). Default `True`.
         seed: int or None, seeds the layer's `keras.random.SeedGenerator`; a call given
             an explicit stateless `seed` uses that instead.
 
@@ -77,9 +88,8 @@ class StochasticAddress(keras.layers.Layer):
         embedding = dict(zip(EMBEDDING_ARGS, values))
         self.memory_embedding = MatchingEmbedding(**embedding, name="memory_embedding")
         self.shared_embedding = bool(shared_embedding)
-        self.query_embedding = (
-            self.memory_embedding if self.shared_embedding else MatchingEmbedding(**embedding, name="query_embedding")
-        )
+        if not self.shared_embedding:
+            self.query_residual = MatchingEmbedding(**embedding, projection_initializer="zeros", name="query_residual")
         for key in embedding:
             setattr(self, key, getattr(self.memory_embedding, key))
         self.prior = prior
@@ -90,7 +100,7 @@ class StochasticAddress(keras.layers.Layer):
         shape = (None,) + self.event_shape
         self.memory_embedding.build(shape)
         if not self.shared_embedding:
-            self.query_embedding.build(shape)
+            self.query_residual.build(shape)
         if self.prior == "learned":
             self.prior_query = self.add_weight(
                 shape=(self.matching_dim,), initializer="zeros", name="prior_query"
@@ -99,6 +109,12 @@ class StochasticAddress(keras.layers.Layer):
     def memory_keys(self, memory):
         """e_a / ||e_a|| for every entry, `[M, matching_dim]`: compute once, score many queries."""
         return tf.math.l2_normalize(self.memory_embedding(memory), axis=-1)
+
+    def query_embedding(self, query):
+        """e_q = h^q(x), `[B, matching_dim]`."""
+        if self.shared_embedding:
+            return self.memory_embedding(query)
+        return self.memory_embedding(query) + self.query_residual(query)
 
     def posterior_logits(self, query, keys):
         """Normalized log q(a|x) `[B, M]` for queries `[B, *event_shape]` and `memory_keys` `[M, d]`."""

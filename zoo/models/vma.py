@@ -37,7 +37,8 @@ class VMA(MemoryConditionedModel):
     path; |z| = 64, 128-d matching space). The down path is one network, applied to x
     (for q(z|x, m_a)) and to m_a (for p(z|m_a), q(z|x, m_a) and the decoder's skips):
     tied between the encoder and the decoder as in the paper. The addressing network is one
-    network for queries and entries (h^q = h^m) unless `shared_embedding=False`.
+    network for queries and entries (h^q = h^m) unless `shared_embedding=False` (then
+    h^q = h^m + r, see `StochasticAddress`).
 
     Args:
         input_shape: tuple of ints, shape of one example. Default `(28, 28, 1)`.
@@ -54,6 +55,9 @@ class VMA(MemoryConditionedModel):
         activation: str, hidden activation. Default `"relu"`.
         likelihood: `"bernoulli"` or `"gaussian"`. Default `"bernoulli"`.
         num_importance_samples: int >= 2, K of the training bound. Default `4`.
+        vimco_baseline: `"arithmetic"` (the paper's eq. 8) or `"geometric"` (Mnih & Rezende's),
+            the VIMCO baseline; see `zoo.objectives.vimco_surrogate` for the measured choice.
+            Default `"geometric"`.
         seed: int or None, makes sampling reproducible. Default `None`.
 
     Example:
@@ -87,6 +91,7 @@ class VMA(MemoryConditionedModel):
         activation="relu",
         likelihood="bernoulli",
         num_importance_samples=4,
+        vimco_baseline="geometric",
         seed=None,
         **kwargs,
     ):
@@ -103,6 +108,9 @@ class VMA(MemoryConditionedModel):
             )
         if address_prior not in PRIORS:
             raise ValueError(f"address_prior must be one of {PRIORS}, got {address_prior!r}")
+        if vimco_baseline not in objectives.VIMCO_BASELINES:
+            raise ValueError(f"vimco_baseline must be one of {objectives.VIMCO_BASELINES}, got {vimco_baseline!r}")
+        self.vimco_baseline = vimco_baseline
         self.address_prior = address_prior
         self.shared_embedding = bool(shared_embedding)
         self.address = StochasticAddress(
@@ -179,7 +187,7 @@ class VMA(MemoryConditionedModel):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         surrogate = objectives.vimco_surrogate(
-            tf.transpose(y_pred["log_weights"]), tf.transpose(y_pred["address_log_prob"])
+            tf.transpose(y_pred["log_weights"]), tf.transpose(y_pred["address_log_prob"]), self.vimco_baseline
         )
         loss = -tf.reduce_mean(surrogate)
         if self.losses:
@@ -295,4 +303,7 @@ class VMA(MemoryConditionedModel):
         }
 
     def get_config(self):
-        return {**super().get_config(), "address_prior": self.address_prior, "shared_embedding": self.shared_embedding}
+        return {
+            **super().get_config(), "address_prior": self.address_prior, "shared_embedding": self.shared_embedding,
+            "vimco_baseline": self.vimco_baseline,
+        }
