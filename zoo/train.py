@@ -103,20 +103,15 @@ def resolve_config(
     import zoo
 
     check_flags(preset, dataset, epochs, batch_size, learning_rate, steps_per_execution, keep_checkpoints,
-                steps_per_epoch, episode_classes, episode_targets, episode_memory, data_path=data_path)
+                steps_per_epoch, episode_classes, episode_targets, episode_memory, data_path=data_path,
+                overrides=overrides)
     recipe = zoo.presets.PRESETS[preset].get("recipe", {})
-    default_train, default_validation, _, data_shape = DATASETS[dataset]
+    default_train, default_validation, _, _ = DATASETS[dataset]
     model_overrides = dict(overrides or {})
     model_overrides.setdefault("seed", seed)
     if num_importance_samples is not None:
         model_overrides["num_importance_samples"] = num_importance_samples
     model = build_model({"preset": preset, "overrides": model_overrides})
-    if tuple(model.input_shape) != data_shape:
-        fitting = sorted(name for name, spec in DATASETS.items() if spec[3] == tuple(model.input_shape))
-        raise UsageError(
-            f"preset {preset!r} takes {'x'.join(map(str, model.input_shape))} inputs but dataset {dataset!r} gives "
-            f"{'x'.join(map(str, data_shape))}; datasets that fit: {', '.join(fitting) or 'none in zoo.data'}"
-        )
     config = {
         "preset": preset,
         "dataset": dataset,
@@ -153,7 +148,7 @@ def resolve_config(
 
 
 def check_flags(preset, dataset, epochs, batch_size=None, learning_rate=None, steps_per_execution=None,
-                keep_checkpoints=3, steps_per_epoch=None, *episode_sizes, data_path=None):
+                keep_checkpoints=3, steps_per_epoch=None, *episode_sizes, data_path=None, overrides=None):
     """The checks that need no TensorFlow: run first, so that a bad flag is reported at once."""
     from zoo.presets import PRESETS
 
@@ -168,6 +163,14 @@ def check_flags(preset, dataset, epochs, batch_size=None, learning_rate=None, st
             raise UsageError(f"--{name} must be an int >= 1, got {value!r}")
     if learning_rate is not None and not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < math.inf):
         raise UsageError(f"--learning_rate must be a finite number > 0, got {learning_rate!r}")
+    input_shape = (overrides or {}).get("input_shape", PRESETS[preset]["config"]["input_shape"])
+    if isinstance(input_shape, (tuple, list)) and tuple(input_shape) != DATASETS[dataset][3]:
+        input_shape = tuple(input_shape)
+        fitting = sorted(name for name, spec in DATASETS.items() if spec[3] == input_shape)
+        raise UsageError(
+            f"preset {preset!r} takes {'x'.join(map(str, input_shape))} inputs but dataset {dataset!r} gives "
+            f"{'x'.join(map(str, DATASETS[dataset][3]))}; datasets that fit: {', '.join(fitting) or 'none in zoo.data'}"
+        )
     if dataset == "frey_faces" and not data_path:
         raise UsageError("dataset 'frey_faces' is read from a file: pass --data_path=/path/to/frey_rawface.mat "
                          "(https://cs.nyu.edu/~roweis/data/frey_rawface.mat)")
@@ -184,8 +187,8 @@ def _episode_config(model, dataset, classes, targets, memory):
         given = [f"--{n}" for n, v in (("episode_classes", classes), ("episode_targets", targets),
                                        ("episode_memory", memory)) if v is not None]
         if given:
-            raise UsageError(f"{', '.join(given)} only apply to presets whose memory comes with each batch "
-                             "(memory_size=None), not to this one")
+            raise UsageError(f"{', '.join(given)}: only for presets whose memory comes with each batch "
+                             "(memory_size=None), not for this one")
         return None
     if dataset == "omniglot":
         return {"kind": "classes", "num_classes": classes or 8, "num_targets": targets or 4,
@@ -598,7 +601,7 @@ def main(argv):
     overrides = parse_overrides(f.override)
     check_flags(f.preset, f.dataset, f.epochs, f.batch_size, f.learning_rate, f.steps_per_execution,
                 f.keep_checkpoints, f.steps_per_epoch, f.episode_classes, f.episode_targets, f.episode_memory,
-                data_path=f.data_path)
+                data_path=f.data_path, overrides=overrides)
     if os.path.exists(f.model_dir) and not os.path.isdir(f.model_dir):
         raise UsageError(f"--model_dir {f.model_dir!r} is a file, not a directory; pick a directory")
     quiet_libraries()
