@@ -589,3 +589,59 @@ def test_every_refused_preset_dataset_pair_gets_one_line_before_any_work(preset,
     assert err.count("\n") == 1 and err.startswith(f"train.py: preset '{preset}' takes "), err
     assert f"but dataset '{dataset}' gives" in err
     assert not model_dir.exists()
+
+
+# The authors' recipe (Li et al. 2016, thu-ml/MEM_DGM) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", ["vae_mnist_500_500_100", "memvae_mnist_500_500_100", "vis_memvae_mnist_500_500_100",
+                                    "memvae_frey_faces_200_10"])
+def test_mem_dgm_recipe_applies_to_vae_and_memvae_presets(preset):
+    from zoo import recipes
+    from zoo.presets import PRESETS
+
+    recipe = PRESETS[preset]["recipe"]
+    config = {"learning_rate": recipe["learning_rate"], "steps_per_epoch": 10,
+              "decay_start_epoch": recipe["decay_start_epoch"], "decay_per_epoch": recipe["decay_per_epoch"],
+              "optimizer": {key: recipe[key] for key in ("epsilon", "max_global_norm", "max_value")}}
+    optimizer = zoo_train._optimizer(config)
+    assert isinstance(optimizer, recipes.ClippedAdam)
+    assert optimizer.epsilon == 1e-4 and optimizer.max_global_norm == 5.0 and optimizer.max_value == 1.0
+    schedule = recipes.EpochDecay.from_config(optimizer.get_config()["learning_rate"]["config"])
+    # Epochs 1..1000 (1-based) at 1e-3, then x 0.998 after each further epoch, as MEM_DGM anneals.
+    for epoch, expected in ((0, 1e-3), (999, 1e-3), (1000, 1e-3 * 0.998), (1002, 1e-3 * 0.998 ** 3)):
+        np.testing.assert_allclose(float(schedule(epoch * 10 + 3)), expected, rtol=1e-5)
+
+
+def test_clipped_adam_rescales_to_the_total_norm_then_clips_each_element():
+    import tensorflow as tf
+
+    from zoo import recipes
+
+    variable = tf.Variable([0.0, 0.0, 0.0])
+    optimizer = recipes.ClippedAdam(1e-3, epsilon=1e-4, max_global_norm=5.0, max_value=1.0)
+    gradient = np.array([30.0, 40.0, 0.5])
+    optimizer.apply([tf.constant(gradient, tf.float32)], [variable])
+    clipped = np.minimum(gradient * 5.0 / np.linalg.norm(gradient), 1.0)  # [2.9999, 3.9999, 0.05] -> [1, 1, 0.05]
+    # Adam's second moment after one step is (1 - beta_2) g^2 of the gradient it was given.
+    (velocity,) = [v for v in optimizer.variables if "velocity" in v.path]
+    np.testing.assert_allclose(velocity.numpy(), 0.001 * clipped ** 2, rtol=1e-4)
+
+
+def test_saved_model_restores_the_recipe_compile_config(tmp_path):
+    import keras
+
+    import zoo
+    from zoo import recipes
+
+    model = zoo.VAE(input_shape=(4, 4, 1), hidden_units=(8,), latent_dim=2)
+    schedule = recipes.EpochDecay(1e-3, steps_per_epoch=7, decay_start_epoch=2, decay_per_epoch=0.5)
+    model.compile(optimizer=recipes.ClippedAdam(schedule, epsilon=1e-4, max_global_norm=5.0, max_value=1.0))
+    model.fit(np.zeros((8, 4, 4, 1), np.float32), epochs=1, batch_size=4, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded.optimizer, recipes.ClippedAdam)
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    assert loaded.optimizer.get_config()["learning_rate"]["config"] == {
+        "learning_rate": 1e-3, "steps_per_epoch": 7, "decay_start_epoch": 2, "decay_per_epoch": 0.5}
