@@ -196,8 +196,6 @@ def test_export_cli_writes_a_servable_versioned_savedmodel(runs, tmp_path):
 
 @needs_mnist
 def test_nan_guard_keeps_last_good_checkpoint(runs, tmp_path):
-    import shutil
-
     model_dir = str(tmp_path / "diverging")
     shutil.copytree(runs["reference"], model_dir)
     best = _md5(os.path.join(model_dir, zoo_train.BEST_WEIGHTS))

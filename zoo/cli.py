@@ -90,11 +90,17 @@ def run_dir_lock(model_dir):
                     "to finish or pick another directory (delete the lock only if that process is gone)"
                 )
             # Stale: rename it away first, so that of two processes taking it over only one removes it.
+            stale = claim + ".stale"
             try:
-                os.rename(path, claim + ".stale")
-                os.remove(claim + ".stale")
+                os.rename(path, stale)
             except FileNotFoundError:
                 continue
+            if _read_owner(stale) != owner:  # another process took it over meanwhile: give it back
+                with contextlib.suppress(FileExistsError):
+                    os.link(stale, path)
+                os.remove(stale)
+                continue
+            os.remove(stale)
             print(f"Took over the stale lock of process {pid} (no longer running) in {model_dir}", file=sys.stderr)
     finally:
         os.remove(claim)

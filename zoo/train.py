@@ -10,6 +10,7 @@ What lands in `--model_dir`:
     checkpoints/         one per finished epoch: weights, optimizer state, RNG state, epoch counter
     best.weights.h5      the weights with the best validation bound so far
     logs/                TensorBoard: per-epoch scalars (train and validation), a grid of samples
+    lock                 while training: the pid and host of the process that owns the directory
 
 Running the same command again after an interruption (even SIGKILL mid-epoch) resumes
 from the last finished epoch: epoch e always sees the same data order (a function of
@@ -131,17 +132,14 @@ def resolve_config(
         "keep_checkpoints": keep_checkpoints,
         "overrides": model_overrides,
     }
+    # Bad or too small splits fail here, before anything is written.
     if config["episodes"]:
         config["batch_size"] = None  # an episode is a batch
-        if config["validation_split"]:
-            validation_stream(config)  # a bad split fails here, before anything is written
-    else:
-        for name in ("train_split", "validation_split"):
-            if config[name] and _count_examples(config, config[name]) < (config["batch_size"] if name == "train_split" else 1):
-                raise UsageError(
-                    f"--{name} {config[name]!r} holds fewer examples than one batch of {config['batch_size']}"
-                    if name == "train_split" else f"--validation_split {config[name]!r} is empty"
-                )
+    if _count_examples(config, config["train_split"]) < (config["batch_size"] or 1):
+        raise UsageError(f"--train_split {config['train_split']!r} holds fewer examples than one batch of "
+                         f"{config['batch_size'] or 1}")
+    if config["validation_split"] and not _count_examples(config, config["validation_split"]):
+        raise UsageError(f"--validation_split {config['validation_split']!r} is empty")
     config["steps_per_epoch"] = _steps_per_epoch(config)
     config["model"] = _serialize(model)
     return json.loads(json.dumps(config))  # tuples -> lists: what config.json will hold
