@@ -555,9 +555,14 @@ _EPISODE_FLAGS = {
     for p, d in _pairs() if _fits(p, d)
 ])
 def test_every_accepted_preset_dataset_pair_trains_evaluates_and_exports(preset, dataset, small_data, tmp_path):
+    import tensorflow as tf
+
     from zoo import export
     from zoo.presets import PRESETS
 
+    # Other test modules set TensorFlow's global seed to 0, with which tf.data's shuffle rejects the tensor
+    # seeds of `training_stream` (a known limitation of in-process training; the CLI never sets it).
+    tf.random.set_seed(None)
     if dataset == "binarized_mnist" and not has_binarized_mnist():
         pytest.skip("needs binarized_mnist in TFDS_DATA_DIR")
     if dataset == "omniglot" and small_data["omniglot"] is None:
