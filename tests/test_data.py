@@ -1,4 +1,5 @@
 import gzip
+import time
 
 import numpy as np
 import pytest
@@ -89,11 +90,25 @@ def test_missing_data_errors_name_the_dataset_the_place_and_the_fix(tmp_path):
         zoo.data.load("frey_faces", path=str(tmp_path / "frey_rawface.mat"))
 
 
-def test_bad_arguments():
+@pytest.mark.parametrize("name", ["binarized_mnist", "mnist"])
+def test_offline_load_of_an_absent_dataset_fails_at_once_and_writes_nothing(tmp_path, monkeypatch, name):
+    # No download unless asked: TFDS's default retried the network for minutes and left downloads/ and
+    # <name>/incomplete.* folders in the (shared, read-only) data directory.
+    data_dir = tmp_path / "tensorflow_datasets"
+    data_dir.mkdir()
+    monkeypatch.setenv("TFDS_DATA_DIR", str(data_dir))
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match=rf"{name!r} is not prepared in {data_dir}\. Fix: .*download=True"):
+        zoo.data.load(name, split="test")
+    assert time.perf_counter() - start < 5
+    assert list(data_dir.iterdir()) == []
+
+
+def test_bad_arguments(mnist_idx_dir):
     with pytest.raises(ValueError, match="unknown dataset 'cifar'; available: .*binarized_mnist"):
         zoo.data.load("cifar")
     with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
-        zoo.data.load("mnist", split="test", batch_size=0, path=str(SHARED_DATASETS / "mnist"))
+        zoo.data.load("mnist", split="test", batch_size=0, path=mnist_idx_dir)
 
 
 def test_shuffled_pipelines_drop_the_partial_batch_and_unshuffled_keep_every_example():

@@ -1,30 +1,83 @@
 """Importance-sampled log-likelihood of a trained run, from the command line.
 
-    python -m zoo.evaluate --model_dir=runs/vae --dataset=binarized_mnist --split=test \\
-        --num_samples=5000 [--max_examples=M]
+    python -m zoo.evaluate --model_dir=runs/vae [--split=test --num_samples=5000 --max_examples=M]
 
 Loads the best weights of a `zoo.train` run, estimates log p(x) with `num_samples`
-importance samples per example (Burda et al. 2016), prints a summary and, as the last
-line, one JSON object:
+importance samples per example (Burda et al. 2016) on the first `max_examples` examples of
+the split (default: all), printing progress with an estimate of the time left, then a summary
+and, as the last line, one JSON object:
 
-    {"dataset", "split", "num_samples", "examples", "nll_nats", "nll_stderr", "bound_nats", "seconds"}
+    {"dataset", "split", "num_samples", "examples", "split_examples", "nll_nats", "nll_stderr", "bound_nats",
+     "seconds"}
 
-which is also written to `<model_dir>/evaluation.json`.
+which is also written to `<model_dir>/evaluation.json`. For a model whose memory comes with
+each batch, examples are the targets of fixed episodes of the split (see `zoo.train`).
 """
 
 import json
+import math
 import os
+import sys
+import time
 
 from absl import flags
 
-from zoo.train import UsageError, load_split, load_trained_model, run_app
+from zoo.cli import UsageError, quiet_libraries, run_app, write_json
+from zoo.train import DATASETS, load_episodes, load_split, load_trained_model, targets_per_episode
 
 RESULT_FILE = "evaluation.json"
-RESULT_KEYS = ("dataset", "split", "num_samples", "examples", "nll_nats", "nll_stderr", "bound_nats", "seconds")
+RESULT_KEYS = ("dataset", "split", "num_samples", "examples", "split_examples", "nll_nats", "nll_stderr",
+               "bound_nats", "seconds")
+
+
+class Progress:
+    """Reports examples done out of a total, with the time left, as absl-style lines or a live line on a terminal.
+
+    A line is written at most every `interval` seconds (and at the end), so long evaluations
+    show they are alive without flooding a log file.
+    """
+
+    def __init__(self, total, label, stream=None, interval=10.0):
+        self.total, self.label, self.interval = total, label, interval
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.start = self.last = time.perf_counter()
+        self.done = 0
+
+    def update(self, done):
+        self.done = done
+        now = time.perf_counter()
+        if now - self.last < self.interval and done < self.total:
+            return
+        self.last = now
+        elapsed = now - self.start
+        left = elapsed / done * (self.total - done) if done else math.nan
+        line = (f"{self.label}: {done}/{self.total} examples ({100 * done / self.total:.0f}%), "
+                f"{_duration(elapsed)} elapsed, about {_duration(left)} left")
+        end = "" if self.live and done < self.total else "\n"
+        print(("\r" if self.live else "") + line, end=end, file=self.stream, flush=True)
+
+
+def _duration(seconds):
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _reporting(batches, progress):
+    """Yields `batches`; asked for the next one, reports the examples of those evaluated so far."""
+    done = 0
+    for batch in batches:
+        if done:
+            progress.update(done)
+        yield batch
+        x = batch["x"] if isinstance(batch, dict) else batch[0] if isinstance(batch, (tuple, list)) else batch
+        done = min(done + int(x.shape[0]), progress.total)
 
 
 def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_examples=None, batch_size=100,
-             seed=0, weights="best"):
+             seed=0, weights="best", progress=True):
     """Evaluates a `zoo.train` run; returns the result dict (also written to model_dir).
 
     Args:
@@ -36,25 +89,41 @@ def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_exampl
         batch_size: int, examples per importance-sampling batch.
         seed: int, makes the estimate reproducible.
         weights: "best" (validation-selected) or "last".
+        progress: bool, report progress and the time left on stderr.
     """
     import zoo
 
-    if not isinstance(num_samples, int) or num_samples < 1:
-        raise UsageError(f"--num_samples must be an int >= 1, got {num_samples!r}")
-    if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
-        raise UsageError(f"--max_examples must be an int >= 1, got {max_examples!r}")
+    for name, value in (("num_samples", num_samples), ("max_examples", max_examples), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UsageError(f"--{name} must be an int >= 1, got {value!r}")
+    if dataset is not None and dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
     model, config = load_trained_model(model_dir, weights)
     dataset = dataset or config["dataset"]
-    if dataset not in zoo.data.LOADERS:
-        raise UsageError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(zoo.data.LOADERS))}")
-    data = load_split(dataset, split, batch_size, shuffle=False)
-    result = zoo.evaluation.dataset_log_likelihood(
-        model, data, num_samples=num_samples, max_examples=max_examples, seed=seed
-    )
-    result = {"dataset": dataset, "split": split, **result}
+    if config.get("episodes"):
+        if dataset != config["dataset"]:
+            raise UsageError(f"the run trained on {config['dataset']} episodes; it evaluates on those, not {dataset}")
+        per_episode = targets_per_episode(config)
+        split_examples = None  # episodes are drawn, not read: the split has no fixed number of them
+        wanted = max_examples or 1000
+        data = load_episodes(config, split, math.ceil(wanted / per_episode), seed)
+        total = wanted
+    else:
+        data = load_split(config, split, batch_size, dataset=dataset, shuffle=False)
+        split_examples = int(load_split(config, split, 1, dataset=dataset, shuffle=False).cardinality())
+        if split_examples < 0:
+            split_examples = sum(int(batch.shape[0]) for batch in data)
+        total = min(max_examples or split_examples, split_examples)
+    if progress:
+        reporter = Progress(total, f"{dataset} {split}, k={num_samples}")
+        data = _reporting(data, reporter)
+    result = zoo.evaluation.dataset_log_likelihood(model, data, num_samples=num_samples, max_examples=total,
+                                                   seed=seed)
+    if progress:
+        reporter.update(result["examples"])
+    result = {"dataset": dataset, "split": split, "split_examples": split_examples, **result}
     result = {key: result[key] for key in RESULT_KEYS}
-    with open(os.path.join(model_dir, RESULT_FILE), "w") as f:
-        json.dump(result, f)
+    write_json(os.path.join(model_dir, RESULT_FILE), result)
     return result
 
 
@@ -63,21 +132,27 @@ def define_flags():
     flags.DEFINE_string("dataset", None, "Dataset to evaluate on (default: the training dataset).")
     flags.DEFINE_string("split", "test", "Split to evaluate (TFDS slicing allowed).")
     flags.DEFINE_integer("num_samples", 5000, "Importance samples per example.")
-    flags.DEFINE_integer("max_examples", None, "Evaluate only the first M examples.")
+    flags.DEFINE_integer("max_examples", None, "Evaluate only the first M examples (default: the whole split; "
+                         "episodes: 1000 targets).")
     flags.DEFINE_integer("batch_size", 100, "Examples per importance-sampling batch.")
     flags.DEFINE_integer("seed", 0, "Seed of the importance samples.")
     flags.DEFINE_enum("weights", "best", ["best", "last"], "Best-validation or last-epoch weights.")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UsageError(f"unexpected arguments {argv[1:]}")
     f = flags.FLAGS
+    if not os.path.isdir(f.model_dir):
+        raise UsageError(f"--model_dir {f.model_dir!r} is not a directory; train into it with python -m zoo.train first")
+    quiet_libraries()
     result = evaluate(f.model_dir, f.dataset, f.split, f.num_samples, f.max_examples, f.batch_size, f.seed,
                       f.weights)
+    of = (f"the first {result['examples']} of its {result['split_examples']} examples"
+          if result["split_examples"] and result["examples"] < result["split_examples"]
+          else f"all {result['examples']} examples" if result["split_examples"]
+          else f"{result['examples']} targets of fixed episodes")
     print(
-        f"{f.model_dir} ({f.weights} weights) on {result['dataset']} {result['split']}: "
-        f"{result['examples']} examples, k = {result['num_samples']} importance samples\n"
+        f"{f.model_dir} ({f.weights} weights) on {result['dataset']} {result['split']}, {of}, "
+        f"k = {result['num_samples']} importance samples\n"
         f"  NLL   {result['nll_nats']:.2f} +- {result['nll_stderr']:.2f} nats (-log p(x), standard error)\n"
         f"  bound {result['bound_nats']:.2f} nats (-ELBO)\n"
         f"  {result['seconds']:.1f} s"

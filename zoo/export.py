@@ -23,7 +23,8 @@ import os
 
 from absl import flags
 
-from zoo.train import UsageError, load_trained_model, run_app
+from zoo.cli import UsageError, quiet_libraries, run_app
+from zoo.train import load_trained_model
 
 
 def next_version(export_dir):
@@ -70,11 +71,14 @@ def define_flags():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UsageError(f"unexpected arguments {argv[1:]}")
+    f = flags.FLAGS
+    if not os.path.isdir(f.model_dir):
+        raise UsageError(f"--model_dir {f.model_dir!r} is not a directory; train into it with python -m zoo.train first")
+    if f.version is not None and f.version < 1:
+        raise UsageError(f"--version must be an int >= 1, got {f.version}")
+    quiet_libraries()
     import tensorflow as tf
 
-    f = flags.FLAGS
     model, _ = load_trained_model(f.model_dir, f.weights)
     try:
         path = export(model, f.export_dir, f.version)

@@ -5,17 +5,21 @@ Each preset: `class` (registered zoo class name), `config` (constructor kwargs),
 reference and for the training CLI).
 """
 
-# thu-ml/MEM_DGM's MNIST schedule: Adam 1e-3, batch 100, lr x 0.998 per epoch after epoch
-# 1000, 3000 epochs; the final model is trained on train + validation.
-MEM_DGM_MNIST_RECIPE = {
+# thu-ml/MEM_DGM's schedule (mem_dgm_mlp.py), the same for its VAE and MEM-VAE runs: Adam 1e-3
+# with epsilon 1e-4, gradients rescaled to total norm <= 5 then clipped to [-1, 1], batch 100,
+# lr x 0.998 per epoch after epoch 1000, 3000 epochs; the final model is trained on train + validation.
+MEM_DGM_RECIPE = {
     "optimizer": "adam",
     "learning_rate": 1e-3,
+    "epsilon": 1e-4,
+    "max_global_norm": 5.0,
+    "max_value": 1.0,
     "batch_size": 100,
     "epochs": 3000,
     "decay_start_epoch": 1000,
     "decay_per_epoch": 0.998,
-    "train_split": "train+validation",
 }
+MEM_DGM_MNIST_RECIPE = {**MEM_DGM_RECIPE, "train_split": "train+validation"}
 
 PRESETS = {
     "vae_mnist_500_500_100": {
@@ -58,6 +62,7 @@ PRESETS = {
         },
         "description": "OCR-letters VAE, 128-200-200-50 on 16x8 images; 163,828 parameters.",
         "reference": "Li, Zhu & Zhang 2016, Table 3 (VAE, 164K)",
+        "recipe": MEM_DGM_RECIPE,
     },
     "memvae_mnist_500_500_100": {
         "class": "MemVAE",
@@ -76,6 +81,7 @@ PRESETS = {
         "description": "MNIST MEM-VAE 784-500-500-100: sigmoid attention, ladder composition, 70 slots next "
         "to x and 30 next to z, local reconstruction weights 0.1; 1,550,084 parameters.",
         "reference": "Li, Zhu & Zhang 2016, Table 3 (MEM-VAE, 1,550K); thu-ml/MEM_DGM README (-n_slots 0,70,30)",
+        "recipe": MEM_DGM_MNIST_RECIPE,
     },
     "vis_memvae_mnist_500_500_100": {
         "class": "MemVAE",
@@ -93,6 +99,7 @@ PRESETS = {
         },
         "description": "VIS-MEM-VAE for mapping slots to images: softmax attention, element-wise sum; 1,541,084 parameters.",
         "reference": "Li, Zhu & Zhang 2016, sec. 5.5 and Figure 7; thu-ml/MEM_DGM mem_dgm_mlp_for_vis.py",
+        "recipe": MEM_DGM_MNIST_RECIPE,
     },
     "memvae_ocr_letters_200_200_50": {
         "class": "MemVAE",
@@ -110,6 +117,7 @@ PRESETS = {
         },
         "description": "OCR-letters MEM-VAE 128-200-200-50, 70/30 slots; 207,528 parameters.",
         "reference": "Li, Zhu & Zhang 2016, Table 3 (MEM-VAE, 208K); thu-ml/MEM_DGM README",
+        "recipe": MEM_DGM_RECIPE,
     },
     "memvae_frey_faces_200_10": {
         "class": "MemVAE",
@@ -128,6 +136,7 @@ PRESETS = {
         "description": "Frey faces MEM-VAE 560-200-10 with a Gaussian likelihood and 20 slots, no local "
         "reconstruction error.",
         "reference": "Li, Zhu & Zhang 2016, sec. 5.2; thu-ml/MEM_DGM README (-n_slots 0,20 -lambdas 0,0)",
+        "recipe": MEM_DGM_RECIPE,
     },
     "vma_mnist_mlp": {
         "class": "VMA",

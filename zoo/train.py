@@ -10,6 +10,7 @@ What lands in `--model_dir`:
     checkpoints/         one per finished epoch: weights, optimizer state, RNG state, epoch counter
     best.weights.h5      the weights with the best validation bound so far
     logs/                TensorBoard: per-epoch scalars (train and validation), a grid of samples
+    lock                 while training: the pid and host of the process that owns the directory
 
 Running the same command again after an interruption (even SIGKILL mid-epoch) resumes
 from the last finished epoch: epoch e always sees the same data order (a function of
@@ -25,32 +26,31 @@ import json
 import math
 import os
 import random
-import sys
 
-from absl import app, flags
+from absl import flags
+
+from zoo.cli import (
+    LOCK_FILE, TrainingDiverged, UsageError, atomic_write, quiet_libraries, run_app, run_dir_lock, write_json,
+)
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 BEST_WEIGHTS = "best.weights.h5"
 LOG_DIR = "logs"
 
-# (train split, validation split) per dataset. Frey faces has no held-out split besides
-# its test set, which must not pick the model: there the best epoch is by training bound.
-DATASET_SPLITS = {
-    "binarized_mnist": ("train", "validation"),
-    "mnist": ("train[:50000]", "train[50000:]"),
-    "frey_faces": ("train", None),
+# Per dataset: (train split, validation split, test split, shape of one example). Frey faces and
+# Omniglot have no held-out split besides their test set, which must not pick the model: there
+# the best epoch is by training bound.
+DATASETS = {
+    "binarized_mnist": ("train", "validation", "test", (28, 28, 1)),
+    "mnist": ("train[:50000]", "train[50000:]", "test", (28, 28, 1)),
+    "frey_faces": ("train", None, "test", (28, 20, 1)),
+    "omniglot": ("train", None, "test", (28, 28, 1)),
 }
 # Keys of the resolved configuration that must match to resume a run in the same model_dir.
-_RUN_IDENTITY = ("preset", "dataset", "train_split", "batch_size", "seed", "overrides")
-
-
-class UsageError(ValueError):
-    """A bad command line or model_dir: reported as one line, exit status 2."""
-
-
-class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or Inf: reported as one line, exit status 1."""
+_RUN_IDENTITY = ("preset", "dataset", "data_path", "train_split", "batch_size", "episodes", "seed", "overrides")
+# Evaluation episodes drawn for validation when a memory comes with each batch.
+VALIDATION_EPISODES = 20
 
 
 def parse_overrides(pairs):
@@ -84,64 +84,146 @@ def resolve_config(
     validation_split=None,
     steps_per_execution=None,
     keep_checkpoints=3,
+    data_path=None,
+    episode_classes=None,
+    episode_targets=None,
+    episode_memory=None,
+    steps_per_epoch=None,
 ):
     """Turns command-line choices into the complete, JSON-ready run configuration.
 
     Unset optimisation choices come from the preset's `recipe` (the paper's schedule),
-    then from the zoo's defaults (Adam 1e-3, batch 100). Raises `UsageError` naming the
-    bad value and the valid ones.
+    then from the zoo's defaults (Adam 1e-3, batch 100). Every check that can fail runs here,
+    before anything is written. Raises `UsageError` naming the bad value and the valid ones.
+
+    Models whose memory comes with each batch (`memory_size=None`: the recall and Omniglot
+    VMA and soft-attention presets) train on episodes `zoo.data.load_episodes` builds:
+    `episode_classes` x (`episode_targets` + `episode_memory`) drawings on Omniglot,
+    `episode_targets` of `episode_memory` stored images on (binarized) MNIST.
     """
     import zoo
 
-    if preset not in zoo.presets.PRESETS:
-        raise UsageError(f"unknown preset {preset!r}; available: {', '.join(sorted(zoo.presets.PRESETS))}")
-    if dataset not in zoo.data.LOADERS:
-        raise UsageError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(zoo.data.LOADERS))}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("keep_checkpoints", keep_checkpoints)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise UsageError(f"--{name} must be an int >= 1, got {value!r}")
-    if learning_rate is not None and not learning_rate > 0:
-        raise UsageError(f"--learning_rate must be > 0, got {learning_rate!r}")
+    check_flags(preset, dataset, epochs, batch_size, learning_rate, steps_per_execution, keep_checkpoints,
+                steps_per_epoch, episode_classes, episode_targets, episode_memory, data_path=data_path,
+                overrides=overrides)
     recipe = zoo.presets.PRESETS[preset].get("recipe", {})
-    default_train, default_validation = DATASET_SPLITS[dataset]
+    default_train, default_validation, _, _ = DATASETS[dataset]
     model_overrides = dict(overrides or {})
     model_overrides.setdefault("seed", seed)
     if num_importance_samples is not None:
         model_overrides["num_importance_samples"] = num_importance_samples
+    model = build_model({"preset": preset, "overrides": model_overrides})
     config = {
         "preset": preset,
         "dataset": dataset,
+        "data_path": data_path,
         "train_split": train_split or default_train,
         "validation_split": validation_split if validation_split is not None else default_validation,
         "epochs": epochs,
         "batch_size": batch_size or recipe.get("batch_size", 100),
+        "episodes": _episode_config(model, dataset, episode_classes, episode_targets, episode_memory),
         "learning_rate": learning_rate or recipe.get("learning_rate", 1e-3),
+        "optimizer": {key: recipe[key] for key in ("epsilon", "max_global_norm", "max_value") if key in recipe},
         "decay_start_epoch": recipe.get("decay_start_epoch"),
         "decay_per_epoch": recipe.get("decay_per_epoch"),
         "seed": seed,
+        "steps_per_epoch": steps_per_epoch,
         "steps_per_execution": steps_per_execution,
         "keep_checkpoints": keep_checkpoints,
         "overrides": model_overrides,
     }
-    for split in (config["train_split"], config["validation_split"]):
-        if split:
-            _count_examples(config, split)  # a bad split fails here, before anything is written
-    config["model"] = _serialize(build_model(config))
+    # Bad or too small splits fail here, before anything is written.
+    if config["episodes"]:
+        config["batch_size"] = None  # an episode is a batch
+    if _count_examples(config, config["train_split"]) < (config["batch_size"] or 1):
+        raise UsageError(f"--train_split {config['train_split']!r} holds fewer examples than one batch of "
+                         f"{config['batch_size'] or 1}")
+    if config["validation_split"] and not _count_examples(config, config["validation_split"]):
+        raise UsageError(f"--validation_split {config['validation_split']!r} is empty")
+    config["steps_per_epoch"] = _steps_per_epoch(config)
+    config["model"] = _serialize(model)
     return json.loads(json.dumps(config))  # tuples -> lists: what config.json will hold
+
+
+def check_flags(preset, dataset, epochs, batch_size=None, learning_rate=None, steps_per_execution=None,
+                keep_checkpoints=3, steps_per_epoch=None, *episode_sizes, data_path=None, overrides=None):
+    """The checks that need no TensorFlow: run first, so that a bad flag is reported at once."""
+    from zoo.presets import PRESETS
+
+    if preset not in PRESETS:
+        raise UsageError(f"unknown preset {preset!r}; available: {', '.join(sorted(PRESETS))}")
+    if dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("keep_checkpoints", keep_checkpoints),
+                        ("steps_per_execution", steps_per_execution), ("steps_per_epoch", steps_per_epoch),
+                        *zip(("episode_classes", "episode_targets", "episode_memory"), episode_sizes)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UsageError(f"--{name} must be an int >= 1, got {value!r}")
+    if learning_rate is not None and not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < math.inf):
+        raise UsageError(f"--learning_rate must be a finite number > 0, got {learning_rate!r}")
+    input_shape = (overrides or {}).get("input_shape", PRESETS[preset]["config"]["input_shape"])
+    if isinstance(input_shape, (tuple, list)) and tuple(input_shape) != DATASETS[dataset][3]:
+        input_shape = tuple(input_shape)
+        fitting = sorted(name for name, spec in DATASETS.items() if spec[3] == input_shape)
+        raise UsageError(
+            f"preset {preset!r} takes {'x'.join(map(str, input_shape))} inputs but dataset {dataset!r} gives "
+            f"{'x'.join(map(str, DATASETS[dataset][3]))}; datasets that fit: {', '.join(fitting) or 'none in zoo.data'}"
+        )
+    if dataset == "frey_faces" and not data_path:
+        raise UsageError("dataset 'frey_faces' is read from a file: pass --data_path=/path/to/frey_rawface.mat "
+                         "(https://cs.nyu.edu/~roweis/data/frey_rawface.mat)")
+    if dataset == "binarized_mnist" and data_path:
+        raise UsageError("dataset 'binarized_mnist' is read from the TFDS data directory ($TFDS_DATA_DIR), "
+                         "not --data_path")
+    if data_path and not os.path.exists(data_path):
+        raise UsageError(f"--data_path {data_path!r} does not exist")
+
+
+def _episode_config(model, dataset, classes, targets, memory):
+    """The episode sizes of a model whose memory comes with each batch, None for any other model."""
+    if getattr(model, "memory_size", 0) is not None:
+        given = [f"--{n}" for n, v in (("episode_classes", classes), ("episode_targets", targets),
+                                       ("episode_memory", memory)) if v is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)}: only for presets whose memory comes with each batch "
+                             "(memory_size=None), not for this one")
+        return None
+    if dataset == "omniglot":
+        return {"kind": "classes", "num_classes": classes or 8, "num_targets": targets or 4,
+                "num_memory": memory or 4}
+    if dataset in ("binarized_mnist", "mnist"):
+        if classes is not None:
+            raise UsageError(f"--episode_classes applies to omniglot episodes; {dataset} gives recall episodes "
+                             "(--episode_memory stored images, --episode_targets of them as targets)")
+        memory = memory or 256
+        if targets is not None and targets > memory:
+            raise UsageError(f"--episode_targets ({targets}) must be <= --episode_memory ({memory}): "
+                             "recall targets are stored images")
+        return {"kind": "recall", "num_memory": memory, "num_targets": targets or memory}
+    raise UsageError(f"dataset {dataset!r} has no episodes for a memory given with each batch")
 
 
 def build_model(config):
     """The model a resolved configuration describes (untrained)."""
     import keras
 
-    import zoo
+    import zoo.models  # registers the zoo classes with Keras
 
     if "model" in config:
         return keras.saving.deserialize_keras_object(config["model"])
     try:
         return zoo.LatentVariableModel.from_preset(config["preset"], **config["overrides"])
     except (TypeError, ValueError) as error:
-        raise UsageError(f"preset {config['preset']!r} rejects the overrides {config['overrides']}: {error}") from None
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    # Name the culprit: the first override the preset rejects on its own.
+    for key, value in config["overrides"].items():
+        try:
+            zoo.LatentVariableModel.from_preset(config["preset"], **{key: value})
+        except (TypeError, ValueError) as error:
+            raise UsageError(
+                f"--override {key}={value!r} is rejected by preset {config['preset']!r}: {str(error).splitlines()[0]}"
+            ) from None
+    raise UsageError(f"preset {config['preset']!r} rejects the overrides {config['overrides']}: {reason}")
 
 
 def _serialize(model):
@@ -168,61 +250,91 @@ def load_trained_model(model_dir, weights="best"):
 
     Args:
         model_dir: str, a directory written by `zoo.train`.
-        weights: `"best"` (best validation bound) or `"last"` (latest epoch checkpoint).
+        weights: `"best"` (best validation bound) or `"last"` (latest intact epoch checkpoint).
 
     Returns:
         `(model, config)`.
     """
+    if weights not in ("best", "last"):
+        raise UsageError(f'weights must be "best" or "last", got {weights!r}')
     config = read_config(model_dir)
     model = build_model(config)
     if weights == "best":
         path = os.path.join(model_dir, BEST_WEIGHTS)
         if not os.path.isfile(path):
             raise UsageError(f"--model_dir {model_dir!r} has no {BEST_WEIGHTS} yet: no epoch has finished")
-        model.load_weights(path)
-    elif weights == "last":
-        state = _RunState(model, model_dir, config)
-        if not state.restore():
-            raise UsageError(f"--model_dir {model_dir!r} has no checkpoint yet: no epoch has finished")
-    else:
-        raise UsageError(f'weights must be "best" or "last", got {weights!r}')
+        try:
+            model.load_weights(path)
+        except Exception as error:  # h5py raises OSError, KeyError, ValueError ... on a damaged file
+            raise UsageError(
+                f"{path} is unreadable ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
+                "use --weights=last or retrain"
+            ) from None
+    elif not _RunState(model, model_dir, config).restore():
+        raise UsageError(f"--model_dir {model_dir!r} has no checkpoint yet: no epoch has finished")
     return model, config
 
 
-def _learning_rate(config, steps_per_epoch):
-    """Constant, or the recipe's per-epoch exponential decay after `decay_start_epoch`."""
+def _optimizer(config):
+    """The run's Adam: the recipe's epsilon and clipping, constant or per-epoch decayed learning rate."""
     import keras
-    import tensorflow as tf
 
-    if not config["decay_start_epoch"]:
-        return config["learning_rate"]
+    from zoo import recipes
 
-    class EpochDecay(keras.optimizers.schedules.LearningRateSchedule):
-        def __call__(self, step):
-            epoch = tf.cast(step // steps_per_epoch, tf.float32)
-            decayed_epochs = tf.maximum(0.0, epoch - config["decay_start_epoch"])
-            return config["learning_rate"] * config["decay_per_epoch"] ** decayed_epochs
-
-        def get_config(self):
-            return {}
-
-    return EpochDecay()
+    learning_rate = config["learning_rate"]
+    if config["decay_start_epoch"]:
+        learning_rate = recipes.EpochDecay(
+            learning_rate, config["steps_per_epoch"], config["decay_start_epoch"], config["decay_per_epoch"]
+        )
+    options = dict(config.get("optimizer") or {})
+    if "max_global_norm" in options or "max_value" in options:
+        return recipes.ClippedAdam(learning_rate, **options)
+    return keras.optimizers.Adam(learning_rate, **options)
 
 
-def load_split(dataset, split, batch_size, **kwargs):
-    """`zoo.data.load`, with a bad split or dataset option reported as a `UsageError`."""
+def load_split(config, split, batch_size, dataset=None, **kwargs):
+    """`zoo.data.load` for the run's dataset (or `dataset`), with bad splits and missing data as `UsageError`."""
     import zoo
 
+    dataset = dataset or config["dataset"]
+    if config.get("data_path"):
+        kwargs["path"] = config["data_path"]
     try:
         return zoo.data.load(dataset, split=split, batch_size=batch_size, **kwargs)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         raise UsageError(f"dataset {dataset!r}: {str(error).splitlines()[0]}") from None
 
 
+def load_episodes(config, split, num_episodes, seed):
+    """The run's episodes of `split` (see `zoo.data.load_episodes`), errors as `UsageError`."""
+    import zoo
+
+    options = {key: value for key, value in config["episodes"].items() if key != "kind"}
+    if config.get("data_path"):
+        options["path"] = config["data_path"]
+    try:
+        return zoo.data.load_episodes(config["dataset"], split, num_episodes=num_episodes, seed=seed, **options)
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(f"dataset {config['dataset']!r}: {str(error).splitlines()[0]}") from None
+
+
+def targets_per_episode(config):
+    episodes = config["episodes"]
+    return episodes["num_targets"] * episodes.get("num_classes", 1)
+
+
 def _count_examples(config, split):
-    ds = load_split(config["dataset"], split, 1, shuffle=False)
+    ds = load_split(config, split, 1, shuffle=False)
     count = int(ds.cardinality())
     return count if count >= 0 else sum(1 for _ in ds)
+
+
+def _steps_per_epoch(config):
+    """`--steps_per_epoch`, else one pass over the training split (episodes: its size in targets)."""
+    if config["steps_per_epoch"]:
+        return config["steps_per_epoch"]
+    batch = targets_per_episode(config) if config["episodes"] else config["batch_size"]
+    return max(1, _count_examples(config, config["train_split"]) // batch)
 
 
 def training_stream(config, first_epoch):
@@ -230,19 +342,30 @@ def training_stream(config, first_epoch):
 
     That makes a resumed run see exactly the batches the interrupted one would have.
     Incomplete final batches are dropped so every step has the same shape (one XLA program).
+    Episodes come from one stream seeded by `--seed`, of which epoch e takes its slice.
     """
     import tensorflow as tf
 
-    import zoo
-
-    examples = load_split(config["dataset"], config["train_split"], config["batch_size"], shuffle=False).unbatch()
+    steps = config["steps_per_epoch"]
+    if config["episodes"]:
+        stream = load_episodes(config, config["train_split"], None, config["seed"])
+        return stream.skip(first_epoch * steps).take((config["epochs"] - first_epoch) * steps)
+    examples = load_split(config, config["train_split"], config["batch_size"], shuffle=False).unbatch()
     num_examples = _count_examples(config, config["train_split"])
 
     def epoch(e):
         seed = tf.cast(config["seed"], tf.int64) * 1_000_003 + e
-        return examples.shuffle(num_examples, seed=seed).batch(config["batch_size"], drop_remainder=True)
+        batches = examples.shuffle(num_examples, seed=seed).batch(config["batch_size"], drop_remainder=True)
+        return batches.repeat().take(steps)  # --steps_per_epoch may ask for more than one pass
 
     return tf.data.Dataset.range(first_epoch, config["epochs"]).flat_map(epoch).prefetch(tf.data.AUTOTUNE)
+
+
+def validation_stream(config):
+    """The data that picks the best epoch: the validation split, or fixed episodes drawn from it."""
+    if config["episodes"]:
+        return load_episodes(config, config["validation_split"], VALIDATION_EPISODES, config["seed"])
+    return load_split(config, config["validation_split"], config["batch_size"], shuffle=False)
 
 
 class _RunState:
@@ -250,7 +373,8 @@ class _RunState:
 
     Variables are checkpointed as flat lists (model, then optimizer): Keras 3 objects do
     not expose BatchNorm statistics and seed-generator states to `tf.train.Checkpoint`'s
-    object graph, and losing those would make a resumed run differ.
+    object graph, and losing those would make a resumed run differ. A model without an
+    optimizer (evaluation, export) restores only its own variables.
     """
 
     def __init__(self, model, model_dir, config):
@@ -261,7 +385,7 @@ class _RunState:
         self.model = model
         self.directory = os.path.join(model_dir, CHECKPOINT_DIR)
         tracked = {"model": list(model.variables), "epoch": self.epoch, "best": self.best}
-        if model.optimizer is not None:
+        if getattr(model, "optimizer", None) is not None:
             tracked["optimizer"] = list(model.optimizer.variables)
         self.manager = tf.train.CheckpointManager(
             tf.train.Checkpoint(**tracked), self.directory, max_to_keep=config.get("keep_checkpoints", 3),
@@ -269,12 +393,23 @@ class _RunState:
         )
 
     def restore(self):
-        """Loads the latest checkpoint; returns False when there is none."""
-        if not self.manager.latest_checkpoint:
-            return False
-        status = self.manager.checkpoint.read(self.manager.latest_checkpoint)
-        status.assert_existing_objects_matched().expect_partial()
-        return True
+        """Loads the newest intact checkpoint, saying so when it skips damaged ones; False when there is none."""
+        damaged = []
+        for path in reversed(self.manager.checkpoints):
+            try:
+                status = self.manager.checkpoint.read(path)
+                status.assert_existing_objects_matched().expect_partial()
+            except Exception as error:  # a torn file fails in TF's reader with OpError, IndexError, ValueError ...
+                damaged.append(path)
+                print(f"Checkpoint {path} is unreadable ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0][:120]}); trying the one before", flush=True)
+                continue
+            if damaged:
+                print(f"Restored {path} instead of the damaged {', '.join(damaged)}", flush=True)
+            return True
+        if damaged:
+            raise UsageError(f"every checkpoint in {self.directory} is unreadable ({', '.join(damaged)})")
+        return False
 
     def save(self, epochs_done):
         self.epoch.assign(epochs_done)
@@ -283,7 +418,9 @@ class _RunState:
 
 def _check_run_dir(model_dir, config):
     """A model_dir is new (absent or empty), or a run of the same configuration to resume."""
-    if not os.path.isdir(model_dir) or not os.listdir(model_dir):
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise UsageError(f"--model_dir {model_dir!r} is a file, not a directory; pick a directory")
+    if not os.path.isdir(model_dir) or not set(os.listdir(model_dir)) - {LOCK_FILE}:
         return
     try:
         previous = read_config(model_dir)
@@ -305,6 +442,18 @@ def _make_callbacks(model, state, config, model_dir):
     import numpy as np
     import tensorflow as tf
 
+    steps_per_epoch = config["steps_per_epoch"]
+
+    def where(step):
+        epoch, batch = divmod(step - 1, steps_per_epoch)
+        return f"epoch {epoch + 1}, batch {batch + 1} of {steps_per_epoch}"
+
+    def kept():
+        done = int(state.epoch.numpy())
+        if not done:
+            return "no epoch had finished, so there is no checkpoint"
+        return f"the last good checkpoint (after epoch {done}) in {state.directory} is kept"
+
     class Keeper(keras.callbacks.Callback):
         """Checkpoints finite states only; stops at the first non-finite loss."""
 
@@ -319,24 +468,17 @@ def _make_callbacks(model, state, config, model_dir):
             loss = (logs or {}).get("loss")
             step = int(self.model.optimizer.iterations.numpy())
             if loss is not None and not math.isfinite(loss):
-                where = f"at step {step}" if step == self.checked_step + 1 else (
-                    f"between steps {self.checked_step + 1} and {step}")
-                self.failure = (
-                    f"non-finite training loss ({loss}) {where} (epoch {self.epoch + 1}, batch {batch + 1}); "
-                    f"stopped without saving, the last good checkpoint (epoch {int(state.epoch.numpy())}) "
-                    f"in {state.directory} is kept"
-                )
+                span = (f"at step {step} ({where(step)})" if step == self.checked_step + 1 else
+                        f"between steps {self.checked_step + 1} ({where(self.checked_step + 1)}) and {step}")
+                self.failure = f"non-finite training loss ({loss}) {span}; stopped without saving, {kept()}"
                 self.model.stop_training = True
             self.checked_step = step
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
 
         def on_epoch_end(self, epoch, logs=None):
             if self.failure is None and not all(np.all(np.isfinite(v.numpy())) for v in self.model.variables):
                 self.failure = (
                     f"non-finite weights after epoch {epoch + 1} (step {int(self.model.optimizer.iterations.numpy())}); "
-                    f"stopped without saving, the last good checkpoint (epoch {int(state.epoch.numpy())}) is kept"
+                    f"stopped without saving, {kept()}"
                 )
                 self.model.stop_training = True
             if self.failure is not None:
@@ -344,10 +486,7 @@ def _make_callbacks(model, state, config, model_dir):
             bound = logs.get("val_bound", logs.get("bound"))
             if bound is not None and bound > state.best.numpy():
                 state.best.assign(bound)
-                # Write then rename: a kill mid-write never leaves a torn best.weights.h5.
-                tmp = os.path.join(model_dir, "best.tmp.weights.h5")
-                self.model.save_weights(tmp)
-                os.replace(tmp, os.path.join(model_dir, BEST_WEIGHTS))
+                write_weights(self.model, os.path.join(model_dir, BEST_WEIGHTS))
             state.save(epoch + 1)
 
     class SampleGrid(keras.callbacks.Callback):
@@ -358,7 +497,8 @@ def _make_callbacks(model, state, config, model_dir):
             self.writer = tf.summary.create_file_writer(os.path.join(model_dir, LOG_DIR, "samples"))
 
         def on_epoch_end(self, epoch, logs=None):
-            if not hasattr(self.model, "sample") or keeper.failure is not None:
+            # Models whose memory comes with each batch have nothing to sample from on their own.
+            if config["episodes"] or not hasattr(self.model, "sample") or keeper.failure is not None:
                 return
             images = np.asarray(self.model.sample(64, seed=config["seed"]), np.float32)  # [64, H, W, C]
             _, height, width, channels = images.shape
@@ -373,36 +513,39 @@ def _make_callbacks(model, state, config, model_dir):
     return keeper, [keeper, tensorboard, SampleGrid()]
 
 
+def write_weights(model, path):
+    """`model.save_weights(path)` through a temporary file: a kill mid-write never leaves a torn file at `path`."""
+    atomic_write(path, model.save_weights)
+
+
 def train(config, model_dir, verbose="auto"):
     """Trains (or resumes) the run `config` (from `resolve_config`) in `model_dir`.
 
+    Holds `<model_dir>/lock` while it runs: a second process on the same directory is refused.
     Returns the Keras `History` of the epochs run now (None if the run was already
     complete). Raises `TrainingDiverged` on a non-finite loss, after keeping the last
     good checkpoint.
     """
-    import keras
-
-    import zoo
-
     _check_run_dir(model_dir, config)
     os.makedirs(model_dir, exist_ok=True)
-    with open(os.path.join(model_dir, CONFIG_FILE), "w") as f:
-        json.dump(config, f, indent=2)
+    with run_dir_lock(model_dir):
+        _check_run_dir(model_dir, config)  # again, now that no other process can write it
+        return _train_locked(config, model_dir, verbose)
 
+
+def _train_locked(config, model_dir, verbose):
+    from zoo.models.base import STEPS_PER_EXECUTION
+
+    write_json(os.path.join(model_dir, CONFIG_FILE), config, indent=2)
     # Keras draws the seeds of unseeded initializers from Python's `random`: seeding it makes the
     # initial weights a function of --seed. (Not `keras.utils.set_random_seed`: a global TF seed
     # of 0 breaks the tensor-seeded per-epoch shuffle of `training_stream`.)
     random.seed(config["seed"])
     model = build_model(config)
-    steps_per_epoch = _count_examples(config, config["train_split"]) // config["batch_size"]
-    if steps_per_epoch < 1:
-        raise UsageError(
-            f"--train_split {config['train_split']!r} holds fewer examples than one batch of {config['batch_size']}"
-        )
-    compile_kwargs = {}
-    if config["steps_per_execution"]:
-        compile_kwargs["steps_per_execution"] = config["steps_per_execution"]
-    model.compile(optimizer=keras.optimizers.Adam(_learning_rate(config, steps_per_epoch)), **compile_kwargs)
+    steps_per_epoch = config["steps_per_epoch"]
+    # A compiled call never runs past the end of an epoch: the epoch's data and checks stay its own.
+    steps_per_execution = min(config["steps_per_execution"] or STEPS_PER_EXECUTION, steps_per_epoch)
+    model.compile(optimizer=_optimizer(config), steps_per_execution=steps_per_execution)
     model.optimizer.build(model.trainable_variables)
     state = _RunState(model, model_dir, config)
     if state.restore():
@@ -411,9 +554,7 @@ def train(config, model_dir, verbose="auto"):
     if first_epoch >= config["epochs"]:
         print(f"{model_dir} already finished {first_epoch} epochs (asked for {config['epochs']})", flush=True)
         return None
-    validation = None
-    if config["validation_split"]:
-        validation = load_split(config["dataset"], config["validation_split"], config["batch_size"], shuffle=False)
+    validation = validation_stream(config) if config["validation_split"] else None
     keeper, callbacks = _make_callbacks(model, state, config, model_dir)
     history = model.fit(
         training_stream(config, first_epoch),
@@ -432,9 +573,11 @@ def train(config, model_dir, verbose="auto"):
 def define_flags():
     """Defines the command-line flags (only when run as a program, never on import)."""
     flags.DEFINE_string("preset", None, "Preset name (see zoo.presets.PRESETS).", required=True)
-    flags.DEFINE_string("dataset", None, "Dataset name (see zoo.data.LOADERS).", required=True)
+    flags.DEFINE_string("dataset", None, f"Dataset: {', '.join(DATASETS)}.", required=True)
     flags.DEFINE_integer("epochs", None, "Total number of epochs to reach.", required=True)
     flags.DEFINE_string("model_dir", None, "Run directory: config, checkpoints, logs.", required=True)
+    flags.DEFINE_string("data_path", None, "A local copy of the data: frey_rawface.mat for frey_faces, a directory "
+                        "of MNIST IDX files for mnist, of Lake's zip archives for omniglot.")
     flags.DEFINE_integer("batch_size", None, "Examples per step (default: preset recipe, else 100).")
     flags.DEFINE_float("learning_rate", None, "Adam learning rate (default: preset recipe, else 1e-3).")
     flags.DEFINE_integer("num_importance_samples", None, "K of the training bound (default: the preset's).")
@@ -442,47 +585,32 @@ def define_flags():
     flags.DEFINE_multi_string("override", [], "Model config override key=value (Python literal), repeatable.")
     flags.DEFINE_string("train_split", None, "Training split (default per dataset, e.g. 'train').")
     flags.DEFINE_string("validation_split", None, "Split that picks the best epoch ('' for none).")
-    flags.DEFINE_integer("steps_per_execution", None, "Steps per compiled call (default: the model's).")
+    flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass over the training split).")
+    flags.DEFINE_integer("steps_per_execution", None, "Steps per compiled call (default: the model's, at most an epoch).")
     flags.DEFINE_integer("keep_checkpoints", 3, "Epoch checkpoints to keep.")
+    flags.DEFINE_integer("episode_classes", None, "Memory-per-batch presets on omniglot: characters per episode (8).")
+    flags.DEFINE_integer("episode_targets", None, "Memory-per-batch presets: targets per character on omniglot (4); "
+                         "targets per episode on MNIST (all stored images).")
+    flags.DEFINE_integer("episode_memory", None, "Memory-per-batch presets: memory drawings per character on "
+                         "omniglot (4); stored images per episode on MNIST (256).")
     flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras verbosity (1: progress bar).")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UsageError(f"unexpected arguments {argv[1:]}")
     f = flags.FLAGS
+    overrides = parse_overrides(f.override)
+    check_flags(f.preset, f.dataset, f.epochs, f.batch_size, f.learning_rate, f.steps_per_execution,
+                f.keep_checkpoints, f.steps_per_epoch, f.episode_classes, f.episode_targets, f.episode_memory,
+                data_path=f.data_path, overrides=overrides)
+    if os.path.exists(f.model_dir) and not os.path.isdir(f.model_dir):
+        raise UsageError(f"--model_dir {f.model_dir!r} is a file, not a directory; pick a directory")
+    quiet_libraries()
     config = resolve_config(
         f.preset, f.dataset, f.epochs, f.batch_size, f.learning_rate, f.num_importance_samples, f.seed,
-        parse_overrides(f.override), f.train_split, f.validation_split, f.steps_per_execution,
-        f.keep_checkpoints,
+        overrides, f.train_split, f.validation_split, f.steps_per_execution, f.keep_checkpoints, f.data_path,
+        f.episode_classes, f.episode_targets, f.episode_memory, f.steps_per_epoch,
     )
     train(config, f.model_dir, verbose=f.verbose if f.verbose == "auto" else int(f.verbose))
-
-
-def run_app(main_fn, define_fn):
-    """Runs an absl app whose flag errors, `UsageError`s and `TrainingDiverged` end in one line."""
-
-    def parse(argv):
-        try:
-            return flags.FLAGS(argv)
-        except flags.Error as error:
-            _fail(f"{os.path.basename(argv[0])}: {error}", 2)
-
-    def guarded(argv):
-        try:
-            main_fn(argv)
-        except UsageError as error:
-            _fail(f"{os.path.basename(sys.argv[0])}: {error}", 2)
-        except TrainingDiverged as error:
-            _fail(f"{os.path.basename(sys.argv[0])}: training diverged: {error}", 1)
-
-    define_fn()
-    app.run(guarded, flags_parser=parse)
-
-
-def _fail(message, status):
-    print(message, file=sys.stderr, flush=True)
-    sys.exit(status)
 
 
 def run():

@@ -16,9 +16,20 @@ _IDX_FILES = {
 }
 
 
-def tfds_dataset(name, split, data_dir=None, download=True):
-    """`tfds.load(name, split)` with an error that says where it looked and how to fix it."""
+def tfds_dataset(name, split, data_dir=None, download=False):
+    """`tfds.load(name, split)` from a prepared TFDS data directory, with errors that say where and how to fix.
+
+    Without `download=True` nothing is fetched and nothing is written: data that is not
+    prepared in the directory raises `FileNotFoundError` at once (TFDS would otherwise retry
+    downloads for minutes and leave `downloads/` and `incomplete.*` folders behind).
+    """
     data_dir = data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
+    if not download and not _prepared(name, data_dir):
+        raise FileNotFoundError(
+            f"dataset {name!r} is not prepared in {data_dir}. Fix: point TFDS_DATA_DIR (or data_dir=) at a "
+            f"directory holding a prepared copy, or pass download=True (needs internet access) to let TFDS "
+            f"download and prepare it there."
+        )
     try:
         return tfds.load(name, split=split, data_dir=data_dir, download=download)
     except Exception as error:  # TFDS raises many types here (not found, network, checksum)
@@ -32,7 +43,14 @@ def tfds_dataset(name, split, data_dir=None, download=True):
         ) from error
 
 
-def load_binarized(split="train", batch_size=100, shuffle=None, seed=0, data_dir=None, download=True):
+def _prepared(name, data_dir):
+    """Whether TFDS `name` is prepared in `data_dir`; looks only, writes nothing."""
+    if not os.path.isdir(os.path.join(data_dir, name)):
+        return False
+    return tfds.builder(name, data_dir=data_dir).is_prepared()
+
+
+def load_binarized(split="train", batch_size=100, shuffle=None, seed=0, data_dir=None, download=False):
     """Larochelle's fixed binarization of MNIST (Salakhutdinov & Murray 2008), float32 `[B, 28, 28, 1]`.
 
     Splits: train (50,000), validation (10,000), test (10,000); TFDS slicing like
@@ -63,7 +81,7 @@ def read_idx(path, split):
 
 
 def load_dynamic(
-    split="train", batch_size=100, shuffle=None, seed=0, data_dir=None, download=True, path=None,
+    split="train", batch_size=100, shuffle=None, seed=0, data_dir=None, download=False, path=None,
     with_labels=False,
 ):
     """MNIST with dynamic binarization: pixels resampled from the grey levels every epoch.

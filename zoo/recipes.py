@@ -1,0 +1,87 @@
+"""The papers' training recipes as Keras objects: a per-epoch learning-rate decay, Adam with gradient clipping."""
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class EpochDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Constant learning rate, then multiplied by `decay_per_epoch` every epoch after `decay_start_epoch`.
+
+        lr(step) = learning_rate * decay_per_epoch ** max(0, floor(step / steps_per_epoch) + 1 - decay_start_epoch)
+
+    i.e. epochs 1..decay_start_epoch (1-based) run at `learning_rate` and each later one at
+    `decay_per_epoch` times the rate of the epoch before, as thu-ml/MEM_DGM anneals after each epoch.
+
+    Args:
+        learning_rate: float, the initial rate.
+        steps_per_epoch: int, optimizer steps per epoch.
+        decay_start_epoch: int, epochs at the initial rate.
+        decay_per_epoch: float, the factor per epoch after that.
+
+    Example:
+
+    >>> schedule = EpochDecay(1e-3, steps_per_epoch=500, decay_start_epoch=1000, decay_per_epoch=0.998)
+    >>> model.compile(optimizer=keras.optimizers.Adam(schedule))
+
+    References:
+        Li, Zhu & Zhang 2016 (thu-ml/MEM_DGM: x 0.998 per epoch after epoch 1000).
+    """
+
+    def __init__(self, learning_rate, steps_per_epoch, decay_start_epoch, decay_per_epoch):
+        self.learning_rate = float(learning_rate)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.decay_start_epoch = int(decay_start_epoch)
+        self.decay_per_epoch = float(decay_per_epoch)
+
+    def __call__(self, step):
+        epochs_done = tf.cast(step // self.steps_per_epoch, tf.float32)  # before the current one
+        decayed_epochs = tf.maximum(0.0, epochs_done + 1.0 - self.decay_start_epoch)
+        return self.learning_rate * self.decay_per_epoch ** decayed_epochs
+
+    def get_config(self):
+        return {
+            "learning_rate": self.learning_rate,
+            "steps_per_epoch": self.steps_per_epoch,
+            "decay_start_epoch": self.decay_start_epoch,
+            "decay_per_epoch": self.decay_per_epoch,
+        }
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ClippedAdam(keras.optimizers.Adam):
+    """`keras.optimizers.Adam` whose gradients are rescaled to a total norm and then clipped element-wise.
+
+        g <- g * min(1, max_global_norm / ||g||_2 over all variables);  g <- clip(g, -max_value, max_value)
+
+    Keras accepts only one of `global_clipnorm` and `clipvalue`; the MemVAE authors apply both,
+    in this order (`lasagne.updates.total_norm_constraint`, then `T.clip`).
+
+    Args:
+        max_global_norm: float or None, the largest total gradient norm.
+        max_value: float or None, the largest absolute gradient element.
+        *args, **kwargs: as `keras.optimizers.Adam`.
+
+    Example:
+
+    >>> model.compile(optimizer=ClippedAdam(1e-3, epsilon=1e-4, max_global_norm=5.0, max_value=1.0))
+
+    References:
+        Li, Zhu & Zhang 2016; thu-ml/MEM_DGM mem_dgm_mlp.py (max_norm = 5, clip_grad = 1, Adam epsilon 1e-4).
+    """
+
+    def __init__(self, *args, max_global_norm=None, max_value=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_global_norm = max_global_norm
+        self.max_value = max_value
+
+    def apply(self, grads, trainable_variables=None):
+        grads = list(grads)
+        if self.max_global_norm is not None:
+            grads, _ = tf.clip_by_global_norm(grads, self.max_global_norm)
+        if self.max_value is not None:
+            grads = [None if g is None else tf.clip_by_value(g, -self.max_value, self.max_value) for g in grads]
+        return super().apply(grads, trainable_variables)
+
+    def get_config(self):
+        return {**super().get_config(), "max_global_norm": self.max_global_norm, "max_value": self.max_value}
