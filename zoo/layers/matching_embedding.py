@@ -3,6 +3,7 @@ import math
 import keras
 import tensorflow as tf
 
+from zoo import validation
 from zoo.layers.conv_stack import ConvStack
 from zoo.layers.dense import Dense
 from zoo.layers.dense_stack import DenseStack
@@ -27,6 +28,7 @@ class MatchingEmbedding(keras.layers.Layer):
         filters: tuple of ints, conv maps (`"conv"` only). Default `(32, 32, 64, 64, 64, 64)`.
         strides: tuple of ints, conv strides (`"conv"` only). Default `(1, 2, 1, 2, 1, 2)`.
         activation: str, hidden activation. Default `"relu"`.
+        seed: int or None, seeds the initial weights. Default `None`.
 
     Example:
 
@@ -44,27 +46,28 @@ class MatchingEmbedding(keras.layers.Layer):
         filters=(32, 32, 64, 64, 64, 64),
         strides=(1, 2, 1, 2, 1, 2),
         activation="relu",
+        seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-        self.event_shape = tuple(int(d) for d in event_shape)
-        self.matching_dim = int(matching_dim)
-        if self.matching_dim < 1:
-            raise ValueError(f"matching_dim must be a positive int, got {matching_dim!r}")
+        self.event_shape = validation.positive_ints("event_shape", event_shape)
+        self.matching_dim = validation.positive_int("matching_dim", matching_dim)
         self.architecture = architecture
-        self.hidden_units = tuple(int(u) for u in hidden_units)
-        self.filters = tuple(int(f) for f in filters)
-        self.strides = tuple(int(s) for s in strides)
+        self.hidden_units = validation.positive_ints("hidden_units", hidden_units)
+        self.filters = validation.positive_ints("filters", filters)
+        self.strides = tuple(strides)
         self.activation = activation
+        self.seed = validation.constructor_seed(seed)
+        features_seed = validation.derived_seed(self.seed, 0)
         if architecture == "mlp":
-            self.features = DenseStack(self.hidden_units, activation, batch_norm=False, name="features")
+            self.features = DenseStack(self.hidden_units, activation, batch_norm=False, seed=features_seed, name="features")
         else:
             if len(self.event_shape) != 3:
                 raise ValueError(f'architecture="conv" needs event_shape (height, width, channels), got {event_shape!r}')
-            self.features = ConvStack(self.filters, self.strides, activation, name="features")
-        self.projection = Dense(self.matching_dim, name="projection")
+            self.features = ConvStack(self.filters, self.strides, activation, seed=features_seed, name="features")
+        self.projection = Dense(self.matching_dim, kernel_initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, 1)), name="projection")
 
     def build(self, input_shape):
         if self.architecture == "mlp":
@@ -96,4 +99,5 @@ class MatchingEmbedding(keras.layers.Layer):
             "filters": self.filters,
             "strides": self.strides,
             "activation": self.activation,
+            "seed": self.seed,
         }

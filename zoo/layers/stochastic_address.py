@@ -1,7 +1,7 @@
 import keras
 import tensorflow as tf
 
-from zoo import distributions
+from zoo import distributions, validation
 from zoo.layers.matching_embedding import MatchingEmbedding
 
 PRIORS = ("learned", "flat")
@@ -75,10 +75,14 @@ class StochasticAddress(keras.layers.Layer):
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
         values = (event_shape, matching_dim, architecture, hidden_units, filters, strides, activation)
         embedding = dict(zip(EMBEDDING_ARGS, values))
-        self.memory_embedding = MatchingEmbedding(**embedding, name="memory_embedding")
+        self.memory_embedding = MatchingEmbedding(
+            **embedding, seed=validation.derived_seed(seed, 0), name="memory_embedding"
+        )
         self.shared_embedding = bool(shared_embedding)
         self.query_embedding = (
-            self.memory_embedding if self.shared_embedding else MatchingEmbedding(**embedding, name="query_embedding")
+            self.memory_embedding
+            if self.shared_embedding
+            else MatchingEmbedding(**embedding, seed=validation.derived_seed(seed, 1), name="query_embedding")
         )
         for key in embedding:
             setattr(self, key, getattr(self.memory_embedding, key))
