@@ -151,11 +151,11 @@ class TestVMA(testing.TestCase):
         x, memory = binary((4, 8, 8, 1)), binary((5, 8, 8, 1))
         with pytest.raises(ValueError, match="memory given with each batch"):
             model(x)
-        with pytest.raises(ValueError, match=r"memory: .*shape \[memory entries, 8, 8, 1\], got shape \[5, 7, 8, 1\]"):
+        with pytest.raises(ValueError, match=r"memory must have shape \[memory entries, 8, 8, 1\], got shape \[5, 7, 8, 1\]"):
             model({"x": x, "memory": memory[:, 1:]})
         with pytest.raises(ValueError, match="memory contains NaN"):
             model.log_likelihood((x, np.where(memory > 0, np.nan, 0.0).astype(np.float32)), num_samples=2)
-        with pytest.raises(ValueError, match="binary inputs"):
+        with pytest.raises(ValueError, match="binary, with values"):
             model.classify(x * 0.5, memory, np.arange(5))
         with pytest.raises(ValueError, match=r"memory_labels must be integers of shape \[5\]"):
             model.classify(x, memory, np.arange(4))
@@ -171,7 +171,7 @@ class TestVMA(testing.TestCase):
             tiny_vma(address_prior="uniform")
         bad_episodes = tf.data.Dataset.from_tensors({"x": x * 0.5, "memory": memory})
         model.compile(jit_compile=False)
-        with pytest.raises(ValueError, match="binary inputs"):
+        with pytest.raises(ValueError, match="binary, with values"):
             model.fit(bad_episodes, verbose=0)
 
     def test_learned_memory_presets_build(self):
@@ -207,7 +207,7 @@ def test_savedmodel_endpoints_take_the_memory_and_match_the_keras_model():
         served.classify(x, np.full_like(memory, np.nan), labels, 5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="memory_labels must be < num_classes"):
         served.classify(x, memory, labels, 3)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="binary inputs"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="binary, with values"):
         served.score_addresses(x * 0.5, memory)
     bigger = binary((40, 8, 8, 1), 2)  # any memory size at serving time
     assert served.classify(x, bigger, np.arange(40, dtype=np.int32) % 5, 5)["probabilities"].shape == (3, 5)
