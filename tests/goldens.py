@@ -7,6 +7,7 @@ weight paths whose gradient is zero by design.
 """
 
 import numpy as np
+import tensorflow as tf
 
 import zoo
 
@@ -152,3 +153,29 @@ MODEL_GOLDENS = {
         input_data=lambda: np.random.default_rng(0).random((4, 6, 5, 1)).astype(np.float32),
     ),
 }
+
+
+def reference_outputs(model, x):
+    """Numbers that depend on every weight and on the samplers: log importance weights `[3, 2]` for a
+    fixed stateless seed, and four pixels of two reconstructions `[2, 4]`."""
+    inputs = model.validate_inputs(x[:2])
+    return {
+        "log_weights": model.log_importance_weights(inputs, 3, tf.constant([1, 2])).numpy(),
+        "reconstruct": model.reconstruct(x[:2]).numpy().reshape(2, -1)[:, :4],
+    }
+
+
+# `reference_outputs` of each model golden, freshly built (its seed fixes the initial weights) on its
+# `input_data`. A change to a model's numbers fails tests/test_goldens.py; when the change is meant,
+# regenerate with `python -m tests.goldens` and say why in the commit.
+REFERENCE_OUTPUTS = {}
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=7, floatmode="maxprec")
+    for name, golden in sorted(MODEL_GOLDENS.items()):
+        outputs = reference_outputs(golden["cls"](**golden["init_kwargs"]), golden["input_data"]())
+        print(f"    {name!r}: {{")
+        for key, value in outputs.items():
+            print(f"        {key!r}: {np.array2string(value, separator=', ').replace(chr(10), '')},")
+        print("    },")

@@ -273,7 +273,7 @@ def training_data(data, check_spec_fn, check_batch_fn, check_element_fn):
 
     def checked():
         for batch in data:
-            check_batch_fn(batch)
+            check_batch_fn(batch[0] if isinstance(batch, tuple) else batch)  # Keras reads (inputs, targets, ...)
             yield batch
 
     return checked()
