@@ -83,8 +83,9 @@ def test_chunks_combine_into_one_estimate(linear_data, monkeypatch):
     unchunked = model.log_likelihood(x, num_samples=4000, seed=4).numpy()
     monkeypatch.setattr(zoo.models.base, "_ROWS_PER_CHUNK", 10 * 300)
     many_chunks = model.log_likelihood(x, num_samples=4000, seed=5).numpy()
-    np.testing.assert_allclose(many_chunks, unchunked, atol=0.1)
-    np.testing.assert_allclose(many_chunks, exact_log_px(x), atol=0.1)
+    for estimate in (many_chunks, unchunked):  # Monte Carlo error: ~0.1 per example, ~0.03 on the mean
+        np.testing.assert_allclose(estimate, exact_log_px(x), atol=0.4)
+        assert abs(estimate.mean() - exact_log_px(x).mean()) < 0.1
 
 
 def exact_elbo(x, posterior_shift):

@@ -229,14 +229,15 @@ def test_a_short_recall_run_learns_to_address_the_stored_copy():
         log_q = model.address_posterior(test["x"], memory=test["memory"]).numpy()
         return np.log(size) + np.mean(np.sum(np.exp(log_q) * log_q, axis=1))
 
-    model = tiny_vma(hidden_units=(32,), latent_dim=2, matching_dim=16, address_prior="flat", num_importance_samples=4)
+    model = tiny_vma(architecture="conv", filters=(8, 16), strides=(1, 2), latent_dim=4, matching_dim=16,
+                     address_prior="flat", num_importance_samples=4)
     test = episode(10**6)
     assert address_kl(model, test) < 0.5
     assert model.log_likelihood(test, num_samples=50, seed=0).numpy().mean() < -30
-    model.compile(optimizer=keras.optimizers.Adam(1e-2))
-    model.fit(tf.data.Dataset.range(STEPS).map(episode), epochs=1, verbose=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(tf.data.Dataset.range(300).map(episode), epochs=1, verbose=0)  # ~4 s on 2 CPU cores
     assert address_kl(model, test) > np.log(size) - 0.3
-    assert model.log_likelihood(test, num_samples=50, seed=0).numpy().mean() > -np.log(size) - 1.0
+    assert model.log_likelihood(test, num_samples=50, seed=0).numpy().mean() > -np.log(size) - 0.5
 
 
 @pytest.mark.large
