@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import zoo
 from tests.goldens import MODEL_GOLDENS
 from tests.testing import assert_allclose
 from zoo import export as zoo_export

@@ -56,6 +56,19 @@ def positive_ints(name, values, minimum=1):
     return tuple(int(v) for v in values)
 
 
+def per_layer(name, values, depth, kind):
+    """One non-negative number per hidden layer (`kind` int or float), as a tuple of `kind`."""
+    values = tuple(values)
+    if len(values) != depth or any(
+        isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) or v < 0
+        for v in values
+    ):
+        raise ValueError(f"{name} must be {depth} non-negative numbers (one per hidden layer, from x upward), got {values!r}")
+    if kind is int and any(v != int(v) for v in values):
+        raise ValueError(f"{name} must be ints, got {values!r}")
+    return tuple(kind(v) for v in values)
+
+
 def constructor_seed(seed):
     """A model's or layer's `seed` argument: None or an int (not a bool)."""
     if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))):

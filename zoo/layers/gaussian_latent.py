@@ -1,5 +1,4 @@
 import keras
-import tensorflow as tf
 
 from zoo import distributions, validation
 from zoo.layers.dense import Dense

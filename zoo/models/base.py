@@ -4,13 +4,18 @@ A subclass implements `call(x, training)` returning a dict of batch-major tensor
 (at least `log_weights` `[B, K]`, `log_px_z` `[B, K]`, `kl` `[B]`, `reconstruction`
 `[B, *input_shape]`) and `log_importance_weights(x, num_samples, seed)` returning
 `[S, B]`. The base class turns those into the training loss and metrics, the
-importance-sampled log-likelihood, and input validation at every public entry point.
+importance-sampled log-likelihood and the serving endpoints, and calls `zoo.validation` at
+every public entry point.
+
+The protocol every model follows (same names and argument order in the serving signatures):
+`encode(x)`, `decode(z)`, `sample(num_samples, *, seed=None)`, `reconstruct(x)`,
+`log_likelihood(x, num_samples=5000, seed=None)`; model-specific inputs (a memory, an
+address, memory switches) are keyword arguments.
 """
 
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from zoo import distributions, objectives, optimizers, validation

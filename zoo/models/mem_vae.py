@@ -1,5 +1,3 @@
-import math
-
 import keras
 import tensorflow as tf
 
@@ -87,8 +85,8 @@ class MemVAE(VAE):
             **kwargs,
         )
         depth = len(self.hidden_units)
-        self.num_slots = _per_layer("num_slots", num_slots, depth, int)
-        self.local_reconstruction_weights = _per_layer(
+        self.num_slots = validation.per_layer("num_slots", num_slots, depth, int)
+        self.local_reconstruction_weights = validation.per_layer(
             "local_reconstruction_weights", local_reconstruction_weights, depth, float
         )
         self.attention = attention
@@ -237,15 +235,6 @@ class MemVAE(VAE):
             "composition": self.composition,
             "local_reconstruction_weights": self.local_reconstruction_weights,
         }
-
-
-def _per_layer(name, values, depth, kind):
-    values = tuple(values)
-    if len(values) != depth or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in values):
-        raise ValueError(f"{name} must be {depth} non-negative numbers (one per hidden layer, from x upward), got {values!r}")
-    if kind is int and any(v != int(v) for v in values):
-        raise ValueError(f"{name} must be ints, got {values!r}")
-    return tuple(kind(v) for v in values)
 
 
 def _standardize(h):

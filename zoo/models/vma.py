@@ -28,7 +28,9 @@ class VMA(MemoryConditionedModel):
     trainable variable) or given with each batch (`memory_size=None`; any number of
     entries, also at test time). Inputs: a tensor x (learned memory), a dict
     `{"x": [B, ...], "memory": [M, ...]}` (the form for `model.fit` on a `tf.data`
-    pipeline), or a tuple `(x, memory)`. A given memory replaces a learned one.
+    pipeline), or a tuple `(x, memory)`; the public methods also take `memory=` as a
+    keyword (`encode`, `decode`, `sample`, `reconstruct`, `log_likelihood`,
+    `address_posterior`). A given memory replaces a learned one.
 
     Networks (`architecture`): `"mlp"` (MNIST: 256-128 down path, |z| = 32) or `"conv"`
     (Omniglot: six 3x3 convolutions with 32-64 maps, stride 2 every second layer; the
