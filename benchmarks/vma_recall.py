@@ -78,7 +78,7 @@ def main(argv):
     likelihood = zoo.evaluation.dataset_log_likelihood(model, test, num_samples=FLAGS.num_samples, seed=FLAGS.seed)
     address_kl, recalled = [], []
     for episode in test:
-        log_q = model.address_posterior(episode["x"], episode["memory"]).numpy()  # [T, M]
+        log_q = model.address_posterior(episode["x"], memory=episode["memory"]).numpy()  # [T, M]
         # With a flat prior, KL(q(a|x) || p(a)) = log |M| - H(q(a|x)).
         address_kl.append(math.log(FLAGS.memory_size) + np.sum(np.exp(log_q) * log_q, axis=-1))
         recalled.append(np.argmax(log_q, axis=-1) == episode["addresses"].numpy())

@@ -107,7 +107,7 @@ def main(argv):
         f"readout with {FLAGS.readout_entries} entries, {FLAGS.batch_size} queries: VMA classify (s)":
             best_seconds(lambda: built["VMA"].classify(queries, memory, labels).numpy()),
         **{
-            f"readout: {name} reconstruct (s)": best_seconds(lambda m=model: np.asarray(m.reconstruct(queries, memory)))
+            f"readout: {name} reconstruct (s)": best_seconds(lambda m=model: np.asarray(m.reconstruct(queries, memory=memory)))
             for name, model in built.items()
         },
     }

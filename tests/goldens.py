@@ -7,6 +7,7 @@ weight paths whose gradient is zero by design.
 """
 
 import numpy as np
+import tensorflow as tf
 
 import zoo
 
@@ -152,3 +153,58 @@ MODEL_GOLDENS = {
         input_data=lambda: np.random.default_rng(0).random((4, 6, 5, 1)).astype(np.float32),
     ),
 }
+
+
+def reference_outputs(model, x):
+    """Numbers that depend on every weight and on the samplers: log importance weights `[3, 2]` for a
+    fixed stateless seed, and four pixels of two reconstructions `[2, 4]`."""
+    inputs = model.validate_inputs(x[:2])
+    return {
+        "log_weights": model.log_importance_weights(inputs, 3, tf.constant([1, 2])).numpy(),
+        "reconstruct": model.reconstruct(x[:2]).numpy().reshape(2, -1)[:, :4],
+    }
+
+
+# `reference_outputs` of each model golden, freshly built (its seed fixes the initial weights) on its
+# `input_data`. A change to a model's numbers fails tests/test_goldens.py; when the change is meant,
+# regenerate with `python -m tests.goldens` and say why in the commit.
+REFERENCE_OUTPUTS = {
+    "ConvVAE": {
+        "log_weights": [[-44.47405 , -44.60247 ], [-45.3052  , -44.185677], [-44.007427, -44.281685]],
+        "reconstruct": [[0.5002173, 0.4990182, 0.5024307, 0.498427 ], [0.4998347, 0.500069 , 0.5008001, 0.499641 ]],
+    },
+    "GaussianVAE": {
+        "log_weights": [[-32.59575 , -32.076096], [-42.111374, -36.38817 ], [-35.080746, -33.47272 ]],
+        "reconstruct": [[ 0.0806892,  0.014439 , -0.1464145,  0.271463 ], [ 0.0756524,  0.0051357, -0.1251563,  0.2360319]],
+    },
+    "IWAE": {
+        "log_weights": [[-46.40296 , -45.41952 ], [-42.688656, -47.98212 ], [-47.752056, -47.561203]],
+        "reconstruct": [[0.4973935, 0.5360676, 0.4741986, 0.5322096], [0.4996575, 0.534179 , 0.4785493, 0.5075879]],
+    },
+    "MemVAE": {
+        "log_weights": [[-45.37644 , -45.82759 ], [-43.306835, -47.177113], [-45.54545 , -47.695435]],
+        "reconstruct": [[0.4648258, 0.5104406, 0.4709122, 0.5258394], [0.4774167, 0.5202871, 0.489259 , 0.5147155]],
+    },
+    "SoftAttentionVAE": {
+        "log_weights": [[-46.954258, -46.246815], [-44.663544, -46.86609 ], [-47.181805, -46.015987]],
+        "reconstruct": [[0.3897023, 0.4650488, 0.4834036, 0.4410517], [0.4660586, 0.4423786, 0.5277495, 0.446529 ]],
+    },
+    "VAE": {
+        "log_weights": [[-45.37644 , -45.82759 ], [-43.306835, -47.177113], [-45.54545 , -47.695435]],
+        "reconstruct": [[0.4648258, 0.5104406, 0.4709122, 0.5258394], [0.4774167, 0.5202871, 0.489259 , 0.5147155]],
+    },
+    "VMA": {
+        "log_weights": [[-45.53792 , -46.95326 ], [-44.222893, -46.712574], [-46.227413, -47.270367]],
+        "reconstruct": [[0.5404497, 0.5375317, 0.4878212, 0.5731722], [0.5022829, 0.5493568, 0.5221388, 0.5247635]],
+    },
+}
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=7, floatmode="maxprec")
+    for name, golden in sorted(MODEL_GOLDENS.items()):
+        outputs = reference_outputs(golden["cls"](**golden["init_kwargs"]), golden["input_data"]())
+        print(f'    "{name}": {{')
+        for key, value in outputs.items():
+            print(f'        "{key}": {np.array2string(value, separator=", ").replace(chr(10), "")},')
+        print("    },")

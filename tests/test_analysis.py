@@ -10,7 +10,7 @@ import zoo
 from tests.conftest import SHARED_DATASETS, has_binarized_mnist
 
 MNIST_IDX = SHARED_DATASETS / "mnist"
-pytestmark = pytest.mark.skipif(
+needs_data = pytest.mark.skipif(
     not (has_binarized_mnist() and (MNIST_IDX / "t10k-labels-idx1-ubyte.gz").exists()),
     reason="needs binarized_mnist (TFDS) and the MNIST test IDX files in ../shared/datasets/mnist",
 )
@@ -71,6 +71,7 @@ def _check_imputation(model, x):
     return result
 
 
+@needs_data
 def test_imputation(mem_vae, binarized_test):
     _check_imputation(mem_vae, binarized_test)
     with pytest.raises(ValueError, match="mask"):
@@ -78,12 +79,14 @@ def test_imputation(mem_vae, binarized_test):
 
 
 @pytest.mark.large
+@needs_data
 def test_imputation_vae_and_memvae_through_one_function(mem_vae, binarized_test):
     vae = _train(zoo.VAE(**SMALL))
     errors = [_check_imputation(model, binarized_test)["mse"][-1] for model in (vae, mem_vae)]
     assert all(np.isfinite(errors))
 
 
+@needs_data
 def test_generation_without_memory(mem_vae):
     images = zoo.evaluation.generation_without_memory(mem_vae, num_samples=6, seed=0)
     assert list(images) == ["memory", "without_layer_0", "without_layer_1", "no_memory"]
@@ -95,6 +98,7 @@ def test_generation_without_memory(mem_vae):
         zoo.evaluation.generation_without_memory(zoo.MemVAE(num_slots=(0, 0), **SMALL))
 
 
+@needs_data
 def test_slot_preferences_and_slot_images(vis_mem_vae, labelled):
     stats = zoo.evaluation.slot_preferences_per_class(vis_mem_vae, labelled, top_k=3)
     assert [s["layer"] for s in stats] == [0, 1]
@@ -114,6 +118,7 @@ def test_slot_preferences_and_slot_images(vis_mem_vae, labelled):
         zoo.evaluation.slot_preferences_per_class(vis_mem_vae, [(labelled[0][0], labelled[0][1] + 10)])
 
 
+@needs_data
 def test_recognition_features_linear_classifier(mem_vae, labelled):
     features, labels = zoo.evaluation.recognition_features(mem_vae, labelled)
     assert features.shape == (2000, 64) and labels.shape == (2000,)

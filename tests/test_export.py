@@ -1,12 +1,12 @@
 """SavedModel export: every signature reloads with tf.saved_model.load and gives the Keras model's numbers."""
 
 import os
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import zoo
 from tests.goldens import MODEL_GOLDENS
 from tests.testing import assert_allclose
 from zoo import export as zoo_export
@@ -36,6 +36,7 @@ def _signature_inputs(input_signature, x, model):
         "num_classes": np.int32(2),
         "seed": np.array(SEED, np.int32),
         "memory_labels": np.array([0, 1, 0], np.int32),
+        "address": np.array([0, 1, 2, 0], np.int32),  # one per row of z, into the 3-entry memory
     }
     missing = [spec.name for spec in input_signature if spec.name not in values]
     assert not missing, f"test has no inputs for {missing}"
@@ -115,13 +116,51 @@ def test_served_log_likelihood_chunks_like_the_keras_method(tmp_path):
                     expected, atol=1e-4, rtol=1e-5)
 
 
-def test_served_inputs_are_validated(exported):
+def _first_line_of_error(call):
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        call()
+    return str(error.value).splitlines()[0]
+
+
+def test_served_inputs_are_validated_and_the_first_line_names_the_problem(exported):
     model, x, path, _ = exported("VAE")
-    serve = tf.saved_model.load(path).signatures["serving_default"]
-    with pytest.raises(tf.errors.InvalidArgumentError, match="binary inputs"):
-        serve(x=tf.constant(x) * 0.5)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf"):
-        serve(x=tf.constant(np.full_like(x, np.nan)))
+    served = tf.saved_model.load(path).signatures
+    x, seed = tf.constant(x), tf.constant(SEED)
+    cases = [
+        (lambda: served["serving_default"](x=x * 0.5), r"the Bernoulli likelihood expects x binary, with values in \{0, 1\}"),
+        (lambda: served["encode"](x=tf.fill(tf.shape(x), np.nan)), "x contains NaN or Inf values"),
+        # A server may pass a tensor that does not match the signature's static shape (TF Serving does).
+        (lambda: served["reconstruct"](x=tf.zeros([2, 64])), r"x must have shape \[batch, 8, 8, 1\], got shape\] \[2 64\]"),
+        (lambda: served["reconstruct"](x=tf.zeros([2, 8, 8, 1, 2])), r"x must have shape \[batch, 8, 8, 1\]"),
+        (lambda: served["log_likelihood"](x=x, num_samples=tf.constant(0), seed=seed), r"num_samples must be an int >= 1, got\] \[0\]"),
+        (lambda: served["log_likelihood"](x=x, num_samples=tf.constant(-3), seed=seed), "num_samples must be an int >= 1"),
+        (lambda: served["sample"](num_samples=tf.constant(0), seed=seed), r"num_samples must be an int >= 1, got\] \[0\]"),
+        (lambda: served["decode"](z=tf.fill([3, 2], np.inf)), "z contains NaN or Inf values"),
+        (lambda: served["decode"](z=tf.zeros([3, 5])), r"z must have shape \[N, 2\]"),
+    ]
+    for call, reason in cases:
+        first_line = _first_line_of_error(call)
+        assert re.search(reason, first_line), (reason, first_line)
+
+
+def test_served_memory_inputs_are_validated(exported):
+    model, x, path, _ = exported("VMA")
+    served = tf.saved_model.load(path).signatures
+    memory, seed = tf.constant(x[:3]), tf.constant(SEED)
+    cases = [
+        (lambda: served["log_likelihood"](x=x, num_samples=tf.constant(0), seed=seed, memory=memory), "num_samples must be"),
+        (lambda: served["sample"](num_samples=tf.constant(-1), seed=seed, memory=memory), "num_samples must be"),
+        (lambda: served["reconstruct"](x=x, memory=tf.fill(tf.shape(memory), np.nan)), "memory contains NaN"),
+        (lambda: served["classify"](x=x, memory=memory, memory_labels=tf.constant([0, 1, 2]), num_classes=tf.constant(2)),
+         "memory_labels must be < num_classes"),
+        (lambda: served["classify"](x=x, memory=memory, memory_labels=tf.constant([0, 1]), num_classes=tf.constant(2)),
+         "memory_labels must hold"),
+        (lambda: served["decode"](z=tf.zeros([2, 2]), address=tf.constant([0, 3]), memory=memory),
+         "address must be < the memory size"),
+    ]
+    for call, reason in cases:
+        first_line = _first_line_of_error(call)
+        assert re.search(reason, first_line), (reason, first_line)
 
 
 def test_versions_increase_and_never_overwrite(exported):

@@ -92,7 +92,6 @@ def test_block_count_measures_once_per_shape_and_only_products_worth_splitting(m
     monkeypatch.setattr(zoo.layers.dense, "_num_threads", lambda: 4)
     monkeypatch.setattr(zoo.layers.dense, "CHOICES", {})
     block_count = zoo.layers.dense.block_count
-    assert zoo.layers.dense.MIN_BLOCK_MACS == 2**22
     assert block_count(16, 512, 256) == 1  # 2.1M multiply-adds: never split, never timed
     assert block_count(97, 512, 256) == 1  # no block count divides 97 rows
     assert block_count(2**13, 256, 256) == 1  # above MAX_TIMED_MACS: not timed

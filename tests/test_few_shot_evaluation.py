@@ -56,10 +56,20 @@ def test_vma_few_shot_accuracy_and_memory_size_sweep():
     ])
     assert rows[1]["nll_nats"] == pytest.approx(expected, rel=1e-5)
 
-    few_shot = episodes.class_episodes(images, labels, num_classes=5, num_targets=1, num_memory=2, num_episodes=3,
-                                       seed=1, with_labels=True).map(
-        lambda e: {"queries": e["x"], "query_labels": e["labels"], "memory": e["memory"], "memory_labels": e["memory_labels"]})
-    result = zoo.evaluation.few_shot_accuracy(model, few_shot)
-    hits = [np.mean(np.argmax(model.classify(e["queries"], e["memory"], e["memory_labels"]), -1) == e["query_labels"])
-            for e in few_shot.as_numpy_iterator()]
-    assert result["accuracy"] == pytest.approx(np.mean(hits)) and (result["ways"], result["shots"]) == (5, 2)
+
+
+def test_vma_few_shot_accuracy_by_hand():
+    # h^q = h^m scaled up: q(a|x) puts ~all its mass on the stored copy of x (Cauchy-Schwarz), so a
+    # query is classified by its copy's label. Episode 1 labels every copy correctly (accuracy 1),
+    # episode 2 gives every copy the next class's label (accuracy 0): mean 0.5, stderr 0.5.
+    model = zoo.VMA(input_shape=(8, 8, 1), hidden_units=(64,), latent_dim=2, matching_dim=16, seed=0)
+    model.address.memory_embedding.set_weights([10.0 * w for w in model.address.memory_embedding.get_weights()])
+    images = (np.random.default_rng(1).random((4, 8, 8, 1)) < 0.5).astype(np.float32)
+    labels = np.array([0, 1, 2, 3])
+
+    def episode(memory_labels):
+        return {"queries": images, "query_labels": labels, "memory": images, "memory_labels": memory_labels}
+
+    result = zoo.evaluation.few_shot_accuracy(model, [episode(labels), episode((labels + 1) % 4)])
+    assert (result["accuracy"], result["stderr"]) == (0.5, 0.5)
+    assert (result["episodes"], result["queries"], result["ways"], result["shots"]) == (2, 8, 4, 1)

@@ -1,6 +1,7 @@
 import inspect
 
 import keras
+import numpy as np
 import pytest
 
 import zoo
@@ -56,3 +57,12 @@ class TestModelGoldens(testing.TestCase):
         model.compile()
         model.fit(x, epochs=1, batch_size=len(x), verbose=0)  # BN statistics move off their defaults
         self.run_model_saving_test(model, x, golden.get("deterministic_outputs"))
+
+
+@pytest.mark.parametrize("name", sorted(goldens.MODEL_GOLDENS))
+def test_reference_outputs(name):
+    golden = goldens.MODEL_GOLDENS[name]
+    outputs = goldens.reference_outputs(golden["cls"](**golden["init_kwargs"]), golden["input_data"]())
+    assert name in goldens.REFERENCE_OUTPUTS, f"no reference outputs for {name}: run python -m tests.goldens"
+    for key, expected in goldens.REFERENCE_OUTPUTS[name].items():
+        np.testing.assert_allclose(outputs[key], expected, rtol=1e-4, atol=1e-4, err_msg=f"{name} {key}")

@@ -131,6 +131,28 @@ class TestMemVAE:
         loss = weighted.compute_loss(x=x, y_pred=outputs)
         np.testing.assert_allclose(loss, -np.mean(outputs["log_px_z"][:, 0] - outputs["kl"]) + local.mean(), rtol=1e-5)
 
+    def test_local_reconstruction_value_by_hand(self):
+        # One linear hidden layer, no batch normalization, no memory, q(z|x) with (numerically) zero
+        # variance: a_enc = x W_e + b_e, z = a_enc W_m + b_m, h_dec = z W_d + b_d, and the term is
+        # lambda * mean_units (n(a_enc) - n(h_dec))^2 with n standardising each unit over the batch.
+        model = _tiny(hidden_units=(4,), num_slots=(0,), local_reconstruction_weights=(0.3,), batch_norm=False,
+                      activation="linear")
+        model.posterior.log_variance_head.set_weights([np.zeros((4, 2), np.float32), np.full(2, -40.0, np.float32)])
+        x = binary_images((6, 8, 8, 1))
+        (we, be), (wm, bm), (wd, bd) = (
+            layer.get_weights() for layer in (model.encoder.dense_layers[0], model.posterior.mean_head,
+                                              model.decoder.dense_layers[0])
+        )
+        a_enc = x.reshape(6, 64) @ we + be
+        h_dec = (a_enc @ wm + bm) @ wd + bd
+
+        def n(h):
+            return (h - h.mean(axis=0)) / np.sqrt(h.var(axis=0) + 1e-4)
+
+        expected = 0.3 * np.mean((n(a_enc) - n(h_dec)) ** 2, axis=1)
+        assert expected.min() > 0.01  # not a trivially small case
+        np.testing.assert_allclose(model(x, training=True)["local_reconstruction"], expected, rtol=1e-4, atol=1e-6)
+
     def test_mem_iwae_bound(self):
         model = _tiny(num_importance_samples=4)
         x = binary_images((5, 8, 8, 1))

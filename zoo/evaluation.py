@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from zoo import objectives
+from zoo import objectives, validation
 
 
 def dataset_log_likelihood(model, dataset, num_samples=5000, max_examples=None, seed=0):
@@ -191,8 +191,7 @@ def impute(model, x, observed, num_iterations=100, seed=0):
     missing = 1.0 - observed
     if not missing.any():
         raise ValueError("the mask hides no pixel: nothing to impute")
-    if isinstance(num_iterations, bool) or not isinstance(num_iterations, int) or num_iterations < 1:
-        raise ValueError(f"num_iterations must be an int >= 1, got {num_iterations!r}")
+    num_iterations = validation.positive_int("num_iterations", num_iterations)
     rng = np.random.default_rng(seed)
     binary = model.likelihood == "bernoulli"
     noise = (rng.random(x.shape) < 0.5) if binary else rng.random(x.shape)

@@ -57,9 +57,15 @@ def export(model, export_dir, version=None):
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, (fn, input_signature) in model.serving_endpoints().items():
-        archive.add_endpoint(name, fn, input_signature=input_signature)
+        # Traced as a lambda: TF's Python client then raises the runtime's message as is, with a failed
+        # input check's reason on the first line (for a named function it prepends "Graph execution error").
+        archive.add_endpoint(name, _as_lambda(fn), input_signature=input_signature)
     archive.write_out(path, verbose=False)
     return path
+
+
+def _as_lambda(fn):
+    return lambda *args: fn(*args)
 
 
 def define_flags():

@@ -1,14 +1,16 @@
 import keras
 import tensorflow as tf
 
+from zoo import validation
+
 
 def checked_conv_args(filters, strides):
     """`(filters, strides)` as tuples of ints, or a ValueError saying what is wrong."""
-    checked_filters = tuple(int(f) for f in filters)
-    checked_strides = tuple(int(s) for s in strides)
-    if not checked_filters or min(checked_filters) < 1:
-        raise ValueError(f"filters must be a non-empty sequence of positive ints, got {filters!r}")
-    if len(checked_strides) != len(checked_filters) or not set(checked_strides) <= {1, 2}:
+    checked_filters = validation.positive_ints("filters", filters)
+    checked_strides = tuple(strides)
+    if len(checked_strides) != len(checked_filters) or any(
+        isinstance(s, bool) or not isinstance(s, int) or s not in (1, 2) for s in checked_strides
+    ):
         raise ValueError(
             f"strides must hold one value in {{1, 2}} per layer ({len(checked_filters)} layers), got {strides!r}"
         )
@@ -38,6 +40,7 @@ class ConvStack(keras.layers.Layer):
         filters: sequence of ints, feature maps per layer. Default `(32, 32, 64, 64, 64, 64)`.
         strides: sequence of ints (1 or 2), one per layer. Default `(1, 2, 1, 2, 1, 2)`.
         activation: str, Keras activation after each convolution. Default `"relu"`.
+        seed: int or None, seeds the initial weights. Default `None`.
 
     Example:
 
@@ -46,12 +49,18 @@ class ConvStack(keras.layers.Layer):
     [(2, 7, 7, 4), (2, 4, 4, 8)]
     """
 
-    def __init__(self, filters=(32, 32, 64, 64, 64, 64), strides=(1, 2, 1, 2, 1, 2), activation="relu", **kwargs):
+    def __init__(
+        self, filters=(32, 32, 64, 64, 64, 64), strides=(1, 2, 1, 2, 1, 2), activation="relu", seed=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.filters, self.strides = checked_conv_args(filters, strides)
         self.activation = activation
+        self.seed = validation.constructor_seed(seed)
         self.conv_layers = [
-            keras.layers.Conv2D(f, 3, strides=s, padding="same", activation=activation, name=f"conv_{i}")
+            keras.layers.Conv2D(
+                f, 3, strides=s, padding="same", activation=activation,
+                kernel_initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, i)), name=f"conv_{i}",
+            )
             for i, (f, s) in enumerate(zip(self.filters, self.strides))
         ]
 
@@ -90,4 +99,5 @@ class ConvStack(keras.layers.Layer):
             "filters": self.filters,
             "strides": self.strides,
             "activation": self.activation,
+            "seed": self.seed,
         }

@@ -1,6 +1,7 @@
 import keras
 import tensorflow as tf
 
+from zoo import validation
 from zoo.layers.dense import Dense
 
 
@@ -17,6 +18,7 @@ class DenseStack(keras.layers.Layer):
         activation: str, Keras activation applied after each layer. Default `"relu"`.
         batch_norm: bool, batch normalization (with scale and shift) before each
             activation, as in Li et al. (2016). Default `True`.
+        seed: int or None, seeds the initial weights (the same seed, the same weights). Default `None`.
 
     Example:
 
@@ -25,17 +27,19 @@ class DenseStack(keras.layers.Layer):
     TensorShape([2, 4])
     """
 
-    def __init__(self, hidden_units=(500, 500), activation="relu", batch_norm=True, **kwargs):
+    def __init__(self, hidden_units=(500, 500), activation="relu", batch_norm=True, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.hidden_units = tuple(int(u) for u in hidden_units)
-        if not self.hidden_units or min(self.hidden_units) < 1:
-            raise ValueError(
-                f"hidden_units must be a non-empty sequence of positive ints, got {hidden_units!r}"
-            )
+        self.hidden_units = validation.positive_ints("hidden_units", hidden_units)
         self.activation = activation
         self.batch_norm = bool(batch_norm)
+        self.seed = validation.constructor_seed(seed)
         self.dense_layers = [
-            Dense(units, name=f"dense_{i}") for i, units in enumerate(self.hidden_units)
+            Dense(
+                units,
+                kernel_initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, i)),
+                name=f"dense_{i}",
+            )
+            for i, units in enumerate(self.hidden_units)
         ]
         self.norm_layers = (
             [keras.layers.BatchNormalization(name=f"batch_norm_{i}") for i in range(len(self.hidden_units))]
@@ -72,4 +76,5 @@ class DenseStack(keras.layers.Layer):
             "hidden_units": self.hidden_units,
             "activation": self.activation,
             "batch_norm": self.batch_norm,
+            "seed": self.seed,
         }

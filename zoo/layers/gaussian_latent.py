@@ -1,7 +1,6 @@
 import keras
-import tensorflow as tf
 
-from zoo import distributions
+from zoo import distributions, validation
 from zoo.layers.dense import Dense
 
 
@@ -17,8 +16,8 @@ class GaussianLatent(keras.layers.Layer):
 
     Args:
         latent_dim: int, number of latent dimensions D.
-        seed: int or None, seeds the layer's `keras.random.SeedGenerator`; a call
-            given an explicit stateless `seed` uses that instead.
+        seed: int or None, seeds the initial weights and the layer's `keras.random.SeedGenerator`;
+            a call given an explicit stateless `seed` uses that instead.
 
     Example:
 
@@ -30,12 +29,10 @@ class GaussianLatent(keras.layers.Layer):
 
     def __init__(self, latent_dim, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.latent_dim = int(latent_dim)
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}")
-        self.seed = seed
-        self.mean_head = Dense(self.latent_dim, name="mean")
-        self.log_variance_head = Dense(self.latent_dim, name="log_variance")
+        self.latent_dim = validation.positive_int("latent_dim", latent_dim)
+        self.seed = validation.constructor_seed(seed)
+        self.mean_head = Dense(self.latent_dim, kernel_initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, 0)), name="mean")
+        self.log_variance_head = Dense(self.latent_dim, kernel_initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, 1)), name="log_variance")
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape):

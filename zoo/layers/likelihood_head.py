@@ -3,6 +3,7 @@ import math
 import keras
 import tensorflow as tf
 
+from zoo import validation
 from zoo.layers.dense import Dense
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -18,6 +19,7 @@ class LikelihoodHead(keras.layers.Layer):
     Args:
         event_shape: tuple of ints, the shape of one observation, e.g. `(28, 28, 1)`.
         likelihood: `"bernoulli"` (binary data) or `"gaussian"` (continuous data). Default `"bernoulli"`.
+        seed: int or None, seeds the initial weights. Default `None`.
 
     Example:
 
@@ -26,20 +28,18 @@ class LikelihoodHead(keras.layers.Layer):
     TensorShape([3, 2, 2, 1])
     """
 
-    def __init__(self, event_shape, likelihood="bernoulli", **kwargs):
+    def __init__(self, event_shape, likelihood="bernoulli", seed=None, **kwargs):
         super().__init__(**kwargs)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        self.event_shape = tuple(int(d) for d in event_shape)
+        self.event_shape = validation.positive_ints("event_shape", event_shape)
         self.likelihood = likelihood
+        self.seed = validation.constructor_seed(seed)
         units = math.prod(self.event_shape)
-        if likelihood == "bernoulli":
-            self.heads = {"logits": Dense(units, name="logits")}
-        else:
-            self.heads = {
-                "mean": Dense(units, name="mean"),
-                "log_variance": Dense(units, name="log_variance"),
-            }
+        names = ("logits",) if likelihood == "bernoulli" else ("mean", "log_variance")
+        self.heads = {
+            name: Dense(units, kernel_initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, i)), name=name) for i, name in enumerate(names)
+        }
 
     def build(self, input_shape):
         for head in self.heads.values():
@@ -57,4 +57,5 @@ class LikelihoodHead(keras.layers.Layer):
             **super().get_config(),
             "event_shape": self.event_shape,
             "likelihood": self.likelihood,
+            "seed": self.seed,
         }

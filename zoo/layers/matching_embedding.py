@@ -3,6 +3,7 @@ import math
 import keras
 import tensorflow as tf
 
+from zoo import validation
 from zoo.layers.conv_stack import ConvStack
 from zoo.layers.dense import Dense
 from zoo.layers.dense_stack import DenseStack
@@ -29,6 +30,7 @@ class MatchingEmbedding(keras.layers.Layer):
         activation: str, hidden activation. Default `"relu"`.
         projection_initializer: str, initializer of the linear map to the matching space.
             Default `"glorot_uniform"`; `"zeros"` makes the embedding start at 0.
+        seed: int or None, seeds the initial weights. Default `None`.
 
     Example:
 
@@ -47,28 +49,32 @@ class MatchingEmbedding(keras.layers.Layer):
         strides=(1, 2, 1, 2, 1, 2),
         activation="relu",
         projection_initializer="glorot_uniform",
+        seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-        self.event_shape = tuple(int(d) for d in event_shape)
-        self.matching_dim = int(matching_dim)
-        if self.matching_dim < 1:
-            raise ValueError(f"matching_dim must be a positive int, got {matching_dim!r}")
+        self.event_shape = validation.positive_ints("event_shape", event_shape)
+        self.matching_dim = validation.positive_int("matching_dim", matching_dim)
         self.architecture = architecture
-        self.hidden_units = tuple(int(u) for u in hidden_units)
-        self.filters = tuple(int(f) for f in filters)
-        self.strides = tuple(int(s) for s in strides)
+        self.hidden_units = validation.positive_ints("hidden_units", hidden_units)
+        self.filters = validation.positive_ints("filters", filters)
+        self.strides = tuple(strides)
         self.activation = activation
         self.projection_initializer = projection_initializer
+        self.seed = validation.constructor_seed(seed)
+        features_seed = validation.derived_seed(self.seed, 0)
         if architecture == "mlp":
-            self.features = DenseStack(self.hidden_units, activation, batch_norm=False, name="features")
+            self.features = DenseStack(self.hidden_units, activation, batch_norm=False, seed=features_seed, name="features")
         else:
             if len(self.event_shape) != 3:
                 raise ValueError(f'architecture="conv" needs event_shape (height, width, channels), got {event_shape!r}')
-            self.features = ConvStack(self.filters, self.strides, activation, name="features")
-        self.projection = Dense(self.matching_dim, kernel_initializer=projection_initializer, name="projection")
+            self.features = ConvStack(self.filters, self.strides, activation, seed=features_seed, name="features")
+        initializer = keras.initializers.get(projection_initializer)
+        if isinstance(initializer, keras.initializers.GlorotUniform):
+            initializer = keras.initializers.GlorotUniform(validation.derived_seed(self.seed, 1))
+        self.projection = Dense(self.matching_dim, kernel_initializer=initializer, name="projection")
 
     def build(self, input_shape):
         if self.architecture == "mlp":
@@ -101,4 +107,5 @@ class MatchingEmbedding(keras.layers.Layer):
             "strides": self.strides,
             "activation": self.activation,
             "projection_initializer": self.projection_initializer,
+            "seed": self.seed,
         }

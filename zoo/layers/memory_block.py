@@ -1,6 +1,8 @@
 import keras
 from keras import ops
 
+from zoo import validation
+
 ATTENTIONS = ("sigmoid", "softmax")
 COMPOSITIONS = ("ladder", "sum")
 # The ladder composition's per-unit vectors and their initial values: the block starts as
@@ -35,6 +37,7 @@ class MemoryBlock(keras.layers.Layer):
         composition: `"ladder"` (MEM-VAE) or `"sum"` (VIS-MEM-VAE). Default `"ladder"`.
         activation: str, applied to the composition (the generative network's
             hidden activation). Default `"relu"`.
+        seed: int or None, seeds the initial controller and memory. Default `None`.
 
     Example:
 
@@ -48,10 +51,9 @@ class MemoryBlock(keras.layers.Layer):
         Li, Zhu & Zhang, "Learning to Generate with Memory", ICML 2016, sec. 3 and appendix C.
     """
 
-    def __init__(self, num_slots, attention="sigmoid", composition="ladder", activation="relu", **kwargs):
+    def __init__(self, num_slots, attention="sigmoid", composition="ladder", activation="relu", seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(num_slots, bool) or not isinstance(num_slots, int) or num_slots < 1:
-            raise ValueError(f"num_slots must be an int >= 1, got {num_slots!r}")
+        num_slots = validation.positive_int("num_slots", num_slots)
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         if composition not in COMPOSITIONS:
@@ -61,6 +63,7 @@ class MemoryBlock(keras.layers.Layer):
         self.composition = composition
         self.activation = activation
         self.activation_fn = keras.activations.get(activation)
+        self.seed = validation.constructor_seed(seed)
 
     def build(self, input_shape):
         width = input_shape[-1]
@@ -68,12 +71,14 @@ class MemoryBlock(keras.layers.Layer):
             raise ValueError(f"MemoryBlock needs a known last axis, got input shape {input_shape}")
         self.width = int(width)
         self.controller_kernel = self.add_weight(
-            shape=(self.width, self.num_slots), initializer="glorot_uniform", name="controller_kernel"
+            shape=(self.width, self.num_slots),
+            initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, 0)),
+            name="controller_kernel",
         )
         self.controller_bias = self.add_weight(shape=(self.num_slots,), initializer="zeros", name="controller_bias")
         self.memory = self.add_weight(
             shape=(self.num_slots, self.width),
-            initializer=keras.initializers.RandomNormal(stddev=0.01),
+            initializer=keras.initializers.RandomNormal(stddev=0.01, seed=validation.derived_seed(self.seed, 1)),
             name="memory",
         )
         if self.composition == "ladder":
@@ -116,4 +121,5 @@ class MemoryBlock(keras.layers.Layer):
             "attention": self.attention,
             "composition": self.composition,
             "activation": self.activation,
+            "seed": self.seed,
         }

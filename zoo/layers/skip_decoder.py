@@ -3,6 +3,7 @@ import math
 import keras
 import tensorflow as tf
 
+from zoo import validation
 from zoo.layers.conv_stack import checked_conv_args, conv_feature_shapes
 from zoo.layers.dense import Dense
 from zoo.layers.likelihood_head import LIKELIHOODS
@@ -27,6 +28,7 @@ class SkipDecoder(keras.layers.Layer):
         activation: str, hidden activation. Default `"relu"`.
         likelihood: `"bernoulli"` or `"gaussian"`. Default `"bernoulli"`.
         skip_connections: bool, whether `call` takes the context's maps. Default `True`.
+        seed: int or None, seeds the initial weights. Default `None`.
 
     Example:
 
@@ -44,29 +46,37 @@ class SkipDecoder(keras.layers.Layer):
         activation="relu",
         likelihood="bernoulli",
         skip_connections=True,
+        seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        self.event_shape = tuple(int(d) for d in event_shape)
+        self.event_shape = validation.positive_ints("event_shape", event_shape)
         if len(self.event_shape) != 3:
             raise ValueError(f"event_shape must be (height, width, channels), got {event_shape!r}")
         self.filters, self.strides = checked_conv_args(filters, strides)
         self.activation = activation
         self.likelihood = likelihood
         self.skip_connections = bool(skip_connections)
+        self.seed = validation.constructor_seed(seed)
         self.map_shapes = conv_feature_shapes(self.event_shape, self.filters, self.strides)
-        self.projection = Dense(math.prod(self.map_shapes[-1]), activation=activation, name="projection")
+        initializer = lambda i: keras.initializers.GlorotUniform(validation.derived_seed(self.seed, i))  # noqa: E731
+        self.projection = Dense(
+            math.prod(self.map_shapes[-1]), activation=activation, kernel_initializer=initializer(0), name="projection"
+        )
         self.up_layers = [
             keras.layers.Conv2DTranspose(
                 self.filters[max(i - 1, 0)], 3, strides=self.strides[i], padding="same",
-                activation=activation, name=f"conv_transpose_{i}",
+                activation=activation, kernel_initializer=initializer(i + 2),
+                name=f"conv_transpose_{i}",
             )
             for i in range(len(self.filters))
         ]
         num_params = 1 if likelihood == "bernoulli" else 2
-        self.head = keras.layers.Conv2D(self.event_shape[-1] * num_params, 3, padding="same", name="head")
+        self.head = keras.layers.Conv2D(
+            self.event_shape[-1] * num_params, 3, padding="same", kernel_initializer=initializer(1), name="head"
+        )
 
     def build(self, input_shape):
         self.projection.build((None, input_shape[-1]))
@@ -105,4 +115,5 @@ class SkipDecoder(keras.layers.Layer):
             "activation": self.activation,
             "likelihood": self.likelihood,
             "skip_connections": self.skip_connections,
+            "seed": self.seed,
         }

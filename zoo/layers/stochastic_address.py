@@ -1,7 +1,7 @@
 import keras
 import tensorflow as tf
 
-from zoo import distributions
+from zoo import distributions, validation
 from zoo.layers.matching_embedding import MatchingEmbedding
 
 PRIORS = ("learned", "flat")
@@ -86,10 +86,14 @@ class StochasticAddress(keras.layers.Layer):
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
         values = (event_shape, matching_dim, architecture, hidden_units, filters, strides, activation)
         embedding = dict(zip(EMBEDDING_ARGS, values))
-        self.memory_embedding = MatchingEmbedding(**embedding, name="memory_embedding")
+        self.memory_embedding = MatchingEmbedding(
+            **embedding, seed=validation.derived_seed(seed, 0), name="memory_embedding"
+        )
         self.shared_embedding = bool(shared_embedding)
         if not self.shared_embedding:
-            self.query_residual = MatchingEmbedding(**embedding, projection_initializer="zeros", name="query_residual")
+            self.query_residual = MatchingEmbedding(
+                **embedding, projection_initializer="zeros", seed=validation.derived_seed(seed, 1), name="query_residual"
+            )
         for key in embedding:
             setattr(self, key, getattr(self.memory_embedding, key))
         self.prior = prior

@@ -4,20 +4,23 @@ A subclass implements `call(x, training)` returning a dict of batch-major tensor
 (at least `log_weights` `[B, K]`, `log_px_z` `[B, K]`, `kl` `[B]`, `reconstruction`
 `[B, *input_shape]`) and `log_importance_weights(x, num_samples, seed)` returning
 `[S, B]`. The base class turns those into the training loss and metrics, the
-importance-sampled log-likelihood, and input validation at every public entry point.
+importance-sampled log-likelihood and the serving endpoints, and calls `zoo.validation` at
+every public entry point.
+
+The protocol every model follows (same names and argument order in the serving signatures):
+`encode(x)`, `decode(z)`, `sample(num_samples, *, seed=None)`, `reconstruct(x)`,
+`log_likelihood(x, num_samples=5000, seed=None)`; model-specific inputs (a memory, an
+address, memory switches) are keyword arguments.
 """
 
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from zoo import distributions, objectives
+from zoo import distributions, objectives, validation
 from zoo.layers.likelihood_head import LIKELIHOODS
 
-# Marks assertion messages from the input pipeline so `fit`/`evaluate` can re-raise them as ValueError.
-_INVALID_INPUT = "zoo invalid input: "
 # Default training steps per compiled call (see `compile`).
 STEPS_PER_EXECUTION = 25
 # Upper bound on importance samples x batch rows per compiled chunk of `log_likelihood`.
@@ -49,11 +52,10 @@ class LatentVariableModel(keras.Model):
         super().__init__(**kwargs)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        _check_positive_int("num_importance_samples", num_importance_samples)
-        self.input_shape = tuple(int(d) for d in input_shape)
+        self.input_shape = validation.positive_ints("input_shape", input_shape)
         self.likelihood = likelihood
-        self.num_importance_samples = int(num_importance_samples)
-        self.seed = seed
+        self.num_importance_samples = validation.positive_int("num_importance_samples", num_importance_samples)
+        self.seed = validation.constructor_seed(seed)
         self.seed_generator = keras.random.SeedGenerator(seed)
         # The "loss" metric is Keras's own tracker; these report the bound's parts.
         self.bound_tracker = keras.metrics.Mean(name="bound")
@@ -83,10 +85,9 @@ class LatentVariableModel(keras.Model):
     def compile(self, optimizer=None, jit_compile=None, steps_per_execution=STEPS_PER_EXECUTION, **kwargs):
         """Compiles with defaults for VAE training: `keras.optimizers.Adam(1e-3)`, 25 steps per execution; no loss needed.
 
-        Measured on CPU (benchmarks/RESULTS.md): several steps per compiled call amortise
-        Keras's per-step Python and dispatch work, which costs about as much as a step of a
-        1.4M-parameter MLP VAE; and TensorFlow's own (oneDNN) kernels outrun XLA's CPU code,
-        most of all inside a multi-step loop. So `jit_compile=None` means XLA only where a GPU
+        Several steps per compiled call amortise Keras's per-step Python and dispatch work,
+        and on the CPUs benchmarked TensorFlow's own (oneDNN) kernels outran XLA's CPU code
+        (benchmarks/train_throughput.py). So `jit_compile=None` means XLA only where a GPU
         is present. Callbacks see batches every `steps_per_execution` steps.
         """
         if optimizer is None or optimizer == "auto":
@@ -136,14 +137,15 @@ class LatentVariableModel(keras.Model):
             log p(x) ~= log (1/S) sum_s p(x, z_s) / q(z_s | x)   (Burda et al. 2016, eq. 13)
             ELBO     ~= (1/S) sum_s log p(x, z_s) / q(z_s | x)
         """
-        _check_positive_int("num_samples", num_samples)
+        num_samples = validation.num_samples(num_samples)
+        seed = validation.seed(seed)
         x = self.validate_inputs(x)
         batch = int(tf.nest.flatten(x)[0].shape[0])  # structured inputs (e.g. `(x, memory)`) lead with x
         chunk = max(1, min(num_samples, (self.rows_per_chunk or _ROWS_PER_CHUNK) // max(batch, 1)))
         base_seed = distributions.seed_pair(self.seed_generator if seed is None else seed)
         if self._log_weights_fn is None:
-            # Not XLA: on CPU, TF's oneDNN matmuls ran this 2-3x faster than XLA's for
-            # 500 samples x 100 examples of vae_mnist_500_500_100 (measured side by side).
+            # Not XLA: from the same seeds, XLA's random-number generator draws other samples
+            # than the served (graph) estimator, whose numbers this must equal.
             self._log_weights_fn = tf.function(
                 self.log_importance_weights, jit_compile=False, reduce_retracing=True
             )
@@ -164,87 +166,46 @@ class LatentVariableModel(keras.Model):
         """Importance-sampled estimate of log p(x) in nats, `[B]` (see `importance_sampling`)."""
         return self.importance_sampling(x, num_samples, seed)["log_likelihood"]
 
-    # Input validation -------------------------------------------------------------
+    # Input validation (zoo.validation) ------------------------------------------------
 
     def check_input_spec(self, x):
-        """Static checks (rank, shape, dtype) that hold for symbolic and eager tensors alike."""
-        dtype = tf.as_dtype(x.dtype)
-        if not dtype.is_floating:
-            raise ValueError(
-                f"{type(self).__name__} expects float inputs (float16/32/64), got dtype {dtype.name}; "
-                "cast the data, e.g. tf.cast(x, tf.float32)"
-            )
-        shape = tuple(x.shape)
-        expected = (None,) + self.input_shape
-        if len(shape) != len(expected) or any(
-            s is not None and e is not None and s != e for s, e in zip(shape, expected)
-        ):
-            raise ValueError(
-                f"{type(self).__name__} expects inputs of shape [batch, {', '.join(map(str, self.input_shape))}], "
-                f"got shape {list(shape)}"
-            )
+        """Static checks (dtype, shape) that hold for eager, symbolic and traced tensors and `tf.TensorSpec`s."""
+        validation.check_spec(x, self.input_shape)
 
     def validate_inputs(self, x):
-        """Checks a concrete batch (spec, finite values, the likelihood's support); returns a float32 tensor.
+        """A batch checked by `zoo.validation.examples` (shape, dtype, finite, the likelihood's support); float32.
 
         Traced (e.g. in a serving signature), the value checks become graph assertions.
         """
-        x = tf.convert_to_tensor(x)
-        self.check_input_spec(x)
-        if not tf.executing_eagerly():
-            return tf.cast(self._validated_batch(x), tf.float32)
-        values = x.numpy()
-        if not np.all(np.isfinite(values)):
-            raise ValueError(
-                f"inputs contain {int(np.sum(~np.isfinite(values)))} NaN or Inf values; "
-                "expected finite values"
-            )
-        if self.likelihood == "bernoulli" and not np.all((values == 0) | (values == 1)):
-            raise ValueError(
-                "the Bernoulli likelihood expects binary inputs with values in {0, 1}, got values in "
-                f"[{values.min():g}, {values.max():g}] (binarize the data, or use likelihood='gaussian')"
-            )
-        return tf.cast(x, tf.float32)
+        return validation.examples(x, self.input_shape, self.likelihood)
 
-    def _validated_batch(self, *batch):
-        x = batch[0]
-        checks = [
-            tf.debugging.assert_all_finite(
-                x, message=_INVALID_INPUT + "inputs contain NaN or Inf values; expected finite values"
-            )
-        ]
-        if self.likelihood == "bernoulli":
-            checks.append(
-                tf.debugging.Assert(
-                    tf.reduce_all((x == 0) | (x == 1)),
-                    [_INVALID_INPUT + "the Bernoulli likelihood expects binary inputs with values in {0, 1}"],
-                )
-            )
-        with tf.control_dependencies(checks):
-            x = tf.identity(x)
-        return (x,) + batch[1:] if len(batch) > 1 else x
+    def _validated_element(self, element):
+        """A traced dataset element `x` or `(x, ...)`, its `x` guarded by assertions."""
+        if isinstance(element, tuple):
+            return (self.validate_inputs(element[0]),) + element[1:]
+        return self.validate_inputs(element)
 
-    def _validated_data(self, data):
-        """Checks arrays now and wraps datasets so every batch is checked as it is read."""
-        if isinstance(data, tf.data.Dataset):
-            spec = data.element_spec
-            x_spec = spec[0] if isinstance(spec, tuple) else spec
-            if isinstance(x_spec, tf.TensorSpec):
-                self.check_input_spec(x_spec)
-                return data.map(self._validated_batch)
-            return data
-        if isinstance(data, (np.ndarray, tf.Tensor)):
-            self.validate_inputs(data)
-        return data
+    def _check_element_spec(self, spec):
+        x_spec = spec[0] if isinstance(spec, tuple) else spec
+        if not isinstance(x_spec, tf.TensorSpec):
+            raise ValueError(
+                f"{type(self).__name__} trains on batches of tensors [batch, {', '.join(map(str, self.input_shape))}] "
+                f"(or tuples led by one), got a dataset of {spec}"
+            )
+        self.check_input_spec(x_spec)
+
+    def _check_batch(self, batch):
+        if isinstance(batch, dict):
+            raise ValueError(
+                f"{type(self).__name__} trains on tensors [batch, {', '.join(map(str, self.input_shape))}] "
+                f"(or tuples led by one), got a dict with keys {sorted(batch)}"
+            )
+        self.validate_inputs(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
     def _run_checked(self, method, x, *args, **kwargs):
-        try:
-            return method(self._validated_data(x), *args, **kwargs)
-        except tf.errors.InvalidArgumentError as error:
-            if _INVALID_INPUT in error.message:
-                reason = error.message.split(_INVALID_INPUT, 1)[1].split("\n", 1)[0]
-                raise ValueError(reason.rstrip(" .'\"]")) from None
-            raise
+        with validation.reraise_invalid_input():
+            data = validation.training_data(x, self._check_element_spec, self._check_batch, self._validated_element)
+            return method(data, *args, **kwargs)
 
     def fit(self, x=None, *args, **kwargs):
         if isinstance(x, tf.data.Dataset):
@@ -259,32 +220,28 @@ class LatentVariableModel(keras.Model):
     def serving_endpoints(self):
         """Named serving functions for a SavedModel (see `zoo.export`): `{name: (fn, input_signature)}`.
 
-        Each fn takes tensors and returns a dict of tensors. These defaults serve the VAE
-        family (models with `latent_dim`, `reconstruct`, `encode`, `decode`, `sample`);
-        models with other inputs (a memory) override this.
+        Each endpoint is a public method under its own name, with its arguments in the same
+        order, taking tensors and returning a dict of tensors; inputs are checked by
+        `zoo.validation` (graph assertions whose message names the problem). These defaults
+        serve the VAE family; models with a memory input add it as the last argument.
 
-        - `serving_default(x)`: `reconstruction` `[B, *input_shape]`, E[x | z = mean of q(z|x)].
+        - `reconstruct(x)` (also `serving_default`): `reconstruction` `[B, *input_shape]`.
         - `encode(x)`: `mean`, `log_variance` `[B, latent_dim]` of q(z|x).
         - `decode(z)`: the parameters of p(x|z), e.g. `logits` and `mean` `[N, *input_shape]`.
         - `sample(num_samples, seed)`: `samples` `[N, *input_shape]`, decoder means at z ~ p(z).
         - `log_likelihood(x, num_samples, seed)`: `log_likelihood` `[B]`, the estimate of
           `log_likelihood(x, num_samples, seed)` (same chunks, same seeds: same numbers).
         """
-        missing = [name for name in ("latent_dim", "reconstruct", "encode", "decode", "sample") if not hasattr(self, name)]
-        if missing:
-            raise NotImplementedError(
-                f"{type(self).__name__} has no {', '.join(missing)}, which the default serving endpoints use; "
-                "override serving_endpoints()"
-            )
         images = tf.TensorSpec((None,) + self.input_shape, tf.float32, name="x")
         count = tf.TensorSpec((), tf.int32, name="num_samples")
         seed = tf.TensorSpec((2,), tf.int32, name="seed")
-
+        reconstruct = (lambda x: {"reconstruction": self.reconstruct(x)}, [images])
         return {
-            "serving_default": (lambda x: {"reconstruction": self.reconstruct(x)}, [images]),
+            "serving_default": reconstruct,
+            "reconstruct": reconstruct,
             "encode": (self.encode, [images]),
             "decode": (self.decode, [tf.TensorSpec((None, self.latent_dim), tf.float32, name="z")]),
-            "sample": (lambda num_samples, seed: {"samples": self.sample(num_samples, seed)}, [count, seed]),
+            "sample": (lambda num_samples, seed: {"samples": self.sample(num_samples, seed=seed)}, [count, seed]),
             "log_likelihood": (self.served_log_likelihood, [images, count, seed]),
         }
 
@@ -296,6 +253,8 @@ class LatentVariableModel(keras.Model):
         structured, led by the batch tensor (e.g. `(x, memory)`).
         """
         x = self.validate_inputs(x)
+        num_samples = validation.num_samples(num_samples)
+        seed = distributions.seed_pair(validation.seed(seed))
         batch = tf.shape(tf.nest.flatten(x)[0])[:1]
         rows = self.rows_per_chunk or _ROWS_PER_CHUNK
         chunk = tf.maximum(1, tf.minimum(num_samples, rows // tf.maximum(batch[0], 1)))
@@ -317,7 +276,3 @@ class LatentVariableModel(keras.Model):
             "seed": self.seed,
         }
 
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")

@@ -3,11 +3,11 @@ import math
 import keras
 import tensorflow as tf
 
-from zoo import distributions, objectives
+from zoo import distributions, objectives, validation
 from zoo.layers.conv_stack import ConvStack
 from zoo.layers.gaussian_latent import GaussianLatent
 from zoo.layers.skip_decoder import SkipDecoder
-from zoo.models.base import LatentVariableModel, _check_positive_int
+from zoo.models.base import LatentVariableModel
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -63,13 +63,16 @@ class ConvVAE(LatentVariableModel):
         )
         if len(self.input_shape) != 3:
             raise ValueError(f"ConvVAE needs input_shape (height, width, channels), got {input_shape!r}")
-        self.encoder = ConvStack(filters, strides, activation, name="encoder")
+        # Each sub-layer's seed is derived from `seed`: the same seed, the same initial weights.
+        seed_of = lambda i: validation.derived_seed(self.seed, i)  # noqa: E731
+        self.encoder = ConvStack(filters, strides, activation, seed=seed_of(1), name="encoder")
         self.filters, self.strides = self.encoder.filters, self.encoder.strides
-        self.latent_dim = int(latent_dim)
+        self.latent_dim = validation.positive_int("latent_dim", latent_dim)
         self.activation = activation
-        self.posterior = GaussianLatent(self.latent_dim, seed=None if seed is None else seed + 1, name="posterior")
+        self.posterior = GaussianLatent(self.latent_dim, seed=seed_of(2), name="posterior")
         self.decoder = SkipDecoder(
-            self.input_shape, self.filters, self.strides, activation, likelihood, skip_connections=False, name="decoder"
+            self.input_shape, self.filters, self.strides, activation, likelihood, skip_connections=False,
+            seed=seed_of(3), name="decoder",
         )
         self.prior = distributions.standard_normal(self.latent_dim)
         self.rows_per_chunk = 1024  # rows carry feature maps
@@ -113,29 +116,22 @@ class ConvVAE(LatentVariableModel):
 
     def encode(self, x):
         """Posterior parameters `{"mean", "log_variance"}` of q(z|x), each `[B, latent_dim]`."""
-        posterior = self._posterior(self.validate_inputs(x), seed=0)
+        posterior = self._posterior(self.validate_inputs(x), seed=0)  # z unused
         return {"mean": posterior["mean"], "log_variance": posterior["log_variance"]}
 
     def decode(self, z):
         """Likelihood parameters of p(x|z) for `z` `[N, latent_dim]`, each `[N, *input_shape]`."""
-        z = tf.convert_to_tensor(z)
-        if z.shape.rank != 2 or z.shape[-1] != self.latent_dim or not z.dtype.is_floating:
-            raise ValueError(
-                f"decode expects float latents of shape [N, {self.latent_dim}], "
-                f"got shape {z.shape.as_list()} and dtype {z.dtype.name}"
-            )
-        return self._decoder_params(tf.cast(z, tf.float32))
+        return self._decoder_params(validation.latents(z, self.latent_dim))
 
-    def sample(self, num_samples, seed=None):
+    def sample(self, num_samples, *, seed=None):
         """Draws z ~ p(z) and returns the decoder mean, `[num_samples, *input_shape]`."""
-        if not tf.is_tensor(num_samples):  # a scalar int tensor is a serving signature's input
-            _check_positive_int("num_samples", num_samples)
-        seed = distributions.seed_pair(self.seed_generator if seed is None else seed)
+        num_samples = validation.num_samples(num_samples)
+        seed = distributions.seed_pair(validation.seed(seed) if seed is not None else self.seed_generator)
         return self._decoder_params(self.prior.sample(num_samples, seed=seed))["mean"]
 
     def reconstruct(self, x):
         """Decoder mean at the posterior mean, `[B, *input_shape]`: deterministic."""
-        return self._decoder_params(self.encode(x)["mean"])["mean"]
+        return self.decode(self.encode(x)["mean"])["mean"]
 
     def get_config(self):
         return {

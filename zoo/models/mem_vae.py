@@ -1,9 +1,7 @@
-import math
-
 import keras
 import tensorflow as tf
 
-from zoo import distributions, objectives
+from zoo import distributions, objectives, validation
 from zoo.layers.memory_block import MemoryBlock
 from zoo.models.vae import VAE
 
@@ -87,8 +85,8 @@ class MemVAE(VAE):
             **kwargs,
         )
         depth = len(self.hidden_units)
-        self.num_slots = _per_layer("num_slots", num_slots, depth, int)
-        self.local_reconstruction_weights = _per_layer(
+        self.num_slots = validation.per_layer("num_slots", num_slots, depth, int)
+        self.local_reconstruction_weights = validation.per_layer(
             "local_reconstruction_weights", local_reconstruction_weights, depth, float
         )
         self.attention = attention
@@ -97,7 +95,10 @@ class MemVAE(VAE):
         self._tracker.unlock()
         # One block per hidden layer with slots, keyed by the layer's index from x upward.
         self.memory_blocks = {
-            str(i): MemoryBlock(slots, attention, composition, activation, name=f"memory_block_{i}")
+            str(i): MemoryBlock(
+                slots, attention, composition, activation, seed=validation.derived_seed(self.seed, 10 + i),
+                name=f"memory_block_{i}",
+            )
             for i, slots in enumerate(self.num_slots)
             if slots > 0
         }
@@ -198,14 +199,14 @@ class MemVAE(VAE):
             )
         return flags
 
-    def decode(self, z, memory_enabled=None):
+    def decode(self, z, *, memory_enabled=None):
         """Likelihood parameters of p(x|z) (see `VAE.decode`).
 
         `memory_enabled`: None (all memories on) or one bool per hidden layer from x
         upward; a disabled block reads a vector of ones (appendix C of the paper).
         """
         flags = self._check_memory_enabled(memory_enabled)
-        return self._decoder_params(self._checked_latents(z), memory_enabled=flags)
+        return self._decoder_params(validation.latents(z, self.latent_dim), memory_enabled=flags)
 
     def slot_preferences(self, x):
         """Attention f_a of every memory block at z = posterior mean, from x upward: list of `[B, S_l]`."""
@@ -234,15 +235,6 @@ class MemVAE(VAE):
             "composition": self.composition,
             "local_reconstruction_weights": self.local_reconstruction_weights,
         }
-
-
-def _per_layer(name, values, depth, kind):
-    values = tuple(values)
-    if len(values) != depth or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in values):
-        raise ValueError(f"{name} must be {depth} non-negative numbers (one per hidden layer, from x upward), got {values!r}")
-    if kind is int and any(v != int(v) for v in values):
-        raise ValueError(f"{name} must be ints, got {values!r}")
-    return tuple(kind(v) for v in values)
 
 
 def _standardize(h):

@@ -21,15 +21,14 @@ import math
 import keras
 import tensorflow as tf
 
-from zoo import distributions
+from zoo import distributions, validation
 from zoo.layers.conv_stack import ConvStack
 from zoo.layers.dense_stack import DenseStack
 from zoo.layers.likelihood_head import LikelihoodHead
 from zoo.layers.matching_embedding import ARCHITECTURES
 from zoo.layers.skip_decoder import SkipDecoder
-from zoo.models.base import _INVALID_INPUT, LatentVariableModel, _check_positive_int
+from zoo.models.base import LatentVariableModel
 
-_MEMORY_NOT_FINITE = "memory contains NaN or Inf values; expected finite values"
 # Importance-sample rows per chunk of `log_likelihood` for conv models, whose rows carry feature maps.
 CONV_ROWS_PER_CHUNK = 1024
 
@@ -74,29 +73,33 @@ class MemoryConditionedModel(LatentVariableModel):
         )
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-        if memory_size is not None and (isinstance(memory_size, bool) or int(memory_size) < 1):
-            raise ValueError(f"memory_size must be an int >= 1 (learned memory) or None (memory given per batch), got {memory_size!r}")
         self.architecture = architecture
-        self.hidden_units = tuple(int(u) for u in hidden_units)
-        self.filters = tuple(int(f) for f in filters)
-        self.strides = tuple(int(s) for s in strides)
-        self.latent_dim = int(latent_dim)
-        self.matching_dim = int(matching_dim)
-        self.memory_size = None if memory_size is None else int(memory_size)
+        self.hidden_units = validation.positive_ints("hidden_units", hidden_units)
+        self.filters = validation.positive_ints("filters", filters)
+        self.strides = validation.positive_ints("strides", strides)
+        self.latent_dim = validation.positive_int("latent_dim", latent_dim)
+        self.matching_dim = validation.positive_int("matching_dim", matching_dim)
+        self.memory_size = None if memory_size is None else validation.positive_int("memory_size", memory_size)
         self.activation = activation
+        # Each sub-layer's seed is derived from `seed`: the same seed, the same initial weights.
+        seed_of = lambda i: validation.derived_seed(self.seed, i)  # noqa: E731
         if architecture == "mlp":
             # Layer by layer, so the decoder can take a skip connection from every level (as in "conv").
-            dense = lambda units, name: DenseStack((units,), activation, batch_norm=False, name=name)  # noqa: E731
-            self.encoder = [dense(u, f"encoder_{i}") for i, u in enumerate(self.hidden_units)]
-            self.projection = dense(self.hidden_units[-1], "projection")
-            self.decoder = [dense(self.hidden_units[max(i - 1, 0)], f"decoder_{i}") for i in range(len(self.hidden_units))]
-            self.observation = LikelihoodHead(self.input_shape, likelihood, name="observation")
+            dense = lambda units, i, name: DenseStack(  # noqa: E731
+                (units,), activation, batch_norm=False, seed=seed_of(i), name=name
+            )
+            self.encoder = [dense(u, 10 + i, f"encoder_{i}") for i, u in enumerate(self.hidden_units)]
+            self.projection = dense(self.hidden_units[-1], 20, "projection")
+            self.decoder = [
+                dense(self.hidden_units[max(i - 1, 0)], 30 + i, f"decoder_{i}") for i in range(len(self.hidden_units))
+            ]
+            self.observation = LikelihoodHead(self.input_shape, likelihood, seed=seed_of(40), name="observation")
         else:
             if len(self.input_shape) != 3:
                 raise ValueError(f'architecture="conv" needs input_shape (height, width, channels), got {input_shape!r}')
-            self.encoder = ConvStack(self.filters, self.strides, activation, name="encoder")
+            self.encoder = ConvStack(self.filters, self.strides, activation, seed=seed_of(10), name="encoder")
             self.decoder = SkipDecoder(
-                self.input_shape, self.filters, self.strides, activation, likelihood, name="decoder"
+                self.input_shape, self.filters, self.strides, activation, likelihood, seed=seed_of(30), name="decoder"
             )
             self.rows_per_chunk = CONV_ROWS_PER_CHUNK
 
@@ -203,34 +206,13 @@ class MemoryConditionedModel(LatentVariableModel):
     def check_input_spec(self, x):
         if isinstance(x, (dict, tuple, list)):
             x, memory = self.split_inputs(x)
-            super().check_input_spec(x)
-            try:
-                super().check_input_spec(memory)
-            except ValueError as error:
-                raise ValueError(f"memory: {error}".replace("[batch,", "[memory entries,")) from None
-            return
-        super().check_input_spec(x)
+            validation.check_spec(memory, self.input_shape, "memory", "memory entries")
+        validation.check_spec(x, self.input_shape)
 
     def validate_inputs(self, x):
-        """Checks a concrete batch and its memory; returns `(x, memory)` as float32 tensors."""
+        """Checks a batch and its memory (`zoo.validation.examples`); returns `(x, memory)` as float32 tensors."""
         x, memory = self.split_inputs(x)
-        x = super().validate_inputs(x)
-        memory = tf.convert_to_tensor(memory)
-        try:
-            super().check_input_spec(memory)
-        except ValueError as error:
-            raise ValueError(f"memory: {error}".replace("[batch,", "[memory entries,")) from None
-        memory = tf.cast(memory, tf.float32)
-        if not tf.executing_eagerly():  # traced (a serving signature): a graph assertion
-            return x, self._finite_memory(memory)
-        if not bool(tf.reduce_all(tf.math.is_finite(memory))):
-            raise ValueError(_MEMORY_NOT_FINITE)
-        return x, memory
-
-    @staticmethod
-    def _finite_memory(memory):
-        with tf.control_dependencies([tf.debugging.assert_all_finite(memory, _INVALID_INPUT + _MEMORY_NOT_FINITE)]):
-            return tf.identity(memory)
+        return super().validate_inputs(x), self.given_or_learned_memory(memory)
 
     def given_or_learned_memory(self, memory):
         """A validated float32 memory `[M, *input_shape]`: `memory` if given, else the learned one."""
@@ -241,66 +223,93 @@ class MemoryConditionedModel(LatentVariableModel):
                     + ", ".join(map(str, self.input_shape)) + "]"
                 )
             return tf.convert_to_tensor(self.memory)
-        probe = tf.zeros((1,) + self.input_shape)
-        return self.validate_inputs((probe, memory))[1]
+        if isinstance(memory, keras.Variable):  # the learned memory, passed back in
+            return tf.convert_to_tensor(memory)
+        return validation.examples(memory, self.input_shape, name="memory", leading="memory entries")
 
-    def _validated_data(self, data):
-        if isinstance(data, tf.data.Dataset) and isinstance(data.element_spec, dict):
-            spec = data.element_spec
+    @staticmethod
+    def _inputs(x, memory):
+        """The structured input of `x` (a tensor or `(x, memory)` / `{"x", "memory"}`) and a `memory` keyword."""
+        if memory is None:
+            return x
+        if isinstance(x, (dict, tuple, list)):
+            raise ValueError("pass the memory once: in the inputs or as memory=, not both")
+        return (x, memory)
+
+    def _check_element_spec(self, spec):
+        if isinstance(spec, dict):
             self.check_input_spec(spec)
+        else:
+            super()._check_element_spec(spec)
 
-            def check(element):
-                checked = {**element, "x": self._validated_batch(element["x"])}
-                if "memory" in element:
-                    checked["memory"] = self._finite_memory(element["memory"])
-                return checked
+    def _check_batch(self, batch):
+        self.validate_inputs(batch)
 
-            return data.map(check)
-        if isinstance(data, (dict, tuple, list)):
-            self.validate_inputs(data)
-            return data
-        return super()._validated_data(data)
+    def _validated_element(self, element):
+        if not isinstance(element, dict):
+            return super()._validated_element(element)
+        checked = {**element, "x": validation.examples(element["x"], self.input_shape, self.likelihood)}
+        if "memory" in element:
+            checked["memory"] = validation.examples(element["memory"], self.input_shape, name="memory",
+                                                    leading="memory entries")
+        return checked
 
-    # Public methods shared by the memory models -------------------------------------
+    # The protocol (see `LatentVariableModel`): the memory is a keyword argument --------------
 
-    def reconstruct(self, x, memory=None):
+    def importance_sampling(self, x, num_samples=5000, seed=None, *, memory=None):
+        """`LatentVariableModel.importance_sampling` of log p(x | memory); `x` may carry the memory."""
+        return super().importance_sampling(self._inputs(x, memory), num_samples, seed)
+
+    def log_likelihood(self, x, num_samples=5000, seed=None, *, memory=None):
+        """Importance-sampled estimate of log p(x | memory) in nats, `[B]` (memory: learned, or `memory`)."""
+        return self.importance_sampling(x, num_samples, seed, memory=memory)["log_likelihood"]
+
+    def reconstruct(self, x, *, memory=None):
         """Deterministic reconstruction of x given the memory (learned, or `memory`), `[B, *input_shape]`."""
-        x, memory = self.validate_inputs(x if memory is None else (x, memory))
+        x, memory = self.validate_inputs(self._inputs(x, memory))
         return self.reconstruct_given_memory(x, memory)
 
-    def sample(self, num_samples, memory=None, seed=None):
+    def sample(self, num_samples, *, seed=None, memory=None):
         """Decoder means of `num_samples` draws from the model given the memory, `[num_samples, *input_shape]`."""
-        _check_positive_int("num_samples", num_samples)
-        memory = self.given_or_learned_memory(memory)
-        return self.sample_given_memory(memory, num_samples, self.seed_generator if seed is None else seed)["mean"]
+        num_samples = validation.num_samples(num_samples)
+        seed = validation.seed(seed) if seed is not None else self.seed_generator
+        return self.sample_given_memory(self.given_or_learned_memory(memory), num_samples, seed)["samples"]
 
     def serving_endpoints(self):
-        """Named serving functions for a SavedModel (see `zoo.export`); the memory is an input of each.
+        """Named serving functions for a SavedModel (see `zoo.export`); the memory is the last input of each.
 
-        A learned memory is served too: pass `model.memory` (or any other memory). Inputs
-        are checked as in `validate_inputs` (graph assertions that fail the request).
+        The endpoints are the public methods, with the same names and argument order. A
+        learned memory is served too: pass `model.memory` (or any other memory). Inputs are
+        checked by `zoo.validation` (graph assertions that fail the request and name the problem).
 
-        - `serving_default(x, memory)`: `reconstruction` `[B, *input_shape]` (see `reconstruct`).
-        - `sample(memory, num_samples, seed)`: `mean` `[N, *input_shape]` (see `sample`).
-        - `log_likelihood(x, memory, num_samples, seed)`: `log_likelihood` `[B]`, log p(x | memory)
-          estimated as `log_likelihood((x, memory), num_samples, seed)` does, in chunks.
+        - `reconstruct(x, memory)` (also `serving_default`): `reconstruction` `[B, *input_shape]`.
+        - `encode(x, memory)`: the posterior's parameters (see `encode`).
+        - `decode(z, memory)`: the likelihood's parameters (see `decode`).
+        - `sample(num_samples, seed, memory)`: `samples` `[N, *input_shape]` (see `sample`).
+        - `log_likelihood(x, num_samples, seed, memory)`: `log_likelihood` `[B]`, log p(x | memory)
+          estimated as `log_likelihood(x, num_samples, seed, memory=memory)` does, in chunks.
         """
         images = lambda name: tf.TensorSpec((None,) + self.input_shape, tf.float32, name=name)  # noqa: E731
         count = tf.TensorSpec((), tf.int32, name="num_samples")
         seed = tf.TensorSpec((2,), tf.int32, name="seed")
+        latents = tf.TensorSpec((None, self.latent_dim), tf.float32, name="z")
 
-        def sample(memory, num_samples, seed):
-            return self.sample_given_memory(self.given_or_learned_memory(memory), num_samples, seed)
+        def sample(num_samples, seed, memory):
+            num_samples = validation.num_samples(num_samples)
+            return self.sample_given_memory(self.given_or_learned_memory(memory), num_samples, validation.seed(seed))
 
+        reconstruct = (
+            lambda x, memory: {"reconstruction": self.reconstruct(x, memory=memory)}, [images("x"), images("memory")]
+        )
         return {
-            "serving_default": (
-                lambda x, memory: {"reconstruction": self.reconstruct_given_memory(*self.validate_inputs((x, memory)))},
-                [images("x"), images("memory")],
-            ),
-            "sample": (sample, [images("memory"), count, seed]),
+            "serving_default": reconstruct,
+            "reconstruct": reconstruct,
+            "encode": (lambda x, memory: self.encode(x, memory=memory), [images("x"), images("memory")]),
+            "decode": (lambda z, memory: self.decode(z, memory=memory), [latents, images("memory")]),
+            "sample": (sample, [count, seed, images("memory")]),
             "log_likelihood": (
-                lambda x, memory, num_samples, seed: self.served_log_likelihood((x, memory), num_samples, seed),
-                [images("x"), images("memory"), count, seed],
+                lambda x, num_samples, seed, memory: self.served_log_likelihood((x, memory), num_samples, seed),
+                [images("x"), count, seed, images("memory")],
             ),
         }
 

@@ -1,7 +1,7 @@
 import keras
 import tensorflow as tf
 
-from zoo import distributions, objectives
+from zoo import distributions, objectives, validation
 from zoo.layers.dense import Dense
 from zoo.layers.gaussian_latent import GaussianLatent
 from zoo.layers.matching_embedding import MatchingEmbedding
@@ -67,9 +67,13 @@ class SoftAttentionVAE(MemoryConditionedModel):
         self.posterior = GaussianLatent(self.latent_dim, seed=self._seed_offset(2), name="posterior")
         self.key_embedding = MatchingEmbedding(
             self.input_shape, self.matching_dim, architecture, self.hidden_units, self.filters, self.strides,
-            activation, name="key_embedding",
+            activation, seed=validation.derived_seed(self.seed, 50), name="key_embedding",
         )
-        self.attention_query = Dense(self.matching_dim, name="attention_query")
+        self.attention_query = Dense(
+            self.matching_dim,
+            kernel_initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, 51)),
+            name="attention_query",
+        )
         self.prior = distributions.standard_normal(self.latent_dim)
         self.build(self.build_shapes())
 
@@ -115,12 +119,30 @@ class SoftAttentionVAE(MemoryConditionedModel):
         x, memory = x
         return self._sample_terms(x, memory, num_samples, seed)["log_weights"]
 
+    def encode(self, x, *, memory=None):
+        """Posterior parameters `{"mean", "log_variance"}` of q(z|x), each `[B, latent_dim]`.
+
+        The encoder does not read the memory; a given `memory` is only checked, as for the other methods.
+        """
+        if memory is not None or isinstance(x, (dict, tuple, list)):
+            x, _ = self.validate_inputs(self._inputs(x, memory))
+        else:
+            x = validation.examples(x, self.input_shape, self.likelihood)
+        posterior = self.posterior(self.summary(self.features(x)), seed=0)  # z unused
+        return {"mean": posterior["mean"], "log_variance": posterior["log_variance"]}
+
+    def decode(self, z, *, memory=None):
+        """Likelihood parameters of p(x | z, m(z)) for `z` `[N, latent_dim]`, each `[N, *input_shape]`."""
+        memory = self.given_or_learned_memory(memory)
+        z = validation.latents(z, self.latent_dim)
+        return self.decode_params(z, self.read(z, memory))
+
     def reconstruct_given_memory(self, x, memory):
         """Decoder mean at the posterior mean of z, `[B, *input_shape]`: deterministic."""
         z = self.posterior(self.summary(self.features(x)), seed=0)["mean"]
         return self.decode_params(z, self.read(z, memory))["mean"]
 
     def sample_given_memory(self, memory, num_samples, seed):
-        """z ~ p(z), decoder mean given the read m(z): `{"mean": [N, *input_shape]}`."""
+        """z ~ p(z), decoder mean given the read m(z): `{"samples": [N, *input_shape]}`."""
         z = self.prior.sample(num_samples, seed=distributions.seed_pair(seed))
-        return {"mean": self.decode_params(z, self.read(z, memory))["mean"]}
+        return {"samples": self.decode_params(z, self.read(z, memory))["mean"]}

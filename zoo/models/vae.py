@@ -3,7 +3,7 @@ import math
 import keras
 import tensorflow as tf
 
-from zoo import distributions, objectives
+from zoo import distributions, objectives, validation
 from zoo.layers import DenseStack, GaussianLatent, LikelihoodHead
 from zoo.models.base import LatentVariableModel
 
@@ -27,7 +27,7 @@ class VAE(LatentVariableModel):
         batch_norm: bool, batch normalization on every hidden layer. Default `True`.
         likelihood: `"bernoulli"` (binary data) or `"gaussian"` (continuous). Default `"bernoulli"`.
         num_importance_samples: int, K of the training bound. Default `1`.
-        seed: int or None, makes sampling reproducible. Default `None`.
+        seed: int or None, makes the initial weights and sampling reproducible. Default `None`.
 
     Example:
 
@@ -64,17 +64,16 @@ class VAE(LatentVariableModel):
             seed=seed,
             **kwargs,
         )
-        self.hidden_units = tuple(int(u) for u in hidden_units)
-        self.latent_dim = int(latent_dim)
+        self.hidden_units = validation.positive_ints("hidden_units", hidden_units)
+        self.latent_dim = validation.positive_int("latent_dim", latent_dim)
         self.activation = activation
         self.batch_norm = bool(batch_norm)
-        self.encoder = DenseStack(self.hidden_units, activation, batch_norm, name="encoder")
-        # Offset so the latent layer's stream differs from the evaluation sampler's.
-        self.posterior = GaussianLatent(
-            self.latent_dim, seed=None if seed is None else seed + 1, name="posterior"
-        )
-        self.decoder = DenseStack(self.hidden_units[::-1], activation, batch_norm, name="decoder")
-        self.observation = LikelihoodHead(self.input_shape, likelihood, name="observation")
+        # Each sub-layer's seed is derived from `seed`: the same seed, the same initial weights.
+        seed_of = lambda i: validation.derived_seed(self.seed, i)  # noqa: E731
+        self.encoder = DenseStack(self.hidden_units, activation, batch_norm, seed=seed_of(1), name="encoder")
+        self.posterior = GaussianLatent(self.latent_dim, seed=seed_of(2), name="posterior")
+        self.decoder = DenseStack(self.hidden_units[::-1], activation, batch_norm, seed=seed_of(3), name="decoder")
+        self.observation = LikelihoodHead(self.input_shape, likelihood, seed=seed_of(4), name="observation")
         self.prior = distributions.standard_normal(self.latent_dim)
         self.build((None,) + self.input_shape)
 
@@ -121,7 +120,7 @@ class VAE(LatentVariableModel):
     def encode(self, x):
         """Posterior parameters `{"mean", "log_variance"}` of q(z|x), each `[B, latent_dim]`."""
         x = self.validate_inputs(x)
-        posterior = self.posterior(self.encoder(self._flatten(x), training=False), seed=0)
+        posterior = self.posterior(self.encoder(self._flatten(x), training=False), seed=0)  # z unused
         return {"mean": posterior["mean"], "log_variance": posterior["log_variance"]}
 
     def encoder_features(self, x):
@@ -133,32 +132,15 @@ class VAE(LatentVariableModel):
 
         Bernoulli: `{"logits", "mean"}`; Gaussian: `{"mean", "log_variance"}`.
         """
-        return self._decoder_params(self._checked_latents(z))
+        return self._decoder_params(validation.latents(z, self.latent_dim))
 
-    def _checked_latents(self, z):
-        z = tf.convert_to_tensor(z)
-        if z.shape.rank != 2 or z.shape[-1] != self.latent_dim or not z.dtype.is_floating:
-            raise ValueError(
-                f"decode expects float latents of shape [N, {self.latent_dim}], "
-                f"got shape {z.shape.as_list()} and dtype {z.dtype.name}"
-            )
-        if not tf.executing_eagerly():  # traced (serving): checked when it runs
-            return tf.debugging.assert_all_finite(tf.cast(z, tf.float32), "decode expects finite latents")
-        if not bool(tf.reduce_all(tf.math.is_finite(z))):
-            raise ValueError("decode expects finite latents, got NaN or Inf")
-        return tf.cast(z, tf.float32)
-
-    def sample(self, num_samples, seed=None, **decode_options):
+    def sample(self, num_samples, *, seed=None, **decode_options):
         """Draws z ~ p(z) and returns the decoder mean E[x|z], `[num_samples, *input_shape]`.
 
-        `decode_options` go to `decode` (e.g. a subclass's `memory_enabled`).
+        `decode_options` go to `decode` (e.g. MemVAE's `memory_enabled`).
         """
-        # A scalar int tensor is allowed too (a serving signature's input).
-        if not tf.is_tensor(num_samples) and (
-            isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
-        ):
-            raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
-        seed = distributions.seed_pair(self.seed_generator if seed is None else seed)
+        num_samples = validation.num_samples(num_samples)
+        seed = distributions.seed_pair(validation.seed(seed) if seed is not None else self.seed_generator)
         return self.decode(self.prior.sample(num_samples, seed=seed), **decode_options)["mean"]
 
     def reconstruct(self, x):

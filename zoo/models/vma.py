@@ -1,10 +1,9 @@
 import keras
 import tensorflow as tf
 
-from zoo import distributions, objectives
+from zoo import distributions, objectives, validation
 from zoo.layers.gaussian_latent import GaussianLatent
 from zoo.layers.stochastic_address import PRIORS, StochasticAddress
-from zoo.models.base import _INVALID_INPUT
 from zoo.models.memory_base import MemoryConditionedModel
 
 
@@ -29,7 +28,9 @@ class VMA(MemoryConditionedModel):
     trainable variable) or given with each batch (`memory_size=None`; any number of
     entries, also at test time). Inputs: a tensor x (learned memory), a dict
     `{"x": [B, ...], "memory": [M, ...]}` (the form for `model.fit` on a `tf.data`
-    pipeline), or a tuple `(x, memory)`. A given memory replaces a learned one.
+    pipeline), or a tuple `(x, memory)`; the public methods also take `memory=` as a
+    keyword (`encode`, `decode`, `sample`, `reconstruct`, `log_likelihood`,
+    `address_posterior`). A given memory replaces a learned one.
 
     Networks (`architecture`): `"mlp"` (MNIST: 256-128 down path, |z| = 32) or `"conv"`
     (Omniglot: six 3x3 convolutions with 32-64 maps, stride 2 every second layer; the
@@ -68,7 +69,7 @@ class VMA(MemoryConditionedModel):
     >>> x = tf.cast(tf.random.uniform((8, 8, 8, 1)) < 0.5, tf.float32)
     >>> data = tf.data.Dataset.from_tensors({"x": x, "memory": x}).repeat(2)
     >>> history = model.fit(data, epochs=1, verbose=0)
-    >>> model.classify(x[:2], memory=x, memory_labels=tf.range(8) // 2).shape
+    >>> model.classify(x[:2], x, memory_labels=tf.range(8) // 2).shape
     TensorShape([2, 4])
 
     References:
@@ -204,16 +205,34 @@ class VMA(MemoryConditionedModel):
 
     # Public methods ---------------------------------------------------------------
 
-    def address_posterior(self, x, memory=None):
-        """Normalized log q(a|x) over the memory entries, `[B, M]`."""
-        x, memory = self.validate_inputs(x if memory is None else (x, memory))
-        return self.address.posterior_logits(x, self.address.memory_keys(memory))
+    def encode(self, x, *, memory=None):
+        """The address posterior and, at its most probable address a*, the posterior of z.
 
-    def classify(self, queries, memory, memory_labels, num_classes=None):
+        Returns `address_log_prob` `[B, M]` (normalized log q(a | x, M)), `address` `[B]` (a*,
+        int32) and `mean`, `log_variance` `[B, latent_dim]` of q(z | x, m_a*).
+        """
+        x, memory = self.validate_inputs(self._inputs(x, memory))
+        return self._encode_given_memory(x, memory)[0]
+
+    def decode(self, z, *, address, memory=None):
+        """Likelihood parameters of p(x | z, m_a) for `z` `[N, latent_dim]` and `address` `[N]` (ints in [0, M)).
+
+        Bernoulli: `{"logits", "mean"}`; Gaussian: `{"mean", "log_variance"}`, each `[N, *input_shape]`.
+        """
+        memory = self.given_or_learned_memory(memory)
+        z = validation.latents(z, self.latent_dim)
+        address = validation.indices(address, tf.shape(memory)[0], "address", tf.shape(z)[0], "the memory size")
+        return self.decode_params(z, self.features(tf.gather(memory, address)))
+
+    def address_posterior(self, x, *, memory=None):
+        """Normalized log q(a|x) over the memory entries, `[B, M]`."""
+        return self.encode(x, memory=memory)["address_log_prob"]
+
+    def classify(self, x, memory, memory_labels, num_classes=None):
         """Few-shot classification without retraining: p(c | x) = sum_{a: label(m_a) = c} q(a | x, M).
 
         Args:
-            queries: float `[B, *input_shape]`.
+            x: float `[B, *input_shape]`, the queries.
             memory: float `[M, *input_shape]`, the labelled examples (e.g. an N-way K-shot support set).
             memory_labels: int `[M]`, class index of each entry, in `[0, num_classes)`.
             num_classes: int or None; None is `max(memory_labels) + 1`.
@@ -221,28 +240,28 @@ class VMA(MemoryConditionedModel):
         Returns:
             float `[B, num_classes]`, rows summing to 1.
         """
-        x, memory = self.validate_inputs((queries, memory))
-        labels = tf.convert_to_tensor(memory_labels)
-        if not labels.dtype.is_integer or labels.shape.rank != 1 or labels.shape[0] != memory.shape[0]:
-            raise ValueError(
-                f"memory_labels must be integers of shape [{memory.shape[0]}] (one per memory entry), "
-                f"got dtype {labels.dtype.name} and shape {labels.shape.as_list()}"
-            )
-        if int(tf.reduce_min(labels)) < 0:
-            raise ValueError(f"memory_labels must be >= 0, got minimum {int(tf.reduce_min(labels))}")
-        if num_classes is None:
-            num_classes = int(tf.reduce_max(labels)) + 1
-        elif int(tf.reduce_max(labels)) >= num_classes:
-            raise ValueError(f"memory_labels must be < num_classes={num_classes}, got {int(tf.reduce_max(labels))}")
-        return self.class_probabilities(x, memory, tf.cast(labels, tf.int32), num_classes)
+        x, memory = self.validate_inputs((x, memory))
+        labels, num_classes = validation.class_labels(memory_labels, memory.shape[0], num_classes)
+        return self.class_probabilities(x, memory, labels, num_classes)
 
     def class_probabilities(self, x, memory, labels, num_classes):
-        """`classify` on tensors without the eager checks (for compiled serving functions)."""
+        """`classify` on validated tensors."""
         posterior = tf.exp(self.address.posterior_logits(x, self.address.memory_keys(memory)))  # [B, M]
         return tf.transpose(tf.math.unsorted_segment_sum(tf.transpose(posterior), labels, num_classes))
 
+    def _encode_given_memory(self, x, memory):
+        """`encode`'s outputs on validated tensors, and the down path's maps of the chosen entries."""
+        log_q = self.address.posterior_logits(x, self.address.memory_keys(memory))  # [B, M]
+        addresses = tf.argmax(log_q, axis=-1, output_type=tf.int32)
+        entry_maps = self.features(tf.gather(memory, addresses))
+        posterior = self.posterior(
+            tf.concat([self.summary(self.features(x)), self.summary(entry_maps)], axis=-1), seed=0
+        )  # z unused
+        outputs = {"address_log_prob": log_q, "address": addresses}
+        return {**outputs, "mean": posterior["mean"], "log_variance": posterior["log_variance"]}, entry_maps
+
     def sample_given_memory(self, memory, num_samples, seed):
-        """a ~ p(a), z ~ p(z | m_a), decoder mean E[x | z, m_a]: `{"mean": [N, ...], "address": [N]}`."""
+        """a ~ p(a), z ~ p(z | m_a), decoder mean E[x | z, m_a]: `{"samples": [N, ...], "address": [N]}`."""
         seed = distributions.seed_pair(seed)
         keys = self.address.memory_keys(memory)
         prior = distributions.tfd.Categorical(logits=self.address.prior_logits(keys))
@@ -251,55 +270,48 @@ class VMA(MemoryConditionedModel):
         z = self.conditional_prior(
             self.summary(entry_maps), seed=tf.random.experimental.stateless_fold_in(seed, 2)
         )["z"][0]
-        return {"mean": self.decode_params(z, entry_maps)["mean"], "address": addresses}
+        return {"samples": self.decode_params(z, entry_maps)["mean"], "address": addresses}
 
     def reconstruct_given_memory(self, x, memory):
         """The most probable address, the posterior mean of z, the decoder mean: deterministic, `[B, ...]`."""
-        keys = self.address.memory_keys(memory)
-        addresses = tf.argmax(self.address.posterior_logits(x, keys), axis=-1)
-        entry_maps = self.features(tf.gather(memory, addresses))
-        posterior = self.posterior(
-            tf.concat([self.summary(self.features(x)), self.summary(entry_maps)], axis=-1), seed=0
-        )
-        return self.decode_params(posterior["mean"], entry_maps)["mean"]
+        encoded, entry_maps = self._encode_given_memory(x, memory)
+        return self.decode_params(encoded["mean"], entry_maps)["mean"]
 
     # Serving ----------------------------------------------------------------------
 
     def serving_endpoints(self):
-        """The memory models' endpoints (see `MemoryConditionedModel.serving_endpoints`) and two for addressing:
+        """The memory models' endpoints (see `MemoryConditionedModel.serving_endpoints`), VMA's `decode`, and:
 
-        - `score_addresses(x, memory)`: `log_posterior` `[B, M]` (log q(a|x)), `log_prior` `[M]` (log p(a)).
+        - `decode(z, address, memory)`: the likelihood's parameters (see `decode`).
+        - `address_posterior(x, memory)`: `log_posterior` `[B, M]` (log q(a|x)), `log_prior` `[M]` (log p(a)).
         - `classify(x, memory, memory_labels, num_classes)`: `probabilities` `[B, num_classes]`.
 
         `sample` also returns the sampled `address` `[N]`.
         """
         images = lambda name: tf.TensorSpec((None,) + self.input_shape, tf.float32, name=name)  # noqa: E731
 
-        def score_addresses(x, memory):
+        def address_posterior(x, memory):
             x, memory = self.validate_inputs((x, memory))
             keys = self.address.memory_keys(memory)
             return {"log_posterior": self.address.posterior_logits(x, keys), "log_prior": self.address.prior_logits(keys)}
 
         def classify(x, memory, memory_labels, num_classes):
             x, memory = self.validate_inputs((x, memory))
-            checks = [
-                tf.debugging.assert_equal(
-                    tf.shape(memory_labels)[0], tf.shape(memory)[0],
-                    message=_INVALID_INPUT + "memory_labels must hold one label per memory entry",
-                ),
-                tf.debugging.assert_non_negative(memory_labels, message=_INVALID_INPUT + "memory_labels must be >= 0"),
-                tf.debugging.assert_less(
-                    memory_labels, num_classes, message=_INVALID_INPUT + "memory_labels must be < num_classes"
-                ),
-            ]
-            with tf.control_dependencies(checks):
-                return {"probabilities": self.class_probabilities(x, memory, memory_labels, num_classes)}
+            labels, num_classes = validation.class_labels(memory_labels, tf.shape(memory)[0], num_classes)
+            return {"probabilities": self.class_probabilities(x, memory, labels, num_classes)}
 
+        latents = tf.TensorSpec((None, self.latent_dim), tf.float32, name="z")
+        addresses = tf.TensorSpec((None,), tf.int32, name="address")
         labels = tf.TensorSpec((None,), tf.int32, name="memory_labels")
+        count = tf.TensorSpec((), tf.int32, name="num_classes")
         return {
             **super().serving_endpoints(),
-            "score_addresses": (score_addresses, [images("x"), images("memory")]),
-            "classify": (classify, [images("x"), images("memory"), labels, tf.TensorSpec((), tf.int32, name="num_classes")]),
+            "decode": (
+                lambda z, address, memory: self.decode(z, address=address, memory=memory),
+                [latents, addresses, images("memory")],
+            ),
+            "address_posterior": (address_posterior, [images("x"), images("memory")]),
+            "classify": (classify, [images("x"), images("memory"), labels, count]),
         }
 
     def get_config(self):

@@ -1,0 +1,149 @@
+"""zoo.validation at every entry point: each case here was a defect (a silent truncation, a NaN, an
+obscure TensorFlow error or an unchecked input) before the validation module."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from tests.goldens import binary_images
+
+
+def _weights_equal(a, b):
+    return all(np.array_equal(u, v) for u, v in zip(a.get_weights(), b.get_weights()))
+
+
+@pytest.mark.parametrize(
+    "preset", ["vae_ocr_letters_200_200_50", "memvae_ocr_letters_200_200_50", "vae_omniglot_conv", "vma_mnist_recall",
+               "soft_attention_mnist_recall"],
+)
+def test_the_same_seed_gives_the_same_initial_weights(preset):
+    first = zoo.LatentVariableModel.from_preset(preset, seed=0)
+    keras.utils.set_random_seed(123)  # the global seed state must not matter
+    second = zoo.LatentVariableModel.from_preset(preset, seed=0)
+    assert _weights_equal(first, second)
+    other = zoo.LatentVariableModel.from_preset(preset, seed=1)
+    same = [w.path for w, v in zip(first.trainable_weights, other.trainable_weights)
+            if w.path.endswith("kernel") and np.array_equal(w, v)]
+    assert not same, f"seeds 0 and 1 gave the same initial {same}"
+
+
+def test_numpy_integers_are_counts_everywhere():
+    model = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, seed=0)
+    assert model.sample(np.int64(3), seed=np.int32(1)).shape == (3, 8, 8, 1)
+    np.testing.assert_array_equal(model.sample(np.int64(3), seed=1), model.sample(3, seed=1))
+    assert model.log_likelihood(binary_images(), num_samples=np.int64(4), seed=0).shape == (4,)
+    assert model.sample(tf.constant(2), seed=0).shape == (2, 8, 8, 1)
+
+
+@pytest.mark.parametrize("num_samples", [0, -3, 2.5, True, "4", np.array([2, 3])])
+def test_bad_counts(num_samples):
+    model = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, seed=0)
+    with pytest.raises(ValueError, match="num_samples must be an int >= 1"):
+        model.sample(num_samples)
+    with pytest.raises(ValueError, match="num_samples must be an int >= 1"):
+        model.log_likelihood(binary_images(), num_samples=num_samples)
+
+
+@pytest.mark.parametrize("seed", ["abc", 2.5, True, [1, 2, 3], np.array([0.5, 1.0])])
+def test_bad_seeds(seed):
+    model = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, seed=0)
+    with pytest.raises(ValueError, match="seed must be None, an int or 2 integers"):
+        model.sample(2, seed=seed)
+    with pytest.raises(ValueError, match="seed must be None, an int or 2 integers"):
+        model.log_likelihood(binary_images(), num_samples=2, seed=seed)
+    with pytest.raises(ValueError, match="seed must be None or an int"):
+        zoo.VAE(hidden_units=(8,), latent_dim=2, seed=seed)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: zoo.VAE(latent_dim=2.7), "latent_dim must be an int >= 1, got 2.7"),
+        (lambda: zoo.VAE(hidden_units=(8.5,)), "hidden_units must be a non-empty sequence of ints"),
+        (lambda: zoo.VAE(num_importance_samples=2.0), "num_importance_samples must be an int >= 1"),
+        (lambda: zoo.VAE(input_shape=(28, 28.5, 1)), "input_shape must be a non-empty sequence of ints"),
+        (lambda: zoo.VMA(memory_size=2.5), "memory_size must be an int >= 1, got 2.5"),
+        (lambda: zoo.VMA(latent_dim=2.7), "latent_dim must be an int >= 1, got 2.7"),
+        (lambda: zoo.VMA(matching_dim=0), "matching_dim must be an int >= 1"),
+        (lambda: zoo.ConvVAE(latent_dim="4"), "latent_dim must be an int >= 1"),
+        (lambda: zoo.SoftAttentionVAE(memory_size=True), "memory_size must be an int >= 1"),
+        (lambda: zoo.layers.GaussianLatent(2.7), "latent_dim must be an int >= 1"),
+        (lambda: zoo.layers.ConvStack(filters=(4.5,), strides=(1,)), "filters must be"),
+        (lambda: zoo.layers.MemoryBlock(num_slots=2.5), "num_slots must be an int >= 1"),
+    ],
+)
+def test_constructor_values_are_not_truncated(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+@pytest.mark.parametrize("model_cls", [zoo.VAE, zoo.ConvVAE])
+def test_decode_rejects_non_finite_latents(model_cls):
+    kwargs = dict(filters=(4,), strides=(2,)) if model_cls is zoo.ConvVAE else dict(hidden_units=(8,))
+    model = model_cls(input_shape=(8, 8, 1), latent_dim=2, seed=0, **kwargs)
+    for value in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="z contains 2 NaN or Inf values"):
+            model.decode(np.array([[0.0, 1.0], [value, value]], np.float32))
+    with pytest.raises(ValueError, match=r"z must be float latents of shape \[N, 2\]"):
+        model.decode(np.zeros((2, 3), np.float32))
+
+
+def test_memory_models_validate_latents_and_addresses():
+    model = zoo.VMA(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, matching_dim=4, seed=0)
+    memory = binary_images((3, 8, 8, 1))
+    with pytest.raises(ValueError, match="z contains 1 NaN"):
+        model.decode(np.array([[np.nan, 0.0]], np.float32), address=[0], memory=memory)
+    with pytest.raises(ValueError, match="address must be < the memory size, got 3"):
+        model.decode(np.zeros((1, 2), np.float32), address=[3], memory=memory)
+    with pytest.raises(ValueError, match="memory contains 192 NaN"):
+        model.sample(2, memory=np.full((3, 8, 8, 1), np.nan, np.float32))
+    with pytest.raises(ValueError, match="pass the memory once"):
+        model.reconstruct((memory, memory), memory=memory)
+
+
+def test_fit_checks_generators_batch_by_batch():
+    model = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, seed=0)
+    model.compile()
+    good = binary_images((4, 8, 8, 1))
+
+    def batches(bad_value):
+        yield (good,)  # Keras takes a generator's batches as (inputs,) or (inputs, targets)
+        yield (np.where(good > 0, bad_value, 0.0).astype(np.float32),)
+
+    with pytest.raises(ValueError, match=r"expects x binary, with values in \{0, 1\}"):
+        model.fit(batches(0.5), epochs=1, steps_per_epoch=2, verbose=0)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        model.fit(batches(np.nan), epochs=1, steps_per_epoch=2, verbose=0)
+    history = model.fit(((b,) for b in [good, good]), epochs=1, steps_per_epoch=2, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+
+
+def test_fit_refuses_dict_datasets_for_models_without_a_memory():
+    model = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, seed=0)
+    model.compile()
+    data = tf.data.Dataset.from_tensors({"x": binary_images()})
+    with pytest.raises(ValueError, match=r"VAE trains on batches of tensors \[batch, 8, 8, 1\].*got a dataset of"):
+        model.fit(data, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"got a dict with keys \['x'\]"):
+        model.fit({"x": binary_images()}, epochs=1, verbose=0)
+
+
+def test_fit_checks_dict_datasets_of_memory_models():
+    model = zoo.VMA(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, matching_dim=4, seed=0)
+    model.compile()
+    x = binary_images()
+    with pytest.raises(ValueError, match="memory contains .*NaN"):
+        model.fit(tf.data.Dataset.from_tensors({"x": x, "memory": np.full_like(x, np.nan)}), verbose=0)
+    with pytest.raises(ValueError, match=r"memory must have shape \[memory entries, 8, 8, 1\], got shape \[4, 8, 8\]"):
+        model.fit(tf.data.Dataset.from_tensors({"x": x, "memory": x[..., 0]}), verbose=0)
+    with pytest.raises(ValueError, match="memory contains .*NaN"):
+        model.fit(iter([({"x": x, "memory": np.full_like(x, np.nan)},)]), steps_per_epoch=1, verbose=0)
+
+
+def test_fit_refuses_unknown_data_types():
+    model = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, seed=0)
+    model.compile()
+    with pytest.raises(ValueError, match="fit/evaluate take arrays or tensors, a tf.data.Dataset or a generator"):
+        model.fit(42, verbose=0)
