@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -139,6 +140,19 @@ def test_evaluate_cli_prints_progress_what_it_measured_and_writes_json(runs):
     assert 50 < result["nll_nats"] < result["bound_nats"] < 600
     with open(os.path.join(runs["reference"], "evaluation.json")) as f:
         assert json.load(f) == result
+
+
+@needs_mnist
+def test_library_logs_are_quiet_by_default_and_shown_with_verbosity(runs):
+    args = [f"--model_dir={runs['reference']}", "--split=test", "--num_samples=5", "--max_examples=10"]
+    logs = {}
+    for extra in ([], ["--verbosity=0"]):
+        code, _, err = _run("zoo.evaluate", *args, *extra)
+        assert code == 0, err
+        logs[bool(extra)] = [line for line in err.splitlines() if not line.startswith("binarized_mnist test, k=5: ")]
+    assert logs[False] == []
+    # absl-formatted library lines (TFDS, TensorFlow): "I1130 01:02:03.456 ... file.py:12] ..."
+    assert any(re.match(r"[IWE]\d{4} ", line) for line in logs[True]), logs[True]
 
 
 def test_progress_reports_fraction_and_time_left():
