@@ -73,6 +73,14 @@ class MemVAE(VAE):
         seed=None,
         **kwargs,
     ):
+        # Plain settings first: `VAE.__init__` ends by calling `build`, which creates the blocks.
+        depth = len(validation.positive_ints("hidden_units", hidden_units))
+        self.num_slots = validation.per_layer("num_slots", num_slots, depth, int)
+        self.local_reconstruction_weights = validation.per_layer(
+            "local_reconstruction_weights", local_reconstruction_weights, depth, float
+        )
+        self.attention = attention
+        self.composition = composition
         super().__init__(
             input_shape=input_shape,
             hidden_units=hidden_units,
@@ -84,28 +92,21 @@ class MemVAE(VAE):
             seed=seed,
             **kwargs,
         )
-        depth = len(self.hidden_units)
-        self.num_slots = validation.per_layer("num_slots", num_slots, depth, int)
-        self.local_reconstruction_weights = validation.per_layer(
-            "local_reconstruction_weights", local_reconstruction_weights, depth, float
-        )
-        self.attention = attention
-        self.composition = composition
-        # VAE.__init__ built (and so locked) the model; the blocks are the remaining state.
-        self._tracker.unlock()
+
+    def build(self, input_shape):
         # One block per hidden layer with slots, keyed by the layer's index from x upward.
         self.memory_blocks = {
             str(i): MemoryBlock(
-                slots, attention, composition, activation, seed=validation.derived_seed(self.seed, 10 + i),
-                name=f"memory_block_{i}",
+                slots, self.attention, self.composition, self.activation,
+                seed=validation.derived_seed(self.seed, 10 + i), name=f"memory_block_{i}",
             )
             for i, slots in enumerate(self.num_slots)
             if slots > 0
         }
         self.local_reconstruction_tracker = keras.metrics.Mean(name="local_reconstruction")
-        self._tracker.lock()
         for i, block in self.memory_blocks.items():
             block.build((None, self.hidden_units[int(i)]))
+        super().build(input_shape)
 
     # The generative network --------------------------------------------------------
 
