@@ -53,7 +53,6 @@ def machine():
         "avx2": "avx2" in flags,
         "avx512": "avx512f" in flags,
         "amx": "amx_tile" in flags,
-        "gpu": False,  # every benchmark here runs on the CPU (no GPU is visible to them)
         **versions,
     }
 

@@ -45,12 +45,13 @@ def export(model, export_dir, version=None):
     """
     import keras
 
+    from zoo import validation
+
     if not hasattr(model, "serving_endpoints"):
         raise ValueError(f"{type(model).__name__} has no serving_endpoints(); expected a zoo model")
     if version is None:
         version = next_version(export_dir)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"version must be an int >= 1, got {version!r}")
+    version = validation.positive_int("version", version)
     path = os.path.join(export_dir, str(version))
     if os.path.exists(path):
         raise ValueError(f"{path} already exists; export a new version (version=None picks the next one)")

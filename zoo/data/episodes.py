@@ -8,6 +8,8 @@ episode from a stateless seed, so a stream is reproducible and evaluation episod
 import numpy as np
 import tensorflow as tf
 
+from zoo import validation
+
 
 def class_episodes(
     images, labels, groups=None, num_classes=8, num_targets=4, num_memory=4, num_episodes=None, seed=0,
@@ -37,9 +39,9 @@ def class_episodes(
         examples, E the smallest such class size (all 20 drawers for Omniglot).
     """
     for arg, value in (("num_classes", num_classes), ("num_targets", num_targets), ("num_memory", num_memory)):
-        _check_positive_int(arg, value)
+        validation.positive_int(arg, value)
     if num_episodes is not None:
-        _check_positive_int("num_episodes", num_episodes)
+        validation.positive_int("num_episodes", num_episodes)
     images, labels = np.asarray(images), np.asarray(labels)
     if labels.shape != images.shape[:1]:
         raise ValueError(f"labels must have shape [{len(images)}] (one per image), got {list(labels.shape)}")
@@ -96,11 +98,11 @@ def recall_episodes(images, memory_size=256, num_targets=None, num_episodes=None
         `tf.data.Dataset` of dicts `{"x": [T, ...], "memory": [M, ...]}` float32; `with_labels`
         adds `addresses` `[T]` int32, the memory index holding each target.
     """
-    _check_positive_int("memory_size", memory_size)
+    validation.positive_int("memory_size", memory_size)
     num_targets = memory_size if num_targets is None else num_targets
-    _check_positive_int("num_targets", num_targets)
+    validation.positive_int("num_targets", num_targets)
     if num_episodes is not None:
-        _check_positive_int("num_episodes", num_episodes)
+        validation.positive_int("num_episodes", num_episodes)
     images = np.asarray(images)
     if memory_size > len(images) or num_targets > memory_size:
         raise ValueError(
@@ -125,8 +127,3 @@ def recall_episodes(images, memory_size=256, num_targets=None, num_episodes=None
 def _seeds(seed, num_episodes):
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     return seeds if num_episodes is None else seeds.take(num_episodes)
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")

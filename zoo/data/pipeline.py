@@ -2,14 +2,15 @@
 
 import tensorflow as tf
 
+from zoo import validation
+
 
 def finish(ds, batch_size, shuffle, seed, cache=True, num_examples=None):
     """Shuffled (training) pipelines drop each epoch's last partial batch, unless that would
     leave none: a static batch size lets the training step fix its shapes while tracing
     (`zoo.layers.Dense` then decides its blocking once), and the reshuffle each epoch still
     visits every example. Unshuffled (evaluation) pipelines keep every example."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    batch_size = validation.positive_int("batch_size", batch_size)
     size = int(ds.cardinality())
     if cache:
         ds = ds.cache()
