@@ -145,6 +145,45 @@ MODEL_GOLDENS = {
         input_data=binary_images,
         zero_gradient=BN_DENSE_BIAS + "|" + MEMORY_CLOSED_AT_INIT,
     ),
+    "HierarchicalVAE": dict(
+        cls=zoo.HierarchicalVAE,
+        init_kwargs=dict(
+            input_shape=(8, 8, 1),
+            levels=[{"hidden_units": (16,), "latent_dim": 4}, {"hidden_units": (8,), "latent_dim": 2}],
+            num_importance_samples=3,
+            seed=1,
+        ),
+        input_data=binary_images,
+    ),
+    # Memory in an upper generative level, through the same level structure as MemVAE's.
+    "HierarchicalMemVAE": dict(
+        cls=zoo.HierarchicalVAE,
+        init_kwargs=dict(
+            input_shape=(8, 8, 1),
+            levels=[
+                {"hidden_units": (16,), "latent_dim": 4},
+                {"hidden_units": (8,), "latent_dim": 2, "num_slots": (3,), "attention": "softmax", "composition": "sum"},
+            ],
+            kl_warmup_steps=10,
+            seed=2,
+        ),
+        input_data=binary_images,
+    ),
+    "LadderVAE": dict(
+        cls=zoo.LadderVAE,
+        init_kwargs=dict(
+            input_shape=(8, 8, 1),
+            levels=[
+                {"hidden_units": (16, 16), "latent_dim": 4},
+                {"hidden_units": (8,), "latent_dim": 3},
+                {"hidden_units": (8,), "latent_dim": 2},
+            ],
+            num_importance_samples=2,
+            seed=3,
+        ),
+        input_data=binary_images,
+        zero_gradient=BN_DENSE_BIAS,
+    ),
     "GaussianVAE": dict(
         cls=zoo.VAE,
         init_kwargs=dict(
@@ -177,9 +216,21 @@ REFERENCE_OUTPUTS = {
         "log_weights": [[-32.59575 , -32.076096], [-42.111374, -36.38817 ], [-35.080746, -33.47272 ]],
         "reconstruct": [[ 0.0806892,  0.014439 , -0.1464145,  0.271463 ], [ 0.0756524,  0.0051357, -0.1251563,  0.2360319]],
     },
+    "HierarchicalMemVAE": {
+        "log_weights": [[-46.44812 , -49.9877  ], [-49.864174, -47.039818], [-49.28346 , -49.911728]],
+        "reconstruct": [[0.5286723, 0.5037118, 0.4551845, 0.4938925], [0.4942573, 0.5307513, 0.4375629, 0.5116942]],
+    },
+    "HierarchicalVAE": {
+        "log_weights": [[-53.485756, -51.925346], [-55.001133, -49.682808], [-47.24016 , -47.371834]],
+        "reconstruct": [[0.4362036, 0.5330711, 0.5058445, 0.5917549], [0.4518819, 0.4764794, 0.487717 , 0.6006364]],
+    },
     "IWAE": {
         "log_weights": [[-46.40296 , -45.41952 ], [-42.688656, -47.98212 ], [-47.752056, -47.561203]],
         "reconstruct": [[0.4973935, 0.5360676, 0.4741986, 0.5322096], [0.4996575, 0.534179 , 0.4785493, 0.5075879]],
+    },
+    "LadderVAE": {
+        "log_weights": [[-46.36772 , -46.745438], [-46.30702 , -45.91349 ], [-47.079933, -48.40587 ]],
+        "reconstruct": [[0.492436 , 0.5094845, 0.5104678, 0.4942032], [0.4944612, 0.5207837, 0.5251868, 0.4840139]],
     },
     "MemVAE": {
         "log_weights": [[-45.37644 , -45.82759 ], [-43.306835, -47.177113], [-45.54545 , -47.695435]],

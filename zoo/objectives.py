@@ -31,11 +31,38 @@ def elbo(log_px_z, kl):
     return log_px_z - kl
 
 
-def gaussian_kl(mean, log_variance):
-    """KL(N(mean, exp(log_variance)) || N(0, I)), summed over the last axis."""
-    return 0.5 * tf.reduce_sum(
-        tf.exp(log_variance) + tf.square(mean) - 1.0 - log_variance, axis=-1
+def gaussian_kl(mean, log_variance, prior_mean=0.0, prior_log_variance=0.0, axis=-1):
+    """KL(N(mean, exp(log_variance)) || N(prior_mean, exp(prior_log_variance))), diagonal.
+
+    Summed over `axis` (None: per unit, no sum); the prior defaults to N(0, I):
+
+        KL = 1/2 sum (exp(lv - plv) + (m - pm)^2 exp(-plv) - 1 - lv + plv)
+    """
+    per_unit = 0.5 * (
+        tf.exp(log_variance - prior_log_variance)
+        + tf.square(mean - prior_mean) * tf.exp(-prior_log_variance)
+        - 1.0
+        - log_variance
+        + prior_log_variance
     )
+    return per_unit if axis is None else tf.reduce_sum(per_unit, axis=axis)
+
+
+def gaussian_log_density(z, mean, log_variance):
+    """log N(z; mean, diag exp(log_variance)) per unit (not summed): the terms of a diagonal Gaussian."""
+    return -0.5 * (math.log(2 * math.pi) + log_variance + tf.square(z - mean) * tf.exp(-log_variance))
+
+
+def precision_weighted(mean_a, log_variance_a, mean_b, log_variance_b):
+    """Product of two diagonal Gaussians, renormalised (the Ladder VAE's merge, Sonderby et al. 2016, eq. 18-19).
+
+        var = 1 / (1/var_a + 1/var_b),   mean = (mean_a/var_a + mean_b/var_b) var
+
+    Returns `(mean, log_variance)`.
+    """
+    precision_a, precision_b = tf.exp(-log_variance_a), tf.exp(-log_variance_b)
+    log_variance = -tf.math.log(precision_a + precision_b)
+    return (mean_a * precision_a + mean_b * precision_b) * tf.exp(log_variance), log_variance
 
 
 def bits_per_dim(nll_nats, num_dims):

@@ -252,4 +252,42 @@ PRESETS = {
         "without memory, trained with the same K = 4 bound (IWAE).",
         "reference": "Bornschein, Mnih, Zoran & Rezende 2017, sec. 4 (VAE baseline)",
     },
+    "iwae_mnist_2layer": {
+        "class": "HierarchicalVAE",
+        "config": {
+            "input_shape": (28, 28, 1),
+            "levels": (
+                {"hidden_units": (200, 200), "latent_dim": 100},
+                {"hidden_units": (100, 100), "latent_dim": 50},
+            ),
+            "inference": "bottom_up",
+            "activation": "tanh",
+            "batch_norm": False,
+            "likelihood": "bernoulli",
+            "num_importance_samples": 5,
+        },
+        "description": "Two stochastic layers, 784-200-200-100 then 100-100-50 (tanh), bottom-up inference; "
+        "IWAE bound with k = 5 (train with num_importance_samples=1 or 50 for the paper's other columns).",
+        "reference": "Burda, Grosse & Salakhutdinov 2016, sec. 5 and Table 1",
+        # The paper's Adam epsilon and batch; its learning-rate steps (1e-3 x 10^(-i/7) for 3^i epochs) are not applied.
+        "recipe": {"epsilon": 1e-4, "batch_size": 20, "learning_rate": 1e-3},
+    },
+    "ladder_vae_mnist": {
+        "class": "LadderVAE",
+        "config": {
+            "input_shape": (28, 28, 1),
+            "levels": tuple(
+                {"hidden_units": (units, units), "latent_dim": latent}
+                for units, latent in zip((512, 256, 128, 64, 32), (64, 32, 16, 8, 4))
+            ),
+            "activation": "leaky_relu",
+            "batch_norm": True,
+            "likelihood": "bernoulli",
+            "kl_warmup_steps": 39_000,
+        },
+        "description": "Ladder VAE, five stochastic layers 64-32-16-8-4 reached by two-layer MLPs of "
+        "512-256-128-64-32 units, batch norm, leaky ReLU, KL warm-up over 200 epochs of batch 256.",
+        "reference": "Sonderby et al. 2016, sec. 3 (MNIST); casperkaae/LVAE run_models.py",
+        "recipe": {"learning_rate": 2e-4, "batch_size": 256},
+    },
 }

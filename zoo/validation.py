@@ -69,6 +69,41 @@ def per_layer(name, values, depth, kind):
     return tuple(kind(v) for v in values)
 
 
+LEVEL_KEYS = ("hidden_units", "latent_dim", "num_slots", "attention", "composition")
+
+
+def levels(values):
+    """A level stack's `levels`: a non-empty sequence of dicts, from x upward, as a tuple of dicts.
+
+    Each level: `hidden_units` (ints >= 1, its deterministic layers from x upward) and
+    `latent_dim` (int >= 1); optionally a memory in its generative layers: `num_slots` (one
+    int >= 0 per hidden layer), `attention` and `composition` (see `zoo.layers.MemoryBlock`).
+    """
+    expected = f"levels must be a non-empty sequence of dicts with keys {LEVEL_KEYS[:2]} (optional {LEVEL_KEYS[2:]})"
+    if isinstance(values, (str, bytes, dict)):
+        raise ValueError(f"{expected}, got {values!r}")
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise ValueError(f"{expected}, got {values!r}") from None
+    if not values or not all(isinstance(level, dict) for level in values):
+        raise ValueError(f"{expected}, got {values!r}")
+    checked = []
+    for i, level in enumerate(values):
+        unknown = sorted(set(level) - set(LEVEL_KEYS))
+        missing = [key for key in LEVEL_KEYS[:2] if key not in level]
+        if unknown or missing:
+            raise ValueError(f"{expected}; level {i} has unknown keys {unknown} and lacks {missing}: {level!r}")
+        hidden_units = positive_ints(f"levels[{i}]['hidden_units']", level["hidden_units"])
+        entry = {"hidden_units": hidden_units, "latent_dim": positive_int(f"levels[{i}]['latent_dim']", level["latent_dim"])}
+        if level.get("num_slots") is not None:
+            entry["num_slots"] = per_layer(f"levels[{i}]['num_slots']", level["num_slots"], len(hidden_units), int)
+            entry["attention"] = level.get("attention", "sigmoid")
+            entry["composition"] = level.get("composition", "ladder")
+        checked.append(entry)
+    return tuple(checked)
+
+
 def constructor_seed(seed):
     """A model's or layer's `seed` argument: None or an int (not a bool)."""
     if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))):
@@ -103,6 +138,15 @@ def num_samples(value, name="num_samples"):
             return _asserted(value, value >= 1, f"{name} must be an int >= 1, got", value)
         value = value.numpy().item()
     return positive_int(name, value)
+
+
+def temperature(value):
+    """A sampling temperature: a finite Python or NumPy number >= 0, as a float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
+        math.isfinite(value) and value >= 0
+    ):
+        raise ValueError(f"temperature must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def seed(value):

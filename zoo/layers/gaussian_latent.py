@@ -39,6 +39,10 @@ class GaussianLatent(keras.layers.Layer):
         self.mean_head.build(input_shape)
         self.log_variance_head.build(input_shape)
 
+    def parameters(self, inputs):
+        """The Gaussian's `{"mean", "log_variance"}`, each `[..., latent_dim]` (no sampling)."""
+        return {"mean": self.mean_head(inputs), "log_variance": self.log_variance_head(inputs)}
+
     def call(self, inputs, num_samples=1, seed=None):
         mean = self.mean_head(inputs)
         log_variance = self.log_variance_head(inputs)

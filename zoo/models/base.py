@@ -106,7 +106,9 @@ class LatentVariableModel(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         bound = self.training_bound(y_pred)
-        loss = -tf.reduce_mean(bound)
+        kl_weight = self.kl_weight() if training else 1.0
+        objective = bound if isinstance(kl_weight, float) else self.training_bound(y_pred, kl_weight)
+        loss = -tf.reduce_mean(objective)
         if self.losses:
             loss += tf.add_n(self.losses)
         self.bound_tracker.update_state(bound)
@@ -114,15 +116,24 @@ class LatentVariableModel(keras.Model):
         self.kl_tracker.update_state(y_pred["kl"])
         return loss
 
-    def training_bound(self, outputs):
+    def kl_weight(self):
+        """The weight beta of the latent terms in training (KL warm-up); 1.0 here, a schedule in subclasses."""
+        return 1.0
+
+    def training_bound(self, outputs, kl_weight=1.0):
         """The per-example bound `[B]` maximised in training.
 
         K = 1: E_q log p(x|z) - KL with the KL in closed form (Kingma & Welling's
-        lower-variance estimator of the same ELBO); K > 1: the IWAE bound.
+        lower-variance estimator of the same ELBO); K > 1: the IWAE bound. A `kl_weight`
+        beta < 1 (warm-up) weighs the latent terms: log p(x|z) + beta (log p(z) - log q(z)).
         """
+        warm = not (isinstance(kl_weight, float) and kl_weight == 1.0)
         if self.num_importance_samples == 1:
-            return objectives.elbo(outputs["log_px_z"][:, 0], outputs["kl"])
-        return objectives.iwae_bound(tf.transpose(outputs["log_weights"]))
+            return objectives.elbo(outputs["log_px_z"][:, 0], kl_weight * outputs["kl"] if warm else outputs["kl"])
+        log_weights, log_px_z = outputs["log_weights"], outputs["log_px_z"]
+        if warm:
+            log_weights = log_px_z + kl_weight * (log_weights - log_px_z)
+        return objectives.iwae_bound(tf.transpose(log_weights))
 
     def log_importance_weights(self, x, num_samples, seed):
         """log p(x, z_s) - log q(z_s | x) for S posterior samples, `[S, B]`; subclasses implement."""

@@ -1,0 +1,101 @@
+"""The base of the zoo's level stacks: the bound's terms, per-level KL monitoring, warm-up, sampling."""
+
+import keras
+import tensorflow as tf
+
+from zoo import distributions, validation
+from zoo.models.base import LatentVariableModel
+
+# A unit (or a group) is active when its KL, averaged over a batch, exceeds this many nats.
+ACTIVE_KL = 0.1
+
+
+class LevelStack(LatentVariableModel):
+    """Base class of models built as a stack of stochastic levels (groups of latents).
+
+    A subclass builds its levels, calls `track_groups(num_groups)` before it is built, sets
+    `prior` (the top level's N(0, I)) and implements
+
+    - `_posterior_terms(x, num_samples, training, seed)`: a dict with `log_px_z`, `log_pz`,
+      `log_qz` `[S, B]`, `kl_levels` `[B, L]` (each level's KL, averaged over the S samples),
+      `kl_units` `[B, U]` (the same per latent unit) and `reconstruction` `[B, *input_shape]`;
+    - `_generate(z_top, temperature, seed, **options)`: the likelihood's parameters after
+      ancestral sampling below a top-level draw, every prior's scale times `temperature`.
+
+    This class turns them into the outputs of `call` (so into the bound, the loss and the
+    metrics), the importance weights of `log_likelihood`, and `sample`; it adds KL warm-up
+    and reports, while training, the KL of every level (`kl_0` ... when there are several)
+    and `active_units`, the number of units whose KL over a batch exceeds 0.1 nats.
+
+    Args:
+        kl_warmup_steps: int >= 0, updates over which the KL weight rises linearly to 1 (0: none).
+        input_shape, likelihood, num_importance_samples, seed: as in `LatentVariableModel`.
+    """
+
+    def __init__(self, kl_warmup_steps=0, **kwargs):
+        super().__init__(**kwargs)
+        self.kl_warmup_steps = validation.positive_int("kl_warmup_steps", kl_warmup_steps, minimum=0)
+
+    def track_groups(self, num_groups):
+        """Creates the monitoring metrics for `num_groups` levels (call in `__init__`, before building)."""
+        self.active_units_tracker = keras.metrics.Mean(name="active_units")
+        self.level_kl_trackers = (
+            [keras.metrics.Mean(name=f"kl_{l}") for l in range(num_groups)] if num_groups > 1 else []
+        )
+
+    @property
+    def num_levels(self):
+        return len(self.levels)
+
+    def call(self, inputs, training=False):
+        self.check_input_spec(inputs)
+        return self._outputs(self._posterior_terms(inputs, self.num_importance_samples, training))
+
+    def _outputs(self, terms):
+        return {
+            "log_weights": tf.transpose(terms["log_px_z"] + terms["log_pz"] - terms["log_qz"]),  # [B, K]
+            "log_px_z": tf.transpose(terms["log_px_z"]),  # [B, K]
+            "kl": tf.reduce_sum(terms["kl_levels"], axis=-1),
+            "kl_levels": terms["kl_levels"],  # [B, L]
+            "kl_units": terms["kl_units"],  # [B, U]
+            "reconstruction": terms["reconstruction"],
+        }
+
+    def kl_weight(self):
+        """beta = min(1, t / kl_warmup_steps) at the optimizer's update t (1-based); 1.0 without warm-up or optimizer."""
+        if not self.kl_warmup_steps or getattr(self, "optimizer", None) is None:
+            return 1.0
+        step = tf.cast(self.optimizer.iterations + 1, tf.float32)
+        return tf.minimum(1.0, step / self.kl_warmup_steps)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+        self.active_units_tracker.update_state(
+            tf.reduce_sum(tf.cast(tf.reduce_mean(y_pred["kl_units"], axis=0) > ACTIVE_KL, tf.float32))
+        )
+        for l, tracker in enumerate(self.level_kl_trackers):
+            tracker.update_state(y_pred["kl_levels"][:, l])
+        return loss
+
+    def log_importance_weights(self, x, num_samples, seed):
+        terms = self._posterior_terms(x, num_samples, False, seed)
+        return terms["log_px_z"] + terms["log_pz"] - terms["log_qz"]
+
+    def sample(self, num_samples, *, seed=None, temperature=1.0, **decode_options):
+        """Ancestral samples: the decoder mean at z ~ p(z), `[num_samples, *input_shape]`.
+
+        `temperature` (float >= 0) scales every level's prior standard deviation (0: the
+        prior means throughout). `decode_options` go to the generative layers (e.g.
+        MemVAE's `memory_enabled`).
+        """
+        num_samples = validation.num_samples(num_samples)
+        temperature = validation.temperature(temperature)
+        seed = distributions.seed_pair(validation.seed(seed) if seed is not None else self.seed_generator)
+        z_top = self.prior.sample(num_samples, seed=seed)
+        if temperature != 1.0:
+            z_top *= temperature
+        lower = tf.random.experimental.stateless_fold_in(seed, self.num_levels)
+        return self._generate(z_top, temperature, lower, **decode_options)["mean"]
+
+    def get_config(self):
+        return {**super().get_config(), "kl_warmup_steps": self.kl_warmup_steps}
