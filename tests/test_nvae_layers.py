@@ -6,12 +6,16 @@ formulas transcribed line by line), never by the function under test.
 
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from zoo import distributions, objectives
 from zoo.distributions import tfd
+from zoo.layers import ResidualCell, SpectralNormRegularizer, SqueezeExcitation
+from zoo.layers.residual_cell import align_corners_upsampling_matrix
+from zoo.layers.spectral_norm_regularizer import conv_kernel_matrix
 
 # Distributions -----------------------------------------------------------------------------
 
@@ -145,3 +149,221 @@ def test_batch_norm_scale_penalty_and_annealed_lambda():
     assert objectives.batch_norm_scale_penalty([]).numpy() == 0.0
     coefficient = objectives.spectral_regularization_coefficient
     np.testing.assert_allclose([coefficient(b, 10.0, 0.01) for b in (0.0, 0.5, 1.0)], [10.0, math.sqrt(0.1), 0.01], rtol=1e-6)
+
+
+# Layers --------------------------------------------------------------------------------------
+
+def maps(shape=(2, 8, 8, 8), seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def silu(x):
+    return x * sigmoid(x)
+
+
+def test_squeeze_excitation_on_a_constant_input_is_a_hand_computed_gate():
+    channel_values = np.linspace(-1.0, 2.0, 8).astype(np.float32)
+    x = np.broadcast_to(channel_values, (3, 4, 4, 8)).copy()
+    se = SqueezeExcitation(seed=0)
+    out = se(x).numpy()
+    assert se.hidden_units == 4  # max(8 // 16, 4)
+    w1, b1 = se.squeeze.kernel.numpy(), se.squeeze.bias.numpy()
+    w2, b2 = se.excite.kernel.numpy(), se.excite.bias.numpy()
+    gate = sigmoid(np.maximum(channel_values @ w1 + b1, 0.0) @ w2 + b2)  # the mean of a constant map is the constant
+    np.testing.assert_allclose(out, x * gate, rtol=1e-5, atol=1e-6)
+    wide = SqueezeExcitation(seed=0)
+    wide.build((None, 2, 2, 128))
+    assert wide.hidden_units == 8 and wide.excite.kernel.shape == (8, 128)
+
+
+@pytest.mark.parametrize("cell_type", ["encoder", "decoder"])
+@pytest.mark.parametrize(
+    "kwargs, in_channels, expected",
+    [
+        (dict(filters=8), 8, (2, 8, 8, 8)),
+        (dict(filters=16, stride=2), 8, (2, 4, 4, 16)),
+        (dict(filters=4, upsample=True), 8, (2, 16, 16, 4)),
+    ],
+)
+def test_residual_cell_shapes(cell_type, kwargs, in_channels, expected):
+    cell = ResidualCell(cell_type=cell_type, seed=0, **kwargs)
+    x = maps((2, 8, 8, in_channels))
+    assert tuple(cell(x).shape) == expected
+    assert tuple(cell(x, training=True).shape) == expected
+    assert cell.compute_output_shape((2, 8, 8, in_channels)) == expected
+    assert tuple(keras.ops.shape(ResidualCell(cell_type=cell_type, **kwargs)(keras.Input((8, 8, in_channels))))[1:]) == expected[1:]
+
+
+def test_residual_cell_sub_layers_follow_the_authors_cells():
+    encoder = ResidualCell(filters=8, seed=0)
+    encoder.build((None, 8, 8, 8))
+    assert [tuple(c.kernel.shape) for c in encoder.branch_convs] == [(3, 3, 8, 8), (3, 3, 8, 8)]
+    decoder = ResidualCell(filters=8, cell_type="decoder", expansion=6, seed=0)
+    decoder.build((None, 8, 8, 8))
+    # 1x1 expand to 6 C = 48, 5x5 depthwise, 1x1 project; BN before, between and after.
+    assert [tuple(c.kernel.shape) for c in decoder.branch_convs] == [(1, 1, 8, 48), (5, 5, 48, 1), (1, 1, 48, 8)]
+    assert len(decoder.batch_norm_scales()) == 4 and len(encoder.batch_norm_scales()) == 2
+    reduce = ResidualCell(filters=10, stride=2, seed=0)
+    reduce.build((None, 8, 8, 5))
+    assert [c.filters for c in reduce.skip_convs] == [2, 2, 2, 4]  # C // 4 three times, the rest last
+
+
+def zero_branch(cell):
+    """Zeroes the last operation of the branch: the encoder's last conv, the decoder's last BN's scale and shift."""
+    if cell.cell_type == "encoder":
+        cell.conv_1.kernel.assign(tf.zeros_like(cell.conv_1.kernel))
+        cell.conv_1.bias.assign(tf.zeros_like(cell.conv_1.bias))
+    else:
+        cell.bn_3.gamma.assign(tf.zeros_like(cell.bn_3.gamma))
+        cell.bn_3.beta.assign(tf.zeros_like(cell.bn_3.beta))
+
+
+@pytest.mark.parametrize("cell_type", ["encoder", "decoder"])
+def test_a_stride_1_cell_with_a_zero_branch_is_the_identity(cell_type):
+    x = maps()
+    cell = ResidualCell(filters=8, cell_type=cell_type, seed=0)
+    cell(x)
+    assert not np.allclose(cell(x), x, atol=1e-3)
+    zero_branch(cell)
+    np.testing.assert_array_equal(cell(x, training=True), x)
+
+
+@pytest.mark.parametrize("cell_type", ["encoder", "decoder"])
+def test_a_stride_2_cell_with_a_zero_branch_is_the_factorized_reduce(cell_type):
+    x = maps((2, 8, 8, 6))
+    cell = ResidualCell(filters=8, cell_type=cell_type, stride=2, seed=0)
+    cell(x)
+    zero_branch(cell)
+    h = silu(x)
+    shifted = [h[:, 0::2, 0::2], h[:, 1::2, 1::2], h[:, 0::2, 1::2], h[:, 1::2, 0::2]]  # 1x1 stride-2 taps
+    expected = np.concatenate(
+        [s @ conv.kernel.numpy()[0, 0] + conv.bias.numpy() for conv, s in zip(cell.skip_convs, shifted)], axis=-1
+    )
+    np.testing.assert_allclose(cell(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_align_corners_upsampling_matrix_by_hand():
+    # 2 -> 4 pixels with aligned corners reads positions 0, 1/3, 2/3, 1.
+    np.testing.assert_allclose(align_corners_upsampling_matrix(2), [[1, 0], [2 / 3, 1 / 3], [1 / 3, 2 / 3], [0, 1]])
+    np.testing.assert_allclose(align_corners_upsampling_matrix(1), [[1], [1]])
+
+
+@pytest.mark.parametrize("cell_type", ["encoder", "decoder"])
+def test_an_upsampling_cell_with_a_zero_branch_is_bilinear_upsampling_and_a_1x1_conv(cell_type):
+    x = maps((2, 4, 6, 8))
+    cell = ResidualCell(filters=4, cell_type=cell_type, upsample=True, seed=0)
+    cell(x)
+    zero_branch(cell)
+    upsampled = tf.compat.v1.image.resize_bilinear(x, (8, 12), align_corners=True).numpy()  # the authors' UpSample
+    expected = upsampled @ cell.skip_convs[0].kernel.numpy()[0, 0]
+    np.testing.assert_allclose(cell(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell_type", ["encoder", "decoder"])
+def test_the_branch_enters_the_sum_scaled_by_residual_scale(cell_type):
+    x = maps()
+    small = ResidualCell(filters=8, cell_type=cell_type, seed=3)
+    full = ResidualCell(filters=8, cell_type=cell_type, residual_scale=1.0, seed=3)
+    assert small.residual_scale == 0.1
+    branch = full(x).numpy() - x
+    assert np.abs(branch).max() > 1e-2
+    np.testing.assert_allclose(small(x).numpy() - x, 0.1 * branch, rtol=1e-4, atol=1e-6)
+
+
+def test_residual_cell_under_mixed_precision_computes_in_float16_with_float32_weights():
+    for kwargs in (dict(filters=16, stride=2), dict(filters=4, cell_type="decoder", upsample=True)):
+        cell = ResidualCell(dtype="mixed_float16", seed=0, **kwargs)
+        out = cell(maps(), training=True)
+        assert out.dtype == tf.float16
+        assert {w.dtype for w in cell.weights} == {"float32"}
+        reference = ResidualCell(seed=0, **kwargs)(maps(), training=True)
+        np.testing.assert_allclose(out.numpy().astype(np.float32), reference, atol=5e-2)
+
+
+def test_residual_cell_errors_say_what_was_expected():
+    with pytest.raises(ValueError, match="stride must be 1 or 2, got 3"):
+        ResidualCell(filters=8, stride=3)
+    with pytest.raises(ValueError, match="either upsamples or has stride 2"):
+        ResidualCell(filters=8, stride=2, upsample=True)
+    with pytest.raises(ValueError, match="cell_type must be one of"):
+        ResidualCell(filters=8, cell_type="generative")
+    with pytest.raises(ValueError, match="filters=8 but the input has 4 channels"):
+        ResidualCell(filters=8)(maps((2, 8, 8, 4)))
+    with pytest.raises(ValueError, match="even height and width"):
+        ResidualCell(filters=8, stride=2)(maps((2, 7, 8, 4)))
+
+
+def test_residual_cell_keras_round_trip(tmp_path):
+    model = keras.Sequential([keras.Input((8, 8, 8)), ResidualCell(filters=16, cell_type="decoder", stride=2, seed=1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(maps(), np.zeros((2, 4, 4, 16), np.float32), verbose=0)  # moves the BN statistics
+    model.save(tmp_path / "cell.keras")
+    loaded = keras.saving.load_model(tmp_path / "cell.keras")
+    np.testing.assert_allclose(loaded(maps(seed=5)), model(maps(seed=5)), rtol=0, atol=0)
+
+
+# Spectral regularisation --------------------------------------------------------------------
+
+
+def test_conv_kernel_matrix_is_the_authors_weight_view():
+    conv = keras.layers.Conv2D(3, 3)
+    conv.build((None, 8, 8, 4))
+    kernel = conv.kernel.numpy()  # [kh, kw, in, out]; PyTorch's weight is [out, in, kh, kw]
+    np.testing.assert_array_equal(conv_kernel_matrix(conv), kernel.transpose(3, 2, 0, 1).reshape(3, 36))
+    depthwise = keras.layers.DepthwiseConv2D(5)
+    depthwise.build((None, 8, 8, 6))
+    kernel = depthwise.kernel.numpy()  # [kh, kw, in, 1]; PyTorch's weight is [in, 1, kh, kw]
+    np.testing.assert_array_equal(conv_kernel_matrix(depthwise), kernel[..., 0].transpose(2, 0, 1).reshape(6, 25))
+    with pytest.raises(ValueError, match="got Dense"):
+        conv_kernel_matrix(keras.layers.Dense(2))
+
+
+def test_power_iteration_converges_to_the_largest_singular_values():
+    rng = np.random.default_rng(0)
+    kernels = [rng.normal(size=(3, 3, 4, 6)).astype(np.float32) for _ in range(2)]
+    kernels.append(rng.normal(size=(1, 1, 6, 24)).astype(np.float32))
+    matrices = [k.transpose(3, 2, 0, 1).reshape(k.shape[3], -1) for k in kernels]  # the authors' view
+    expected = sum(np.linalg.svd(m, compute_uv=False)[0] for m in matrices)
+    regularizer = SpectralNormRegularizer(seed=0)
+    estimate = regularizer(matrices, training=True)  # 40 iterations the first time
+    assert len(regularizer.left_vectors) == 2  # two [6, 36] kernels are iterated as one stack
+    np.testing.assert_allclose(estimate, expected, rtol=1e-3)
+    for _ in range(10):
+        estimate = regularizer(matrices, training=True)  # 4 more each time, from the stored vectors
+    np.testing.assert_allclose(estimate, expected, rtol=1e-5)
+    assert not regularizer.trainable_weights and regularizer.initialized.numpy()
+
+
+def test_spectral_regularizer_updates_only_in_training_and_its_gradient_is_u_v_transpose():
+    rng = np.random.default_rng(1)
+    matrix = tf.constant(rng.normal(size=(5, 7)).astype(np.float32))
+    regularizer = SpectralNormRegularizer(num_power_iterations=2, initial_power_iterations=200, seed=1)
+    regularizer.build([(5, 7)])
+    u_before = regularizer.left_vectors[0].numpy().copy()
+    regularizer([matrix], training=False)
+    np.testing.assert_array_equal(regularizer.left_vectors[0], u_before)
+    assert not regularizer.initialized.numpy()
+    with tf.GradientTape() as tape:
+        tape.watch(matrix)
+        sigma = regularizer([matrix], training=True)
+    assert not np.allclose(regularizer.left_vectors[0], u_before)
+    u, s, vt = np.linalg.svd(matrix.numpy())
+    np.testing.assert_allclose(sigma, s[0], rtol=1e-5)
+    np.testing.assert_allclose(tape.gradient(sigma, matrix), np.outer(u[:, 0], vt[0]), atol=1e-4)
+
+
+def test_spectral_regularizer_on_a_cell_and_under_xla():
+    cell = ResidualCell(filters=8, cell_type="decoder", stride=2, seed=0)
+    cell.build((None, 8, 8, 4))
+    matrices = cell.conv_kernel_matrices()
+    assert len(matrices) == 3 + 4  # expand, depthwise, project + four factorized-reduce convolutions
+    expected = sum(np.linalg.svd(m.numpy(), compute_uv=False)[0] for m in matrices)
+    regularizer = SpectralNormRegularizer(initial_power_iterations=100, seed=0)
+    regularizer.build([m.shape for m in matrices])
+    step = tf.function(lambda: regularizer(cell.conv_kernel_matrices(), training=True), jit_compile=True)
+    np.testing.assert_allclose(step(), expected, rtol=1e-3)
+    np.testing.assert_allclose(step(), expected, rtol=1e-3)
