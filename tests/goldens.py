@@ -99,6 +99,30 @@ LAYER_GOLDENS = {
             "logits": (4, 4), "prior_logits": (4,), "samples": (2, 4), "log_prob": (2, 4), "kl": (4,),
         },
     ),
+    "SqueezeExcitation": dict(
+        cls=zoo.layers.SqueezeExcitation,
+        init_kwargs=dict(reduction=2, min_hidden_units=2, seed=0),
+        input_data=lambda: features((4, 8, 8, 8)),
+        expected_output_shape=(4, 8, 8, 8),
+    ),
+    "ResidualCell": dict(  # NVAE's encoder cell, halving the resolution (factorized-reduce skip)
+        cls=zoo.layers.ResidualCell,
+        init_kwargs=dict(filters=8, cell_type="encoder", stride=2, seed=1),
+        input_data=lambda: features((4, 8, 8, 4)),
+        expected_output_shape=(4, 4, 4, 8),
+    ),
+    "ResidualCellDecoder": dict(  # NVAE's generative cell, doubling the resolution (upsampling skip)
+        cls=zoo.layers.ResidualCell,
+        init_kwargs=dict(filters=4, cell_type="decoder", upsample=True, expansion=2, seed=2),
+        input_data=lambda: features((4, 4, 4, 8)),
+        expected_output_shape=(4, 8, 8, 4),
+    ),
+    "SpectralNormRegularizer": dict(  # no trainable weights: the fit step updates its singular vectors
+        cls=zoo.layers.SpectralNormRegularizer,
+        init_kwargs=dict(num_power_iterations=2, initial_power_iterations=8, seed=0),
+        input_data=lambda: [features((4, 9)), features((4, 9), 1), features((4, 6), 2)],
+        expected_output_shape=(),
+    ),
 }
 
 MODEL_GOLDENS = {

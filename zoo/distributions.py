@@ -74,3 +74,71 @@ def log_likelihood(kind, params, x, event_ndims):
     else:
         raise ValueError(f'likelihood must be "bernoulli" or "gaussian", got {kind!r}')
     return tf.reduce_sum(log_prob, axis=list(range(-event_ndims, 0)))
+
+
+# NVAE (Vahdat & Kautz 2020) ------------------------------------------------------------
+
+# NVAE's `Normal` adds this to exp(log_scale), so no scale gets closer to 0 than 0.01.
+NVAE_SCALE_FLOOR = 1e-2
+
+
+def soft_clamp(x, limit=5.0):
+    """A smooth, differentiable clamp of `x` into (-limit, limit): `limit * tanh(x / limit)`.
+
+    About the identity for |x| << limit. NVAE applies it with limit 5 (`soft_clamp5`) to the
+    mean and the log-scale of every Normal it builds.
+
+    Args:
+        x: float tensor.
+        limit: positive float, the bound. Default 5.0 (NVAE's).
+    """
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+        raise ValueError(f"limit must be a positive number, got {limit!r}")
+    return limit * tf.tanh(x / limit)
+
+
+def nvae_normal(mean, log_scale, temperature=1.0):
+    """An element-wise Normal parameterised as NVAE's `distributions.Normal`, with float32 parameters.
+
+        loc   = soft_clamp(mean, 5)
+        scale = (exp(soft_clamp(log_scale, 5)) + 0.01) * temperature
+
+    Args:
+        mean, log_scale: float tensors of the same shape (e.g. `[B, H, W, C]`).
+        temperature: positive float, scales the standard deviation when sampling (NVAE's `t`). Default 1.
+    """
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    loc = soft_clamp(tf.cast(mean, tf.float32))
+    scale = (tf.exp(soft_clamp(tf.cast(log_scale, tf.float32))) + NVAE_SCALE_FLOOR) * temperature
+    return tfd.Normal(loc, scale)
+
+
+def residual_normal(prior_mean, prior_log_scale, delta_mean, delta_log_scale, temperature=1.0):
+    """NVAE's residual Normal posterior: the encoder predicts a shift of the prior, not the posterior.
+
+        q(z_l | z_<l, x) = N(mu_p + dmu, sigma_p * dsigma),   log dsigma = delta_log_scale
+
+    built as `nvae_normal(prior_mean + delta_mean, prior_log_scale + delta_log_scale)`, i.e. the
+    sums are soft-clamped and floored as in the authors' `Normal(mu_p + mu_q, log_sig_p + log_sig_q)`
+    (`model.py`, `res_dist`). `zoo.objectives.residual_normal_kl` is its KL to the prior in closed
+    form (eq. 2, without the clamp).
+
+    Args:
+        prior_mean, prior_log_scale: float tensors, the prior's parameters mu_p and log sigma_p.
+        delta_mean, delta_log_scale: float tensors of the same shape, dmu and log dsigma.
+        temperature: positive float, as in `nvae_normal`. Default 1.
+
+    Returns:
+        an element-wise `tfd.Normal` (build it inside a loss or a layer; `call` returns tensors).
+
+    References:
+        Vahdat & Kautz, "NVAE: A Deep Hierarchical Variational Autoencoder", NeurIPS 2020, sec. 3.2, eq. 2.
+    """
+    prior_mean = tf.cast(prior_mean, tf.float32)
+    prior_log_scale = tf.cast(prior_log_scale, tf.float32)
+    return nvae_normal(
+        prior_mean + tf.cast(delta_mean, tf.float32),
+        prior_log_scale + tf.cast(delta_log_scale, tf.float32),
+        temperature,
+    )

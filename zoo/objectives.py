@@ -5,8 +5,10 @@ Shape convention: importance samples lead, `[K, B]` for K samples of a batch of 
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
+from zoo import validation
 from zoo.distributions import tfp
 
 
@@ -132,3 +134,185 @@ def vimco_surrogate(log_weights, discrete_log_prob, baseline="geometric"):
     learning_signal = tf.stop_gradient(bound[tf.newaxis] - log_swap_one_out)  # [K, B]
     score = discrete_log_prob - tf.stop_gradient(discrete_log_prob)  # zero in value
     return bound + tf.reduce_sum(learning_signal * score, axis=0)
+
+
+# NVAE (Vahdat & Kautz 2020) ------------------------------------------------------------
+
+
+def residual_normal_kl(delta_mean, delta_log_scale, prior_log_scale):
+    """KL(q || p) of NVAE's residual Normal posterior to its prior, element-wise (NVAE eq. 2).
+
+    With p = N(mu_p, sigma_p^2) and q = N(mu_p + dmu, (sigma_p * dsigma)^2),
+
+        KL(q || p) = 0.5 * (dmu^2 / sigma_p^2 + dsigma^2 - log dsigma^2 - 1)
+
+    which does not depend on mu_p. The authors' code evaluates the same KL on soft-clamped,
+    floored parameters (`zoo.distributions.residual_normal`); this is the paper's formula.
+
+    Args:
+        delta_mean: float tensor, dmu.
+        delta_log_scale: float tensor, log dsigma.
+        prior_log_scale: float tensor, log sigma_p.
+
+    Returns:
+        float tensor of the broadcast shape; sum it over a group's axes for the group's KL.
+    """
+    delta_mean = tf.convert_to_tensor(delta_mean)
+    dtype = delta_mean.dtype
+    delta_log_scale = tf.cast(delta_log_scale, dtype)
+    prior_log_scale = tf.cast(prior_log_scale, dtype)
+    return 0.5 * (
+        tf.square(delta_mean) * tf.exp(-2.0 * prior_log_scale)
+        + tf.exp(2.0 * delta_log_scale) - 2.0 * delta_log_scale - 1.0
+    )
+
+
+KL_BALANCE_SCALINGS = ("equal", "linear", "sqrt", "square")
+
+
+def kl_balance_alpha(groups_per_scale, scaling="square"):
+    """NVAE's per-group KL balancing factors alpha_l, as the authors' `utils.kl_balancer_coeff`.
+
+    Groups are listed top-down, in the order the decoder samples them (the coarsest scale first),
+    the order of `kl_per_group`'s last axis. At the i-th scale from the top (each one twice the
+    resolution of the one before, so 4^i times the latent positions),
+
+        equal   1        linear   2^i        sqrt   sqrt(2^i)        square   4^i / groups at that scale
+
+    then divided by their minimum. NVAE trains with "square".
+
+    Args:
+        groups_per_scale: sequence of ints >= 1, latent groups per scale, from the finest
+            (largest) scale to the coarsest, as the authors' `groups_per_scale`.
+        scaling: one of `"equal"`, `"linear"`, `"sqrt"`, `"square"`. Default `"square"`.
+
+    Returns:
+        float32 numpy array `[sum(groups_per_scale)]`.
+    """
+    groups = validation.positive_ints("groups_per_scale", groups_per_scale)
+    if scaling not in KL_BALANCE_SCALINGS:
+        raise ValueError(f"scaling must be one of {KL_BALANCE_SCALINGS}, got {scaling!r}")
+    values = []
+    for i, count in enumerate(reversed(groups)):  # i = 0 is the coarsest scale
+        value = {"equal": 1.0, "linear": 2.0**i, "sqrt": math.sqrt(2.0**i), "square": 4.0**i / count}[scaling]
+        values += [value] * count
+    alpha = np.asarray(values, np.float64)
+    return (alpha / alpha.min()).astype(np.float32)
+
+
+def kl_balance_coefficients(kl_per_group, alpha=None):
+    """NVAE's KL balancing coefficients gamma_l, as in the authors' `utils.kl_balancer` (held constant).
+
+        m_l     = mean over the batch of |KL_l| + 0.01
+        gamma_l = (m_l / alpha_l) / mean_k (m_k / alpha_k)
+
+    so the coefficients average 1, a group with a larger KL (per unit of alpha, i.e. per latent
+    position at its scale) gets a larger weight, and no group's KL collapses to 0 early in training. NVAE
+    applies them only while the KL is warmed up (`balanced_kl`); gradients do not flow through them.
+
+    Args:
+        kl_per_group: float `[B, G]`, each example's KL of each latent group (top-down order).
+        alpha: float `[G]` (`kl_balance_alpha`), or None for equal factors. Default None.
+
+    Returns:
+        float `[G]`.
+    """
+    kl_per_group = tf.convert_to_tensor(kl_per_group)
+    if kl_per_group.shape.rank != 2:
+        raise ValueError(f"kl_per_group must have shape [batch, groups], got shape {kl_per_group.shape.as_list()}")
+    magnitude = tf.reduce_mean(tf.abs(kl_per_group), axis=0) + 0.01  # [G]
+    if alpha is not None:
+        alpha = tf.cast(alpha, kl_per_group.dtype)
+        if alpha.shape.rank != 1 or alpha.shape[0] != kl_per_group.shape[-1]:
+            raise ValueError(
+                f"alpha must have shape [{kl_per_group.shape[-1]}] (one factor per group), got shape {alpha.shape.as_list()}"
+            )
+        magnitude = magnitude / alpha
+    return tf.stop_gradient(magnitude / tf.reduce_mean(magnitude))
+
+
+def balanced_kl(kl_per_group, kl_coefficient, alpha=None):
+    """NVAE's KL term per example, as the authors' `utils.kl_balancer(..., kl_balance=True)`.
+
+        kl = kl_coefficient * sum_l gamma_l KL_l    while kl_coefficient < 1 (warm-up)
+        kl = sum_l KL_l                              once kl_coefficient = 1
+
+    Args:
+        kl_per_group: float `[B, G]`.
+        kl_coefficient: float scalar (Python or tensor), e.g. `kl_warmup(step, ...)`.
+        alpha: float `[G]` or None, as in `kl_balance_coefficients`.
+
+    Returns:
+        float `[B]`.
+    """
+    kl_per_group = tf.convert_to_tensor(kl_per_group)
+    kl_coefficient = tf.cast(kl_coefficient, kl_per_group.dtype)
+    gamma = kl_balance_coefficients(kl_per_group, alpha)
+    gamma = tf.where(kl_coefficient < 1.0, gamma, tf.ones_like(gamma))
+    return kl_coefficient * tf.reduce_sum(kl_per_group * gamma, axis=-1)
+
+
+def kl_warmup(step, warmup_steps, min_coefficient=1e-4, constant_steps=0):
+    """NVAE's KL warm-up coefficient, as the authors' `utils.kl_coeff`.
+
+        beta(step) = max(min((step - constant_steps) / warmup_steps, 1), min_coefficient)
+
+    NVAE uses warmup_steps = 30% and constant_steps = 0.01% of the training steps and
+    min_coefficient 1e-4.
+
+    Args:
+        step: int or integer/float scalar tensor, the training step.
+        warmup_steps: positive number, steps over which beta rises linearly to 1.
+        min_coefficient: float in [0, 1], beta's floor. Default 1e-4.
+        constant_steps: non-negative number, steps held at the floor before the rise. Default 0.
+
+    Returns:
+        float32 scalar tensor.
+    """
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, float)) or not warmup_steps > 0:
+        raise ValueError(f"warmup_steps must be a positive number, got {warmup_steps!r}")
+    if isinstance(min_coefficient, bool) or not isinstance(min_coefficient, (int, float)) or not 0 <= min_coefficient <= 1:
+        raise ValueError(f"min_coefficient must be a number in [0, 1], got {min_coefficient!r}")
+    if isinstance(constant_steps, bool) or not isinstance(constant_steps, (int, float)) or not constant_steps >= 0:
+        raise ValueError(f"constant_steps must be a non-negative number, got {constant_steps!r}")
+    step = tf.cast(step, tf.float32)
+    return tf.maximum(tf.minimum((step - constant_steps) / warmup_steps, 1.0), min_coefficient)
+
+
+def batch_norm_scale_penalty(scales):
+    """NVAE's batch-normalization regulariser, as the authors' `AutoEncoder.batchnorm_loss`.
+
+        L_BN = sum over BN layers of max_c |gamma_c|
+
+    NVAE adds `lambda * L_BN` to the loss with the spectral regulariser's lambda.
+
+    Args:
+        scales: sequence of float vectors, the `gamma` of every batch-normalization layer
+            (e.g. `ResidualCell.batch_norm_scales()`).
+
+    Returns:
+        float32 scalar tensor (0 for an empty sequence).
+    """
+    scales = list(scales)
+    if not scales:
+        return tf.constant(0.0)
+    return tf.add_n([tf.reduce_max(tf.abs(tf.cast(s, tf.float32))) for s in scales])
+
+
+def spectral_regularization_coefficient(kl_coefficient, initial, final):
+    """NVAE's annealed lambda (`--weight_decay_norm_anneal`): log-linear from `initial` to `final` with beta.
+
+        lambda = exp((1 - beta) log(initial) + beta log(final)),   beta = the KL warm-up coefficient
+
+    Args:
+        kl_coefficient: float scalar (Python or tensor) in [0, 1].
+        initial, final: positive floats (NVAE: 10 and e.g. 1e-2).
+
+    Returns:
+        float32 scalar tensor.
+    """
+    for name, value in (("initial", initial), ("final", final)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    beta = tf.cast(kl_coefficient, tf.float32)
+    return tf.exp((1.0 - beta) * math.log(initial) + beta * math.log(final))

@@ -7,7 +7,10 @@ from zoo.layers.gaussian_latent import GaussianLatent
 from zoo.layers.likelihood_head import LikelihoodHead
 from zoo.layers.matching_embedding import MatchingEmbedding
 from zoo.layers.memory_block import MemoryBlock
+from zoo.layers.residual_cell import ResidualCell
 from zoo.layers.skip_decoder import SkipDecoder
+from zoo.layers.spectral_norm_regularizer import SpectralNormRegularizer
+from zoo.layers.squeeze_excitation import SqueezeExcitation
 from zoo.layers.stochastic_address import StochasticAddress
 
 __all__ = [
@@ -18,6 +21,9 @@ __all__ = [
     "LikelihoodHead",
     "MatchingEmbedding",
     "MemoryBlock",
+    "ResidualCell",
     "SkipDecoder",
+    "SpectralNormRegularizer",
+    "SqueezeExcitation",
     "StochasticAddress",
 ]
