@@ -232,3 +232,32 @@ def test_hierarchical_preset_parameter_counts(preset, trainable):
 def test_bad_constructor_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         zoo.HierarchicalVAE(input_shape=(8, 8, 1), **kwargs)
+
+
+def test_latent_activity_finds_a_collapsed_group_and_plots_it(tmp_path):
+    import matplotlib.image
+
+    model = zoo.HierarchicalVAE(
+        input_shape=(8, 8, 1),
+        levels=[{"hidden_units": (8,), "latent_dim": 3}, {"hidden_units": (4,), "latent_dim": 2}],
+        seed=0,
+    )
+    # q(z1 | z0) = N(0, I) = p(z1): the top group carries nothing. q(z0 | x) has variance e^-2:
+    # at least 0.5 (e^-2 - 1 + 2) = 0.57 nats per unit.
+    for head in (model.posteriors[1].mean_head, model.posteriors[1].log_variance_head):
+        head.set_weights([np.zeros((4, 2)), np.zeros(2)])
+    kernel, _ = model.posteriors[0].log_variance_head.get_weights()
+    model.posteriors[0].log_variance_head.set_weights([np.zeros_like(kernel), np.full(3, -2.0)])
+    batches = [binary_images((4, 8, 8, 1), seed=i) for i in range(3)]
+    activity = zoo.evaluation.latent_activity(model, batches)
+    assert activity["examples"] == 12
+    np.testing.assert_allclose(activity["kl_per_group"][1], 0.0, atol=1e-6)
+    np.testing.assert_allclose(activity["kl_per_unit"][3:], [0.0, 0.0], atol=1e-6)
+    assert min(activity["kl_per_unit"][:3]) > 0.5 * (math.exp(-2) - 1 + 2) - 1e-4
+    np.testing.assert_allclose(sum(activity["kl_per_unit"][:3]), activity["kl_per_group"][0], rtol=1e-5)
+    assert (activity["active_units"], activity["active_groups"]) == (3, 1)
+    path = zoo.evaluation.plot_kl_per_group(activity["kl_per_group"], str(tmp_path / "kl.png"))
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100
+    with pytest.raises(ValueError, match="kl_per_group must be a non-empty list of finite numbers"):
+        zoo.evaluation.plot_kl_per_group([float("nan")], str(tmp_path / "bad.png"))

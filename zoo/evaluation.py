@@ -54,6 +54,60 @@ def dataset_log_likelihood(model, dataset, num_samples=5000, max_examples=None, 
     }
 
 
+def latent_activity(model, dataset, max_batches=None, threshold=0.1):
+    """KL per latent group (level) and per unit of a level-stack model over a dataset: which latents are used.
+
+    Averages the `kl_levels` and `kl_units` outputs of `model(x)` (inference mode: batch norm
+    uses its moving statistics) over every example. A unit or group is active when its
+    average KL exceeds `threshold` nats; a collapsed posterior shows as groups near 0.
+
+    Returns:
+        dict: `kl_per_group` (list, one per level from x upward), `kl_per_unit` (list),
+        `active_units`, `active_groups`, `examples`.
+    """
+    level_sums, unit_sums, seen = 0.0, 0.0, 0
+    for i, batch in enumerate(dataset):
+        if max_batches is not None and i >= max_batches:
+            break
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        outputs = model(model.validate_inputs(x), training=False)
+        level_sums += outputs["kl_levels"].numpy().sum(axis=0)
+        unit_sums += outputs["kl_units"].numpy().sum(axis=0)
+        seen += int(outputs["kl_levels"].shape[0])
+    if not seen:
+        raise ValueError("the dataset gave no examples to evaluate")
+    per_group, per_unit = level_sums / seen, unit_sums / seen
+    return {
+        "kl_per_group": per_group.tolist(),
+        "kl_per_unit": per_unit.tolist(),
+        "active_units": int((per_unit > threshold).sum()),
+        "active_groups": int((per_group > threshold).sum()),
+        "examples": seen,
+    }
+
+
+def plot_kl_per_group(kl_per_group, path, title="KL per latent group"):
+    """Writes a bar chart of the KL (nats) of each latent group, from x upward, to the PNG `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kl_per_group = np.asarray(kl_per_group, dtype=float)
+    if kl_per_group.ndim != 1 or not len(kl_per_group) or not np.all(np.isfinite(kl_per_group)):
+        raise ValueError(f"kl_per_group must be a non-empty list of finite numbers, got {kl_per_group!r}")
+    figure, axes = plt.subplots(figsize=(max(3.0, 0.5 * len(kl_per_group) + 1.5), 2.5))
+    axes.bar(np.arange(len(kl_per_group)), kl_per_group, color="tab:blue")
+    axes.set_xlabel("latent group (0 = next to x)")
+    axes.set_ylabel("KL (nats)")
+    axes.set_xticks(np.arange(len(kl_per_group)))
+    axes.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
 def memory_size_sweep(model, make_episodes, num_classes=(1, 2, 4, 8, 16), examples_per_class=(1, 2, 4, 8, 16),
                       num_samples=1000, seed=0):
     """Conditional NLL of targets given memories of growing size (Bornschein et al. 2017, Figure 5).

@@ -50,33 +50,75 @@ class EpochDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 @keras.saving.register_keras_serializable(package="zoo")
 class ClippedAdam(keras.optimizers.Adam):
-    """`keras.optimizers.Adam` whose gradients are rescaled to a total norm and then clipped element-wise.
+    """`keras.optimizers.Adam` with the papers' gradient guards: rescale, clip, or skip an update.
 
         g <- g * min(1, max_global_norm / ||g||_2 over all variables);  g <- clip(g, -max_value, max_value)
 
     Keras accepts only one of `global_clipnorm` and `clipvalue`; the MemVAE authors apply both,
     in this order (`lasagne.updates.total_norm_constraint`, then `T.clip`).
 
+    With `skip_threshold`, an update whose gradient norm (before clipping) exceeds it, or is
+    not finite, is skipped (vdvae's guard against rare huge gradients), but never more than
+    `max_consecutive_skips` in a row: the next one is applied with its gradient rescaled to
+    norm `skip_threshold`, so a threshold set too low slows training instead of stalling it
+    (openai/vdvae#25). A non-finite forced update stays non-finite, for the training loop's
+    NaN guard to stop on. `skipped_updates` counts the skips.
+
     Args:
         max_global_norm: float or None, the largest total gradient norm.
         max_value: float or None, the largest absolute gradient element.
+        skip_threshold: float or None, skip updates whose gradient norm exceeds it.
+        max_consecutive_skips: int >= 0, skips allowed in a row. Default `10`.
         *args, **kwargs: as `keras.optimizers.Adam`.
 
     Example:
 
     >>> model.compile(optimizer=ClippedAdam(1e-3, epsilon=1e-4, max_global_norm=5.0, max_value=1.0))
+    >>> model.compile(optimizer=ClippedAdam(1e-3, skip_threshold=400.0))
 
     References:
         Li, Zhu & Zhang 2016; thu-ml/MEM_DGM mem_dgm_mlp.py (max_norm = 5, clip_grad = 1, Adam epsilon 1e-4).
+        Child 2021, "Very Deep VAEs" (openai/vdvae: skip_threshold).
     """
 
-    def __init__(self, *args, max_global_norm=None, max_value=None, **kwargs):
+    def __init__(self, *args, max_global_norm=None, max_value=None, skip_threshold=None, max_consecutive_skips=10,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.max_global_norm = max_global_norm
         self.max_value = max_value
+        self.skip_threshold = skip_threshold
+        self.max_consecutive_skips = int(max_consecutive_skips)
+
+    def build(self, variables):
+        super().build(variables)
+        if self.skip_threshold is not None:
+            counter = lambda name: self.add_variable((), initializer="zeros", dtype="int64", name=name)  # noqa: E731
+            self.skipped_updates, self.consecutive_skips = counter("skipped_updates"), counter("consecutive_skips")
 
     def apply(self, grads, trainable_variables=None):
         grads = list(grads)
+        if self.skip_threshold is None:
+            return self._apply_clipped(grads, trainable_variables)
+        if not self.built:
+            self.build(trainable_variables)
+        norm = tf.linalg.global_norm([g for g in grads if g is not None])
+        skip = tf.logical_and(
+            tf.logical_not(norm <= self.skip_threshold),  # NaN norms skip too
+            self.consecutive_skips < self.max_consecutive_skips,
+        )
+
+        def skipped():
+            self.skipped_updates.assign_add(1)
+            self.consecutive_skips.assign_add(1)
+
+        def applied():
+            self.consecutive_skips.assign(0)
+            scale = tf.minimum(1.0, self.skip_threshold / norm)
+            self._apply_clipped([None if g is None else g * tf.cast(scale, g.dtype) for g in grads], trainable_variables)
+
+        tf.cond(skip, skipped, applied)
+
+    def _apply_clipped(self, grads, trainable_variables):
         if self.max_global_norm is not None:
             grads, _ = tf.clip_by_global_norm(grads, self.max_global_norm)
         if self.max_value is not None:
@@ -84,4 +126,10 @@ class ClippedAdam(keras.optimizers.Adam):
         return super().apply(grads, trainable_variables)
 
     def get_config(self):
-        return {**super().get_config(), "max_global_norm": self.max_global_norm, "max_value": self.max_value}
+        return {
+            **super().get_config(),
+            "max_global_norm": self.max_global_norm,
+            "max_value": self.max_value,
+            "skip_threshold": self.skip_threshold,
+            "max_consecutive_skips": self.max_consecutive_skips,
+        }

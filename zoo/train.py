@@ -89,6 +89,7 @@ def resolve_config(
     episode_targets=None,
     episode_memory=None,
     steps_per_epoch=None,
+    skip_gradient_norm=None,
 ):
     """Turns command-line choices into the complete, JSON-ready run configuration.
 
@@ -105,7 +106,7 @@ def resolve_config(
 
     check_flags(preset, dataset, epochs, batch_size, learning_rate, steps_per_execution, keep_checkpoints,
                 steps_per_epoch, episode_classes, episode_targets, episode_memory, data_path=data_path,
-                overrides=overrides)
+                overrides=overrides, skip_gradient_norm=skip_gradient_norm)
     recipe = zoo.presets.PRESETS[preset].get("recipe", {})
     default_train, default_validation, _, _ = DATASETS[dataset]
     model_overrides = dict(overrides or {})
@@ -123,7 +124,10 @@ def resolve_config(
         "batch_size": batch_size or recipe.get("batch_size", 100),
         "episodes": _episode_config(model, dataset, episode_classes, episode_targets, episode_memory),
         "learning_rate": learning_rate or recipe.get("learning_rate", 1e-3),
-        "optimizer": {key: recipe[key] for key in ("epsilon", "max_global_norm", "max_value") if key in recipe},
+        "optimizer": {
+            **{key: recipe[key] for key in ("epsilon", "max_global_norm", "max_value") if key in recipe},
+            **({"skip_threshold": skip_gradient_norm} if skip_gradient_norm is not None else {}),
+        },
         "decay_start_epoch": recipe.get("decay_start_epoch"),
         "decay_per_epoch": recipe.get("decay_per_epoch"),
         "seed": seed,
@@ -146,7 +150,8 @@ def resolve_config(
 
 
 def check_flags(preset, dataset, epochs, batch_size=None, learning_rate=None, steps_per_execution=None,
-                keep_checkpoints=3, steps_per_epoch=None, *episode_sizes, data_path=None, overrides=None):
+                keep_checkpoints=3, steps_per_epoch=None, *episode_sizes, data_path=None, overrides=None,
+                skip_gradient_norm=None):
     """The checks that need no TensorFlow: run first, so that a bad flag is reported at once."""
     from zoo.presets import PRESETS
 
@@ -161,6 +166,10 @@ def check_flags(preset, dataset, epochs, batch_size=None, learning_rate=None, st
             raise UsageError(f"--{name} must be an int >= 1, got {value!r}")
     if learning_rate is not None and not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < math.inf):
         raise UsageError(f"--learning_rate must be a finite number > 0, got {learning_rate!r}")
+    if skip_gradient_norm is not None and not (
+        isinstance(skip_gradient_norm, (int, float)) and 0 < skip_gradient_norm < math.inf
+    ):
+        raise UsageError(f"--skip_gradient_norm must be a finite number > 0, got {skip_gradient_norm!r}")
     input_shape = (overrides or {}).get("input_shape", PRESETS[preset]["config"]["input_shape"])
     if isinstance(input_shape, (tuple, list)) and tuple(input_shape) != DATASETS[dataset][3]:
         input_shape = tuple(input_shape)
@@ -287,7 +296,7 @@ def _optimizer(config):
             learning_rate, config["steps_per_epoch"], config["decay_start_epoch"], config["decay_per_epoch"]
         )
     options = dict(config.get("optimizer") or {})
-    if "max_global_norm" in options or "max_value" in options:
+    if {"max_global_norm", "max_value", "skip_threshold"} & set(options):
         return recipes.ClippedAdam(learning_rate, **options)
     return keras.optimizers.Adam(learning_rate, **options)
 
@@ -593,6 +602,8 @@ def define_flags():
                          "targets per episode on MNIST (all stored images).")
     flags.DEFINE_integer("episode_memory", None, "Memory-per-batch presets: memory drawings per character on "
                          "omniglot (4); stored images per episode on MNIST (256).")
+    flags.DEFINE_float("skip_gradient_norm", None, "Skip updates whose gradient norm exceeds this (never more than "
+                       "10 in a row; see zoo.recipes.ClippedAdam). Default: no skipping.")
     flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras verbosity (1: progress bar).")
 
 
@@ -601,14 +612,14 @@ def main(argv):
     overrides = parse_overrides(f.override)
     check_flags(f.preset, f.dataset, f.epochs, f.batch_size, f.learning_rate, f.steps_per_execution,
                 f.keep_checkpoints, f.steps_per_epoch, f.episode_classes, f.episode_targets, f.episode_memory,
-                data_path=f.data_path, overrides=overrides)
+                data_path=f.data_path, overrides=overrides, skip_gradient_norm=f.skip_gradient_norm)
     if os.path.exists(f.model_dir) and not os.path.isdir(f.model_dir):
         raise UsageError(f"--model_dir {f.model_dir!r} is a file, not a directory; pick a directory")
     quiet_libraries()
     config = resolve_config(
         f.preset, f.dataset, f.epochs, f.batch_size, f.learning_rate, f.num_importance_samples, f.seed,
         overrides, f.train_split, f.validation_split, f.steps_per_execution, f.keep_checkpoints, f.data_path,
-        f.episode_classes, f.episode_targets, f.episode_memory, f.steps_per_epoch,
+        f.episode_classes, f.episode_targets, f.episode_memory, f.steps_per_epoch, f.skip_gradient_norm,
     )
     train(config, f.model_dir, verbose=f.verbose if f.verbose == "auto" else int(f.verbose))
 
