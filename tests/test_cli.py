@@ -404,14 +404,24 @@ def test_second_training_process_on_a_model_dir_is_refused(runs, tmp_path):
 
 
 def test_two_processes_never_both_hold_the_lock(tmp_path):
+    # The holder keeps the lock until the test releases it, after the three others have given up: start-up
+    # times (TensorFlow imports) vary by seconds on a loaded machine, so no fixed hold time would do.
+    release = tmp_path / "release"
     script = (
-        "import sys, time\nfrom zoo import cli\n"
-        "try:\n    with cli.run_dir_lock(sys.argv[1]):\n        print('held', flush=True); time.sleep(3)\n"
+        "import os, sys, time\nfrom zoo import cli\n"
+        "try:\n    with cli.run_dir_lock(sys.argv[1]):\n        print('held', flush=True)\n"
+        "        while not os.path.exists(sys.argv[2]):\n            time.sleep(0.05)\n"
         "except cli.UsageError as e:\n    print('refused', flush=True)\n"
     )
-    processes = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                                  cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    lock_dir = tmp_path / "run"
+    lock_dir.mkdir()
+    processes = [subprocess.Popen([sys.executable, "-c", script, str(lock_dir), str(release)], stdout=subprocess.PIPE,
+                                  text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
                  for _ in range(4)]
+    deadline = time.monotonic() + 120
+    while sum(p.poll() is not None for p in processes) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    release.touch()
     outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in processes)
     assert outcomes == ["held", "refused", "refused", "refused"]
 
