@@ -38,6 +38,12 @@ DESCRIPTIONS = {
         "Examples/s of the default compiled training step (`model.compile()`, 25 steps per call), models alternating over rounds in one process, "
         "median. Target (issue 16): a MemVAE epoch at most 1.5x a VAE epoch (the paper: at most 2x).",
     ),
+    "hierarchies_throughput": (
+        "Training speed of the hierarchical presets beside the VAE's",
+        "Examples/s of the default compiled training step (`model.compile()`, 25 steps per call) at batch "
+        "100 on binarized MNIST, models alternating over rounds in one process, median; each preset's own "
+        "bound (the two-layer IWAE at k = 5). The notes give each preset's epoch time over the first one's.",
+    ),
     "vma_speed": (
         "Hard (VMA) vs soft memory addressing as the memory grows",
         "Training updates/s of `vma_omniglot_conv` and the soft-attention baseline with the memory "

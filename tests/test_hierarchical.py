@@ -261,3 +261,23 @@ def test_latent_activity_finds_a_collapsed_group_and_plots_it(tmp_path):
     assert image.ndim == 3 and image.shape[0] > 100
     with pytest.raises(ValueError, match="kl_per_group must be a non-empty list of finite numbers"):
         zoo.evaluation.plot_kl_per_group([float("nan")], str(tmp_path / "bad.png"))
+
+
+@pytest.mark.parametrize("cls", [zoo.HierarchicalVAE, zoo.LadderVAE])
+def test_bad_inputs_raise_value_errors(cls):
+    model = cls(
+        input_shape=(8, 8, 1),
+        levels=[{"hidden_units": (8,), "latent_dim": 3}, {"hidden_units": (4,), "latent_dim": 2}],
+        seed=0,
+    )
+    x = binary_images()
+    with pytest.raises(ValueError, match=r"x must have shape \[batch, 8, 8, 1\], got shape \[4, 64\]"):
+        model.log_likelihood(x.reshape(4, 64), num_samples=3)
+    with pytest.raises(ValueError, match="Bernoulli likelihood expects x binary"):
+        model.reconstruct(x * 0.5)
+    with pytest.raises(ValueError, match=r"z must be float latents of shape \[N, 2\]"):
+        model.decode(np.zeros((3, 3), np.float32))  # the top level's z is 2-d
+    with pytest.raises(ValueError, match="num_samples must be an int >= 1"):
+        model.sample(0)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        model.encode(np.where(x > 0, np.nan, x))
