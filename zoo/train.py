@@ -559,6 +559,10 @@ def _train_locked(config, model_dir, verbose):
     state = _RunState(model, model_dir, config)
     if state.restore():
         print(f"Resuming {model_dir} after epoch {int(state.epoch.numpy())} of {config['epochs']}", flush=True)
+        if not config["decay_start_epoch"]:
+            # A constant rate is an optimizer variable, restored with the others: the run's (possibly
+            # changed) --learning_rate wins over the checkpoint's.
+            model.optimizer.learning_rate = config["learning_rate"]
     first_epoch = int(state.epoch.numpy())
     if first_epoch >= config["epochs"]:
         print(f"{model_dir} already finished {first_epoch} epochs (asked for {config['epochs']})", flush=True)
