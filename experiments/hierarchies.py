@@ -10,7 +10,8 @@ restart continues after the last finished epoch) into `<runs>/<name>`, evaluated
 then its posterior's KL per group and active units are measured on the test split
 (`zoo.evaluation.latent_activity`) and drawn to `experiments/results/kl_<name>.png`. Each
 finished configuration is written to --out at once (with the commands, commit, machine
-and wall times), so an interrupted experiment keeps what it measured.
+and wall times), so an interrupted experiment keeps what it measured; a restart skips
+training and evaluation already done.
 """
 
 import json
@@ -72,13 +73,15 @@ def run(module, *args):
 
 def measure(name, train_args, runs):
     model_dir = os.path.join(runs, name)
-    train_command, train_seconds = run("zoo.train", "--dataset=binarized_mnist", *train_args, f"--model_dir={model_dir}")
+    train_command, _ = run("zoo.train", "--dataset=binarized_mnist", *train_args, f"--model_dir={model_dir}")
     evaluate_args = [f"--model_dir={model_dir}", "--split=test", f"--num_samples={FLAGS.num_samples}"]
     if FLAGS.max_examples:
         evaluate_args.append(f"--max_examples={FLAGS.max_examples}")
-    evaluate_command, evaluate_seconds = run("zoo.evaluate", *evaluate_args)
-    with open(os.path.join(model_dir, "evaluation.json")) as f:
-        evaluation = json.load(f)
+    evaluate_command = "python -m " + " ".join(["zoo.evaluate", *evaluate_args])
+    evaluation = _finished_evaluation(model_dir)
+    if evaluation is None:  # evaluate (again) unless an earlier invocation finished this same evaluation
+        evaluate_command, _ = run("zoo.evaluate", *evaluate_args)
+        evaluation = _finished_evaluation(model_dir)
 
     import zoo
     from zoo import train as zoo_train
@@ -88,14 +91,14 @@ def measure(name, train_args, runs):
     activity = zoo.evaluation.latent_activity(model, test)
     png = os.path.join(ROOT, "experiments", "results", f"kl_{name}.png")
     zoo.evaluation.plot_kl_per_group(activity["kl_per_group"], png, title=f"{name}: KL per group (test)")
-    with open(os.path.join(model_dir, "history.csv")) as f:
-        epochs_done = sum(1 for _ in f) - 1
+    with open(os.path.join(model_dir, zoo_train.CONFIG_FILE)) as f:
+        epochs = json.load(f)["epochs"]  # zoo.train returned: every epoch of the run is done
     return {
         "train_command": train_command,
         "evaluate_command": evaluate_command,
-        "train_seconds_this_run": round(train_seconds, 1),
-        "evaluate_seconds": round(evaluate_seconds, 1),
-        "epochs": epochs_done,
+        "train_seconds": round(training_seconds(model_dir, epochs), 1),
+        "evaluate_seconds": round(evaluation["seconds"], 1),
+        "epochs": epochs,
         "evaluation": evaluation,
         "kl_per_group": activity["kl_per_group"],
         "active_units": activity["active_units"],
@@ -104,6 +107,38 @@ def measure(name, train_args, runs):
         "kl_png": os.path.relpath(png, ROOT),
         "parameters": int(sum(w.numpy().size for w in model.trainable_weights)),
     }
+
+
+def training_seconds(model_dir, epochs):
+    """Training wall time from the run's TensorBoard event times (one event per finished epoch).
+
+    The span from the first epoch's end to the last one's, times epochs / (epochs - 1) for the
+    first epoch; it includes any time the run was stopped between resumptions.
+    """
+    import glob
+
+    import tensorflow as tf
+
+    times = [
+        event.wall_time
+        for path in glob.glob(os.path.join(model_dir, "logs", "train", "events.out.tfevents.*"))
+        for event in tf.compat.v1.train.summary_iterator(path)
+        if event.summary.value
+    ]
+    return (max(times) - min(times)) * epochs / max(epochs - 1, 1)
+
+
+def _finished_evaluation(model_dir):
+    """The run's evaluation.json if it is this experiment's (same k, same number of test images), else None."""
+    path = os.path.join(model_dir, "evaluation.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        evaluation = json.load(f)
+    wanted = FLAGS.max_examples or 10_000
+    if evaluation.get("num_samples") != FLAGS.num_samples or evaluation.get("examples") != wanted:
+        return None
+    return evaluation
 
 
 def table(results):
@@ -118,7 +153,7 @@ def table(results):
         lines.append(
             f"| {name} | {r['epochs']} | {e['nll_nats']:.2f} ± {e['nll_stderr']:.2f} (k={e['num_samples']}, "
             f"{e['examples']} images) | {e['bound_nats']:.2f} | {kl} | {r['active_units']} of {r['latent_units']} | "
-            f"{r['train_seconds_total'] / 60:.0f} min | {CONFIGURATIONS[name][1]} |"
+            f"{r['train_seconds'] / 60:.0f} min | {CONFIGURATIONS[name][1]} |"
         )
     return "\n".join(lines)
 
@@ -137,9 +172,6 @@ def main(argv):
         if FLAGS.only and name not in FLAGS.only:
             continue
         measured = measure(name, train_args, runs)
-        previous = results["configurations"].get(name, {})
-        # Training resumes across invocations: the wall time adds up over them.
-        measured["train_seconds_total"] = round(previous.get("train_seconds_total", 0.0) + measured["train_seconds_this_run"], 1)
         results["configurations"][name] = {
             **measured, "commit": commit(), "machine": cpu_model(), "cores": os.cpu_count(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
