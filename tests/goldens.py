@@ -208,6 +208,21 @@ MODEL_GOLDENS = {
         input_data=binary_images,
         zero_gradient=BN_DENSE_BIAS,
     ),
+    # Two scales (2x2 and 4x4 latents), one group on top and two below: the top group's direct
+    # posterior, residual Normals, upsampling between scales; warm-up with KL balancing and the
+    # spectral + BN regulariser in the loss.
+    "NVAE": dict(
+        cls=zoo.NVAE,
+        init_kwargs=dict(
+            input_shape=(8, 8, 1),
+            scales=[{"groups": 1, "latent_channels": 2}, {"groups": 2, "latent_channels": 2}],
+            channels=4,
+            kl_warmup_steps=10,
+            spectral_regularization=0.1,
+            seed=1,
+        ),
+        input_data=binary_images,
+    ),
     "GaussianVAE": dict(
         cls=zoo.VAE,
         init_kwargs=dict(
@@ -259,6 +274,10 @@ REFERENCE_OUTPUTS = {
     "MemVAE": {
         "log_weights": [[-45.37644 , -45.82759 ], [-43.306835, -47.177113], [-45.54545 , -47.695435]],
         "reconstruct": [[0.4648258, 0.5104406, 0.4709122, 0.5258394], [0.4774167, 0.5202871, 0.489259 , 0.5147155]],
+    },
+    "NVAE": {
+        "log_weights": [[-45.950073, -43.19616 ], [-41.528328, -41.869835], [-51.973648, -46.190643]],
+        "reconstruct": [[0.4986299, 0.4958304, 0.4951388, 0.4945512], [0.502887 , 0.495338 , 0.4912148, 0.4895239]],
     },
     "SoftAttentionVAE": {
         "log_weights": [[-46.954258, -46.246815], [-44.663544, -46.86609 ], [-47.181805, -46.015987]],

@@ -13,7 +13,7 @@ import sys
 __version__ = "0.1.0"
 
 _SUBMODULES = ("data", "distributions", "evaluation", "layers", "models", "objectives", "presets", "recipes")
-_MODELS = ("VAE", "VMA", "ConvVAE", "HierarchicalVAE", "LadderVAE", "LatentVariableModel", "MemVAE", "SoftAttentionVAE")
+_MODELS = ("VAE", "VMA", "ConvVAE", "HierarchicalVAE", "LadderVAE", "LatentVariableModel", "MemVAE", "NVAE", "SoftAttentionVAE")
 __all__ = [*_SUBMODULES, *_MODELS]
 
 

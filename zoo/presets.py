@@ -290,4 +290,80 @@ PRESETS = {
         "reference": "Sonderby et al. 2016, sec. 3 (MNIST); casperkaae/LVAE run_models.py",
         "recipe": {"learning_rate": 2e-4, "batch_size": 256},
     },
+    "nvae_mnist_small": {
+        "class": "NVAE",
+        "config": {
+            "input_shape": (28, 28, 1),
+            "scales": [{"groups": 2, "latent_channels": 8}, {"groups": 2, "latent_channels": 8}],
+            "channels": 16,
+            "encoder_cells_per_group": 1,
+            "decoder_cells_per_group": 1,
+            "preprocess_blocks": 1,
+            "preprocess_cells": 2,
+            "postprocess_cells": 2,
+            "likelihood": "bernoulli",
+            "num_importance_samples": 1,
+            "kl_warmup_steps": 5_000,
+            "kl_balancing": True,
+            "spectral_regularization": 1e-2,
+        },
+        "description": "A CPU-sized NVAE for binarized MNIST: stem of 16 channels, one pre-/post-processing block "
+        "of 2 cells (28 -> 14), latent scales 7x7 and 14x14, 2 groups each of 8 channels, one residual cell "
+        "per group, KL balancing during a 5,000-step warm-up, spectral regularisation 1e-2. Not a paper configuration.",
+        "reference": "Vahdat & Kautz 2020 (architecture); scaled down from NVlabs/NVAE's MNIST command line",
+        "recipe": {"learning_rate": 1e-3, "batch_size": 32},
+    },
+    # The paper-scale configurations, from NVlabs/NVAE's README command lines (the paper's Table 6).
+    # Both need NVAE's 8-bit discretized logistic mixture (10 components), which the zoo does not
+    # implement: they refuse to build unless the likelihood is overridden (e.g. likelihood="gaussian",
+    # to inspect the architecture). Left out as well: the normalizing flow cell (--num_nf 1).
+    # kl_warmup_steps is the authors' default --warmup_portion 0.3 of the training updates.
+    "nvae_cifar10": {
+        "class": "NVAE",
+        "config": {
+            "input_shape": (32, 32, 3),
+            "scales": [{"groups": 30, "latent_channels": 20}],
+            "channels": 128,
+            "encoder_cells_per_group": 2,
+            "decoder_cells_per_group": 2,
+            "preprocess_blocks": 1,
+            "preprocess_cells": 2,
+            "postprocess_cells": 2,
+            "likelihood": "logistic_mixture",
+            "num_importance_samples": 1,
+            "kl_warmup_steps": 23_400,  # 0.3 x 400 epochs x 195 updates (batch 32 x 8 GPUs)
+            "kl_balancing": True,
+            "spectral_regularization": 1e-2,
+        },
+        "description": "NVAE on CIFAR-10: one latent scale (16x16) of 30 groups of 20 channels, 128-channel stem "
+        "(256 in the tower), 2 cells per group, SE, residual Normal, spectral regularisation 1e-2.",
+        "reference": "Vahdat & Kautz 2020, Table 6; NVlabs/NVAE README (CIFAR-10 command line)",
+        "recipe": {"optimizer": "adamax", "learning_rate": 1e-2, "batch_size": 32, "epochs": 400},
+    },
+    "nvae_celeba64": {
+        "class": "NVAE",
+        "config": {
+            "input_shape": (64, 64, 3),
+            "scales": [
+                {"groups": 5, "latent_channels": 20},
+                {"groups": 10, "latent_channels": 20},
+                {"groups": 20, "latent_channels": 20},
+            ],
+            "channels": 64,
+            "encoder_cells_per_group": 2,
+            "decoder_cells_per_group": 2,
+            "preprocess_blocks": 1,
+            "preprocess_cells": 2,
+            "postprocess_cells": 2,
+            "likelihood": "logistic_mixture",
+            "num_importance_samples": 1,
+            "kl_warmup_steps": 34_300,  # 0.3 x 90 epochs x 1,271 updates (batch 16 x 8 GPUs)
+            "kl_balancing": True,
+            "spectral_regularization": 1e-1,
+        },
+        "description": "NVAE on CelebA 64: latent scales 8x8, 16x16, 32x32 with 5, 10, 20 groups of 20 channels "
+        "(--ada_groups), 64-channel stem (512 at the top), 2 cells per group, spectral regularisation 1e-1.",
+        "reference": "Vahdat & Kautz 2020, Table 6; NVlabs/NVAE README (CelebA 64 command line)",
+        "recipe": {"optimizer": "adamax", "learning_rate": 1e-2, "batch_size": 16, "epochs": 90},
+    },
 }

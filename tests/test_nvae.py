@@ -1,0 +1,304 @@
+"""NVAE: shapes, the bound's terms, KL balancing and regularisation in the loss, BN readjustment, mixed precision, presets."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import special
+
+import zoo
+from tests.conftest import has_binarized_mnist
+from tests.goldens import binary_images
+
+SCALES = [{"groups": 1, "latent_channels": 2}, {"groups": 2, "latent_channels": 3}]
+
+
+def tiny(**overrides):
+    kwargs = dict(input_shape=(8, 8, 1), scales=SCALES, channels=4, seed=0)
+    return zoo.NVAE(**{**kwargs, **overrides})
+
+
+def test_shapes_and_padding():
+    # 10 x 10 does not divide by 4: padded to 12 x 12 inside, cropped on the way out.
+    model = tiny(input_shape=(10, 10, 1), num_importance_samples=3, kl_balancing=False)
+    assert model.padded_shape == (12, 12)
+    assert model.group_shapes == [(3, 3, 2), (6, 6, 3), (6, 6, 3)]
+    assert model.latent_dim == 18
+    x = binary_images((5, 10, 10, 1))
+    out = model(x)
+    units = 18 + 2 * 108
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "log_weights": (5, 3), "log_px_z": (5, 3), "kl": (5,), "kl_levels": (5, 3), "kl_units": (5, units),
+        "reconstruction": (5, 10, 10, 1),
+    }
+    assert {k: tuple(v.shape) for k, v in model.encode(x).items()} == {
+        "mean": (5, 18), "log_scale": (5, 18), "mean_1": (5, 6, 6, 3), "log_scale_1": (5, 6, 6, 3),
+        "mean_2": (5, 6, 6, 3), "log_scale_2": (5, 6, 6, 3),
+    }
+    assert {k: tuple(v.shape) for k, v in model.decode(tf.zeros((4, 18))).items()} == {
+        "logits": (4, 10, 10, 1), "mean": (4, 10, 10, 1)
+    }
+    assert model.sample(2, seed=1).shape == (2, 10, 10, 1)
+    assert model.log_likelihood(x, num_samples=4, seed=0).shape == (5,)
+    # reconstruct is deterministic and is the decoder at the posterior means
+    np.testing.assert_array_equal(model.reconstruct(x), model.reconstruct(x))
+
+
+def test_kl_levels_and_units_sum_to_kl():
+    model = tiny(num_importance_samples=2, kl_balancing=False)
+    out = model(binary_images(), training=True)
+    np.testing.assert_allclose(out["kl"], tf.reduce_sum(out["kl_levels"], -1), rtol=1e-6)
+    sizes = [math.prod(s) for s in model.group_shapes]
+    per_group = tf.split(out["kl_units"], sizes, axis=-1)
+    np.testing.assert_allclose(
+        np.stack([tf.reduce_sum(u, -1) for u in per_group], -1), out["kl_levels"], rtol=1e-5, atol=1e-5
+    )
+    assert np.all(out["kl_units"].numpy() >= -1e-6)
+
+
+def test_kl_is_the_closed_form_of_the_sampled_terms():
+    # With q given, the closed-form KL is the mean of log q - log p over many samples of the same x.
+    model = tiny(num_importance_samples=1)
+    x = binary_images((1, 8, 8, 1))
+    terms = model._posterior_terms(tf.constant(x), 4000, seed=tf.constant([3, 4]))
+    monte_carlo = tf.reduce_mean(terms["log_qz"] - terms["log_pz"])
+    closed = tf.reduce_sum(terms["kl_levels"])
+    assert abs(float(monte_carlo) - float(closed)) < 0.05 * float(closed) + 0.5, (monte_carlo, closed)
+
+
+def test_log_likelihood_chunks_are_the_hand_combined_weights():
+    model = tiny()
+    x = binary_images()
+    model.rows_per_chunk = 4 * 3  # batch 4 -> 3 samples per chunk: 10 samples = 3 full chunks + 1
+    chunked = model.log_likelihood(x, num_samples=10, seed=3).numpy()
+    base = zoo.distributions.seed_pair(3)
+    log_w = np.concatenate([
+        model.log_importance_weights(tf.constant(x), size, tf.random.experimental.stateless_fold_in(base, i)).numpy()
+        for i, size in enumerate([3, 3, 3, 1])
+    ])  # [10, 4]
+    assert log_w.std(axis=0).min() > 0.1  # unequal weights: a wrong combination shows
+    np.testing.assert_allclose(chunked, special.logsumexp(log_w, axis=0) - np.log(10), rtol=1e-5)
+    # One chunk: the same estimator on the first chunk's seed.
+    model.rows_per_chunk = None
+    model._log_weights_fn = None
+    unchunked = model.log_likelihood(x, num_samples=10, seed=3).numpy()
+    one = model.log_importance_weights(tf.constant(x), 10, tf.random.experimental.stateless_fold_in(base, 0)).numpy()
+    np.testing.assert_allclose(unchunked, special.logsumexp(one, axis=0) - np.log(10), rtol=1e-5)
+    # Fixed seeds: repeatable.
+    np.testing.assert_array_equal(unchunked, model.log_likelihood(x, num_samples=10, seed=3).numpy())
+
+
+def test_temperature_zero_sampling_is_deterministic():
+    model = tiny()
+    a = model.sample(3, seed=1, temperature=0.0)
+    b = model.sample(3, seed=2, temperature=0.0)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, model.decode(tf.zeros((3, model.latent_dim)))["mean"], rtol=1e-6)
+    c, d = model.sample(3, seed=1, temperature=0.7), model.sample(3, seed=1, temperature=0.7)
+    np.testing.assert_array_equal(c, d)
+    assert not np.allclose(c, model.sample(3, seed=2, temperature=0.7))
+
+
+def _balanced_by_hand(kl_levels, beta, alpha):
+    magnitude = np.abs(kl_levels).mean(axis=0) + 0.01
+    magnitude = magnitude / alpha
+    gamma = magnitude / magnitude.mean()
+    return beta * (kl_levels * gamma).sum(-1)
+
+
+def test_kl_balancing_applies_during_warm_up_only():
+    x = binary_images((6, 8, 8, 1))
+    model = tiny(kl_warmup_steps=10, kl_balancing=True)
+    np.testing.assert_allclose(model.alpha, [1.0, 2.0, 2.0])  # square: 4^i / groups at scale i
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    out = model(x, training=True)
+    log_px_z, kl_levels = out["log_px_z"].numpy()[:, 0], out["kl_levels"].numpy()
+    for iterations, beta in ((0, 0.1), (4, 0.5)):
+        model.optimizer.iterations.assign(iterations)
+        loss = model.compute_loss(x=x, y_pred=out, training=True).numpy()
+        expected = -np.mean(log_px_z - _balanced_by_hand(kl_levels, beta, model.alpha))
+        np.testing.assert_allclose(loss, expected, rtol=1e-5)
+        unbalanced = -np.mean(log_px_z - beta * kl_levels.sum(-1))
+        assert abs(loss - unbalanced) > 1e-3 * abs(unbalanced)  # the coefficients do something
+    model.optimizer.iterations.assign(10)  # beta = 1: the plain ELBO
+    loss = model.compute_loss(x=x, y_pred=out, training=True).numpy()
+    np.testing.assert_allclose(loss, -np.mean(log_px_z - kl_levels.sum(-1)), rtol=1e-5)
+    # Off: plain warm-up.
+    plain = tiny(kl_warmup_steps=10, kl_balancing=False)
+    plain.compile(optimizer=keras.optimizers.SGD(0.0))
+    plain.optimizer.iterations.assign(4)
+    np.testing.assert_allclose(
+        plain.compute_loss(x=x, y_pred=out, training=True), -np.mean(log_px_z - 0.5 * kl_levels.sum(-1)), rtol=1e-5
+    )
+
+
+def test_spectral_and_batch_norm_penalty_in_the_training_loss():
+    x = binary_images()
+    model = tiny(spectral_regularization=0.1)
+    out = model(x, training=True)
+    evaluation = model.compute_loss(x=x, y_pred=out, training=False).numpy()
+    training = model.compute_loss(x=x, y_pred=out, training=True).numpy()
+    # The training call ran the power iteration; its stored vectors give the same L_SR.
+    spectral = model.spectral_regularizer(model._conv_kernel_matrices(), training=False).numpy()
+    scales = [s for cell in model.cells for s in cell.batch_norm_scales()]
+    bn = sum(np.abs(s.numpy()).max() for s in scales)
+    assert len(model.spectral_regularizer.groups) >= 2 and spectral > 1.0 and bn > 1.0
+    np.testing.assert_allclose(training - evaluation, 0.1 * (spectral + bn), rtol=1e-4)
+    # lambda = 0: no regulariser at all.
+    off = tiny()
+    assert off.spectral_regularizer is None
+    out = off(x)
+    np.testing.assert_allclose(off.compute_loss(x=x, y_pred=out, training=True), off.compute_loss(x=x, y_pred=out, training=False))
+
+
+def test_seeds_fold_per_group_and_the_generator_is_used_without_one():
+    model = tiny(num_importance_samples=2, kl_balancing=False)
+    x = tf.constant(binary_images())
+    a = model.log_importance_weights(x, 2, tf.constant([5, 6]))
+    np.testing.assert_array_equal(a, model.log_importance_weights(x, 2, tf.constant([5, 6])))
+    assert not np.allclose(a, model.log_importance_weights(x, 2, tf.constant([5, 7])))
+    state = model.seed_generator.state.numpy().copy()
+    first, second = model(x, training=False)["log_weights"], model(x, training=False)["log_weights"]
+    assert not np.array_equal(state, model.seed_generator.state.numpy())
+    assert not np.allclose(first, second)
+
+
+def test_readjust_batch_norm_averages_the_batch_statistics():
+    model = tiny()
+    x = binary_images((8, 8, 8, 1))
+    model.compile()
+    model.fit(x, epochs=2, batch_size=4, verbose=0)
+    encoder_bn = model.encoder_cells[0].bn_0
+    encoder_before = encoder_bn.moving_mean.numpy().copy()
+    trainable_before = [w.numpy().copy() for w in model.trainable_weights]
+    probe = model.postprocess[-1].bn_1  # a generative BN
+    before = probe.moving_mean.numpy().copy()
+    inputs = []
+    call = probe.call
+
+    def recording(h, *args, **kwargs):
+        inputs.append(tf.cast(h, tf.float32).numpy())
+        return call(h, *args, **kwargs)
+
+    probe.call = recording
+    try:
+        model.readjust_batch_norm(num_batches=3, batch_size=5, temperature=0.8, seed=4)
+    finally:
+        probe.call = call
+    assert len(inputs) == 3 and inputs[0].shape[0] == 5
+    batch_means = [h.mean(axis=(0, 1, 2)) for h in inputs]
+    batch_variances = [h.var(axis=(0, 1, 2)) for h in inputs]
+    np.testing.assert_allclose(probe.moving_mean, np.mean(batch_means, axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(probe.moving_variance, np.mean(batch_variances, axis=0), rtol=1e-3, atol=1e-5)
+    assert not np.allclose(before, probe.moving_mean)
+    assert probe.momentum == zoo.layers.residual_cell.BN_MOMENTUM  # restored
+    for bn in model.generative_batch_norms:
+        assert np.all(np.isfinite(bn.moving_mean.numpy())) and np.all(np.isfinite(bn.moving_variance.numpy()))
+    np.testing.assert_array_equal(encoder_bn.moving_mean, encoder_before)  # encoder BNs untouched
+    for w, b in zip(model.trainable_weights, trainable_before):
+        np.testing.assert_array_equal(w.numpy(), b)
+    samples = model.sample(4, seed=0, temperature=0.8).numpy()
+    assert samples.shape == (4, 8, 8, 1) and np.all(np.isfinite(samples))
+
+
+def test_mixed_precision_keeps_distributions_in_float32():
+    policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = tiny(spectral_regularization=0.1, kl_warmup_steps=5)
+        assert model.stem.compute_dtype == "bfloat16" and model.stem.kernel.dtype == "float32"
+        assert model.encoder_cells[0].conv_0.compute_dtype == "bfloat16"
+        x = binary_images()
+        out = model(x, training=True)
+        for key in ("log_weights", "log_px_z", "kl", "kl_levels", "kl_units", "reconstruction"):
+            assert out[key].dtype == tf.float32, key
+        assert model.log_importance_weights(tf.constant(x), 2, tf.constant([1, 2])).dtype == tf.float32
+        model.compile()
+        history = model.fit(x, epochs=1, batch_size=4, verbose=0)
+        assert np.isfinite(history.history["loss"][0]) and np.isfinite(history.history["bound"][0])
+    finally:
+        keras.mixed_precision.set_dtype_policy(policy)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(input_shape=(8, 8)), "input_shape"),
+        (dict(input_shape=(8, 8, 1, 1)), "input_shape"),
+        (dict(scales="2x4,2x4"), "scales"),
+        (dict(scales=[]), "scales"),
+        (dict(scales={"groups": 2, "latent_channels": 4}), "scales"),
+        (dict(scales=[{"groups": 2}]), "scale 0"),
+        (dict(scales=[{"groups": 0, "latent_channels": 4}]), "groups"),
+        (dict(scales=[{"groups": 1, "latent_channels": 2.5}]), "latent_channels"),
+        (dict(channels=0), "channels"),
+        (dict(likelihood="logistic_mixture"), "not implemented"),
+        (dict(likelihood="poisson"), "likelihood"),
+        (dict(num_importance_samples=2, kl_balancing=True), "kl_balancing"),
+        (dict(spectral_regularization=-1.0), "spectral_regularization"),
+    ],
+)
+def test_bad_configurations(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(**kwargs)
+
+
+def test_bad_inputs():
+    model = tiny()
+    with pytest.raises(ValueError):
+        model(np.zeros((2, 9, 8, 1), np.float32))
+    with pytest.raises(ValueError):
+        model.reconstruct(np.full((2, 8, 8, 1), 0.5, np.float32))  # not binary
+    with pytest.raises(ValueError):
+        model.decode(tf.zeros((2, model.latent_dim + 1)))
+    with pytest.raises(ValueError):
+        model.sample(2, temperature=-1.0)
+    with pytest.raises(ValueError):
+        model.readjust_batch_norm(num_batches=0)
+
+
+def test_config_round_trip_keeps_scales_as_a_list_of_dicts():
+    model = tiny(spectral_regularization=0.05, kl_warmup_steps=3)
+    config = model.get_config()
+    assert config["scales"] == [{"groups": 1, "latent_channels": 2}, {"groups": 2, "latent_channels": 3}]
+    clone = zoo.NVAE.from_config(config)
+    assert clone.get_config() == config and clone.count_params() == model.count_params()
+
+
+def test_mnist_small_preset_fits_this_cpu():
+    model = zoo.NVAE.from_preset("nvae_mnist_small")
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert 100_000 <= trainable <= 500_000, trainable
+    assert model.group_shapes == [(7, 7, 8), (7, 7, 8), (14, 14, 8), (14, 14, 8)]
+    assert model.padded_shape == (28, 28)
+
+
+@pytest.mark.large  # paper scale: ~1e8 parameters each, ~30 s to build on 2 cores
+@pytest.mark.parametrize("name, groups, top", [("nvae_cifar10", 30, (16, 16, 20)), ("nvae_celeba64", 35, (8, 8, 20))])
+def test_paper_presets_build_with_a_stand_in_likelihood(name, groups, top):
+    with pytest.raises(ValueError, match="not implemented"):
+        zoo.NVAE.from_preset(name)
+    model = zoo.NVAE.from_preset(name, likelihood="gaussian")
+    shape = zoo.presets.PRESETS[name]["config"]["input_shape"]
+    assert model.num_groups == groups and model.group_shapes[0] == top
+    print(name, "parameters:", model.count_params())
+    x = np.random.default_rng(0).random((1, *shape)).astype(np.float32)
+    out = model(x)
+    assert out["reconstruction"].shape == (1, *shape) and out["kl_levels"].shape == (1, groups)
+    assert model.sample(1, seed=0).shape == (1, *shape)
+
+
+@pytest.mark.large  # 200 training steps on real data (~3 min on 2 shared cores)
+@pytest.mark.skipif(not has_binarized_mnist(), reason="binarized_mnist is not prepared in TFDS_DATA_DIR")
+def test_mnist_small_trains_stably_on_binarized_mnist():
+    model = zoo.NVAE.from_preset("nvae_mnist_small", seed=0)
+    model.compile()
+    data = zoo.data.load("binarized_mnist", "train", batch_size=32, seed=0).repeat()
+    history = model.fit(data, steps_per_epoch=50, epochs=4, verbose=0)  # one epoch = 50 steps: per-block means
+    for name, values in history.history.items():
+        assert np.all(np.isfinite(values)), (name, values)
+    bounds = history.history["bound"]
+    print("nvae_mnist_small bound per block of 50 steps:", bounds)
+    assert bounds[-1] > bounds[0], bounds
