@@ -290,7 +290,6 @@ def test_paper_presets_build_with_a_stand_in_likelihood(name, groups, top):
     assert model.sample(1, seed=0).shape == (1, *shape)
 
 
-@pytest.mark.large  # 200 training steps on real data (~3 min on 2 shared cores)
 @pytest.mark.skipif(not has_binarized_mnist(), reason="binarized_mnist is not prepared in TFDS_DATA_DIR")
 def test_mnist_small_trains_stably_on_binarized_mnist():
     model = zoo.NVAE.from_preset("nvae_mnist_small", seed=0)
@@ -300,5 +299,4 @@ def test_mnist_small_trains_stably_on_binarized_mnist():
     for name, values in history.history.items():
         assert np.all(np.isfinite(values)), (name, values)
     bounds = history.history["bound"]
-    print("nvae_mnist_small bound per block of 50 steps:", bounds)
-    assert bounds[-1] > bounds[0], bounds
+    assert bounds[-1] > bounds[0] + 100.0 and bounds[-1] > max(bounds[:-1]), bounds
