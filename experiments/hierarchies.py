@@ -17,13 +17,14 @@ training and evaluation already done.
 
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
 
 from absl import app, flags
+
+from machine import commit, cpu_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -58,18 +59,6 @@ CONFIGURATIONS = {
         paper="Burda et al. 2016, Table 1: IWAE, 2 stochastic layers, k = 50: 82.90 (dynamic binarization, 3,280 epochs)",
     ),
 }
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def commit():
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
 
 
 def run(module, *args):

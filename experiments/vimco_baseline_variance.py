@@ -15,13 +15,14 @@ The same is measured on the weights before training (stage "init"). Writes --out
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
 import numpy as np
 from absl import app, flags
+
+from machine import cpu_model
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", "~/zoo-runs/vimco_variance", "Where the trained weights are saved / loaded.")
@@ -32,14 +33,6 @@ flags.DEFINE_integer("memory_size", 256, "|M| of the recall episodes (and the nu
 flags.DEFINE_bool("shared_embedding", True, "h^q = h^m (the preset's default) or two networks.")
 flags.DEFINE_integer("seed", 0, "Seeds the model, the training episodes and the measurement episodes.")
 flags.DEFINE_bool("table", False, "Print the RESULTS.md table of --out and exit.")
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def measure(model, episodes, baselines):

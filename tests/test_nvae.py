@@ -227,12 +227,12 @@ def test_mixed_precision_keeps_distributions_in_float32():
     [
         (dict(input_shape=(8, 8)), "input_shape"),
         (dict(input_shape=(8, 8, 1, 1)), "input_shape"),
-        (dict(scales="2x4,2x4"), "scales"),
-        (dict(scales=[]), "scales"),
-        (dict(scales={"groups": 2, "latent_channels": 4}), "scales"),
-        (dict(scales=[{"groups": 2}]), "scale 0"),
-        (dict(scales=[{"groups": 0, "latent_channels": 4}]), "groups"),
-        (dict(scales=[{"groups": 1, "latent_channels": 2.5}]), "latent_channels"),
+        (dict(scales="2x4,2x4"), "scales must be a non-empty sequence of dicts with keys"),
+        (dict(scales=[]), "scales must be a non-empty sequence of dicts with keys"),
+        (dict(scales={"groups": 2, "latent_channels": 4}), "scales must be a non-empty sequence of dicts"),
+        (dict(scales=[{"groups": 2}]), r"entry 0 has unknown keys \[\] and lacks \['latent_channels'\]"),
+        (dict(scales=[{"groups": 0, "latent_channels": 4}]), r"scales\[0\]\['groups'\] must be an int >= 1, got 0"),
+        (dict(scales=[{"groups": 1, "latent_channels": 2.5}]), r"scales\[0\]\['latent_channels'\] must be an int >= 1"),
         (dict(channels=0), "channels"),
         (dict(likelihood="logistic_mixture"), "not implemented"),
         (dict(likelihood="poisson"), "likelihood"),
@@ -247,13 +247,13 @@ def test_bad_configurations(kwargs, message):
 
 def test_bad_inputs():
     model = tiny()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"x must have shape \[batch, 8, 8, 1\], got shape \[2, 9, 8, 1\]"):
         model(np.zeros((2, 9, 8, 1), np.float32))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Bernoulli likelihood expects x binary"):
         model.reconstruct(np.full((2, 8, 8, 1), 0.5, np.float32))  # not binary
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=rf"z must be float latents of shape \[N, {model.latent_dim}\]"):
         model.decode(tf.zeros((2, model.latent_dim + 1)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
         model.sample(2, temperature=-1.0)
     with pytest.raises(ValueError):
         model.readjust_batch_norm(num_batches=0)

@@ -70,6 +70,28 @@ def per_layer(name, values, depth, kind):
 
 
 LEVEL_KEYS = ("hidden_units", "latent_dim", "num_slots", "attention", "composition")
+SCALE_KEYS = ("groups", "latent_channels")
+
+
+def _list_of_dicts(name, values, required, optional, order):
+    """A non-empty sequence of dicts with the `required` keys (and maybe `optional` ones), as a tuple."""
+    expected = f"{name} must be a non-empty sequence of dicts with keys {required}"
+    expected += f" (optional {optional})" if optional else ""
+    expected += f", {order}"
+    if isinstance(values, (str, bytes, dict)):
+        raise ValueError(f"{expected}, got {values!r}")
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise ValueError(f"{expected}, got {values!r}") from None
+    if not values or not all(isinstance(value, dict) for value in values):
+        raise ValueError(f"{expected}, got {values!r}")
+    for i, value in enumerate(values):
+        unknown = sorted(set(value) - set(required) - set(optional))
+        missing = [key for key in required if key not in value]
+        if unknown or missing:
+            raise ValueError(f"{expected}; entry {i} has unknown keys {unknown} and lacks {missing}: {value!r}")
+    return values
 
 
 def levels(values):
@@ -79,21 +101,8 @@ def levels(values):
     `latent_dim` (int >= 1); optionally a memory in its generative layers: `num_slots` (one
     int >= 0 per hidden layer), `attention` and `composition` (see `zoo.layers.MemoryBlock`).
     """
-    expected = f"levels must be a non-empty sequence of dicts with keys {LEVEL_KEYS[:2]} (optional {LEVEL_KEYS[2:]})"
-    if isinstance(values, (str, bytes, dict)):
-        raise ValueError(f"{expected}, got {values!r}")
-    try:
-        values = tuple(values)
-    except TypeError:
-        raise ValueError(f"{expected}, got {values!r}") from None
-    if not values or not all(isinstance(level, dict) for level in values):
-        raise ValueError(f"{expected}, got {values!r}")
     checked = []
-    for i, level in enumerate(values):
-        unknown = sorted(set(level) - set(LEVEL_KEYS))
-        missing = [key for key in LEVEL_KEYS[:2] if key not in level]
-        if unknown or missing:
-            raise ValueError(f"{expected}; level {i} has unknown keys {unknown} and lacks {missing}: {level!r}")
+    for i, level in enumerate(_list_of_dicts("levels", values, LEVEL_KEYS[:2], LEVEL_KEYS[2:], "from x upward")):
         hidden_units = positive_ints(f"levels[{i}]['hidden_units']", level["hidden_units"])
         entry = {"hidden_units": hidden_units, "latent_dim": positive_int(f"levels[{i}]['latent_dim']", level["latent_dim"])}
         if level.get("num_slots") is not None:
@@ -102,6 +111,14 @@ def levels(values):
             entry["composition"] = level.get("composition", "ladder")
         checked.append(entry)
     return tuple(checked)
+
+
+def scales(values):
+    """NVAE's `scales`: a non-empty sequence of dicts `{"groups": int >= 1, "latent_channels": int >= 1}`, as a list."""
+    return [
+        {key: positive_int(f"scales[{i}][{key!r}]", scale[key]) for key in SCALE_KEYS}
+        for i, scale in enumerate(_list_of_dicts("scales", values, SCALE_KEYS, (), "from the top (coarsest) scale down"))
+    ]
 
 
 def constructor_seed(seed):

@@ -14,29 +14,9 @@ from zoo.models.level_stack import LevelStack
 
 # The NVAE channel multiplier: channels double when the resolution halves.
 CHANNEL_MULT = 2
-SCALE_KEYS = ("groups", "latent_channels")
 NVAE_LIKELIHOODS = ("bernoulli", "gaussian")
 # The paper's 8-bit likelihoods, named by presets, not implemented here.
 UNIMPLEMENTED_LIKELIHOODS = ("logistic_mixture",)
-
-
-def validate_scales(scales):
-    """NVAE's `scales`: a non-empty sequence of dicts `{"groups": int >= 1, "latent_channels": int >= 1}`, top first."""
-    expected = f"scales must be a non-empty list of dicts with keys {SCALE_KEYS}, from the top (coarsest) scale down"
-    if isinstance(scales, (str, bytes, dict)):
-        raise ValueError(f"{expected}, got {scales!r}")
-    try:
-        scales = list(scales)
-    except TypeError:
-        raise ValueError(f"{expected}, got {scales!r}") from None
-    if not scales or not all(isinstance(scale, dict) for scale in scales):
-        raise ValueError(f"{expected}, got {scales!r}")
-    checked = []
-    for i, scale in enumerate(scales):
-        if set(scale) != set(SCALE_KEYS):
-            raise ValueError(f"{expected}; scale {i} has keys {sorted(scale)}: {scale!r}")
-        checked.append({key: validation.positive_int(f"scales[{i}][{key!r}]", scale[key]) for key in SCALE_KEYS})
-    return checked
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -141,7 +121,7 @@ class NVAE(LevelStack):
         )
         if len(self.input_shape) != 3:
             raise ValueError(f"NVAE needs input_shape (height, width, channels), got {input_shape!r}")
-        self.scales = validate_scales(scales)
+        self.scales = validation.scales(scales)
         self.channels = validation.positive_int("channels", channels)
         self.encoder_cells_per_group = validation.positive_int("encoder_cells_per_group", encoder_cells_per_group)
         self.decoder_cells_per_group = validation.positive_int("decoder_cells_per_group", decoder_cells_per_group)
