@@ -6,6 +6,8 @@ from zoo.layers.matching_embedding import MatchingEmbedding
 
 PRIORS = ("learned", "flat")
 # The constructor arguments passed through to both `MatchingEmbedding`s.
+# c in h^q = h^m + c r: under Adam, r's output layer then learns at c times the rate of h^m's.
+RESIDUAL_SCALE = 0.1
 EMBEDDING_ARGS = ("event_shape", "matching_dim", "architecture", "hidden_units", "filters", "strides", "activation")
 
 
@@ -78,12 +80,14 @@ class StochasticAddress(keras.layers.Layer):
         activation="relu",
         prior="learned",
         shared_embedding=True,
+        residual_scale=RESIDUAL_SCALE,
         seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        self.residual_scale = validation.positive_float("residual_scale", residual_scale)
         values = (event_shape, matching_dim, architecture, hidden_units, filters, strides, activation)
         embedding = dict(zip(EMBEDDING_ARGS, values))
         self.memory_embedding = MatchingEmbedding(
@@ -118,7 +122,7 @@ class StochasticAddress(keras.layers.Layer):
         """e_q = h^q(x), `[B, matching_dim]`."""
         if self.shared_embedding:
             return self.memory_embedding(query)
-        return self.memory_embedding(query) + self.query_residual(query)
+        return self.memory_embedding(query) + self.residual_scale * self.query_residual(query)
 
     def posterior_logits(self, query, keys):
         """Normalized log q(a|x) `[B, M]` for queries `[B, *event_shape]` and `memory_keys` `[M, d]`."""
@@ -152,5 +156,5 @@ class StochasticAddress(keras.layers.Layer):
         embedding = {key: getattr(self, key) for key in EMBEDDING_ARGS}
         return {
             **super().get_config(), **embedding, "prior": self.prior, "shared_embedding": self.shared_embedding,
-            "seed": self.seed,
+            "residual_scale": self.residual_scale, "seed": self.seed,
         }
