@@ -71,20 +71,21 @@ def test_query_embedding_is_memory_embedding_plus_scaled_residual():
 
 
 def test_residual_scale_slows_the_residual_under_adam():
-    # Adam's step does not depend on the gradient's scale, so with h^q = h^m + c r the first
-    # update moves h^q - h^m by c times what c = 1 moves it (r's output layer starts at 0).
+    # Adam's step does not depend on the gradient's scale (up to its epsilon, made negligible here),
+    # so with h^q = h^m + c r the first update moves h^q - h^m = c r by c times what c = 1 moves it
+    # (r's output layer starts at 0).
     x, memory = tf.constant(binary((4, 8, 8, 1), 1)), tf.constant(binary((6, 8, 8, 1), 2))
     moved = {}
     for scale in (1.0, 0.1):
         layer = address(False, residual_scale=scale)
-        optimizer = tf.keras.optimizers.Adam(1e-3)
+        optimizer = tf.keras.optimizers.Adam(1e-3, epsilon=1e-12)
         with tf.GradientTape() as tape:
             loss = -tf.reduce_sum(tf.one_hot([5, 4, 3, 2], 6) * layer.posterior_logits(x, layer.memory_keys(memory)))
         weights = layer.query_residual.trainable_weights
         optimizer.apply_gradients([(g, w) for g, w in zip(tape.gradient(loss, weights), weights) if g is not None])
         moved[scale] = (layer.query_embedding(x) - layer.memory_embedding(x)).numpy()
     assert np.max(np.abs(moved[1.0])) > 1e-3
-    np.testing.assert_allclose(moved[0.1], 0.1 * moved[1.0], rtol=1e-3, atol=1e-7)
+    np.testing.assert_allclose(moved[0.1], 0.1 * moved[1.0], rtol=1e-3, atol=2e-6)  # float32 rounding of h^m
 
 
 def test_residual_scale_is_validated_and_round_trips():

@@ -39,7 +39,7 @@ class VMA(MemoryConditionedModel):
     (for q(z|x, m_a)) and to m_a (for p(z|m_a), q(z|x, m_a) and the decoder's skips):
     tied between the encoder and the decoder as in the paper. The addressing network is one
     network for queries and entries (h^q = h^m) unless `shared_embedding=False` (then
-    h^q = h^m + r, see `StochasticAddress`).
+    h^q = h^m + c r, see `StochasticAddress`).
 
     Args:
         input_shape: tuple of ints, shape of one example. Default `(28, 28, 1)`.
@@ -53,6 +53,8 @@ class VMA(MemoryConditionedModel):
         address_prior: `"learned"` (a learned query point e^p) or `"flat"`. Default `"learned"`.
         shared_embedding: bool, one addressing network for queries and entries (h^q = h^m; see
             `StochasticAddress`). Default `True`.
+        residual_scale: float > 0, c in the untied h^q = h^m + c r (see `StochasticAddress`); unused
+            when tied. Default `0.1`.
         activation: str, hidden activation. Default `"relu"`.
         likelihood: `"bernoulli"` or `"gaussian"`. Default `"bernoulli"`.
         num_importance_samples: int >= 2, K of the training bound. Default `4`.
