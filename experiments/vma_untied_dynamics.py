@@ -31,6 +31,7 @@ flags.DEFINE_string("overrides", "{}", "JSON dict of preset overrides, e.g. resi
 flags.DEFINE_string("out", "", "JSON output: {seed: [measurements]}.")
 flags.DEFINE_bool("verbose_rows", True, "Print every measurement.")
 flags.DEFINE_list("table", [], "Print the RESULTS.md table of these saved JSON files instead of training.")
+flags.DEFINE_list("table_seeds", [], "Only these seeds in the table (default: all).")
 
 
 def stats(layer, probe, step, logs):
@@ -64,6 +65,8 @@ def table(paths):
             saved = json.load(f)
         scale = saved["overrides"].get("residual_scale", 1.0)
         for seed, rows in saved["runs"].items():
+            if FLAGS.table_seeds and seed not in FLAGS.table_seeds:
+                continue
             for row in rows[1:]:
                 lines.append(f"| {scale:g} | {seed} | {row['step']} | {100 * row['recall']:.1f} % | {row['rank_copy']:.1f} "
                              f"| {row['entropy']:.2f} | {row['hm_norm']:.1f} | {row['r_norm']:.1f} | {row['r_const']:.2f} "
