@@ -17,10 +17,16 @@ import csv
 import json
 import math
 import os
+import shlex
+import sys
 import time
 
 import numpy as np
 from absl import app, flags
+
+import reporting  # benchmarks/reporting.py: commit and machine, read off the machine
+
+PROCESS_START = time.time()
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "Train then evaluate, or evaluate the saved weights.")
@@ -33,6 +39,7 @@ flags.DEFINE_integer("num_samples", 1000, "Importance samples for the test log-l
 flags.DEFINE_integer("test_episodes", 4, "256-entry test memories evaluated.")
 flags.DEFINE_integer("seed", 0, "Seeds the model and the episode streams.")
 flags.DEFINE_bool("shared_embedding", True, "One addressing network (h^q = h^m) or untied ones (StochasticAddress).")
+flags.DEFINE_float("residual_scale", None, "Untied only: c in h^q = h^m + c r (StochasticAddress); default: the library's.")
 flags.DEFINE_enum("vimco_baseline", None, ["arithmetic", "geometric"], "VIMCO baseline; default: the preset's.")
 
 
@@ -49,6 +56,8 @@ def main(argv):
     }
     train = zoo.data.episodes.recall_episodes(images["train"], memory_size=FLAGS.memory_size, seed=FLAGS.seed)
     overrides = {"shared_embedding": FLAGS.shared_embedding}
+    if FLAGS.residual_scale is not None:
+        overrides["residual_scale"] = FLAGS.residual_scale
     if FLAGS.vimco_baseline is not None:
         overrides["vimco_baseline"] = FLAGS.vimco_baseline
     model = zoo.VMA.from_preset("vma_mnist_recall", seed=FLAGS.seed, **overrides)
@@ -96,6 +105,11 @@ def main(argv):
         "test_examples": likelihood["examples"],
         "num_samples": FLAGS.num_samples,
         "evaluation_seconds": time.time() - start,
+        "seed": FLAGS.seed,
+        "command": shlex.join(["python", *sys.argv]),
+        "commit": reporting.git_commit(),
+        "cpu": reporting.machine()["cpu"],
+        "wall_seconds": time.time() - PROCESS_START,  # this invocation: data, training, evaluation
     }
     print(json.dumps(results, indent=1))
     with open(os.path.join(FLAGS.model_dir, "recall.json"), "w") as f:

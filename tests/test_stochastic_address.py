@@ -1,6 +1,7 @@
 """Tied and untied addressing networks of `StochasticAddress` (h^q, h^m of Bornschein et al. 2017)."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from zoo.layers.stochastic_address import StochasticAddress
@@ -10,9 +11,9 @@ def binary(shape, seed=0):
     return (np.random.default_rng(seed).random(shape) < 0.5).astype(np.float32)
 
 
-def address(shared):
+def address(shared, **kwargs):
     layer = StochasticAddress(event_shape=(8, 8, 1), matching_dim=16, hidden_units=(64,), prior="flat",
-                              shared_embedding=shared, seed=0)
+                              shared_embedding=shared, seed=0, **kwargs)
     layer.build(None)
     return layer
 
@@ -51,3 +52,45 @@ def test_untied_config_round_trip():
     clone.build(None)
     assert clone.get_config() == layer.get_config() and not clone.shared_embedding
     assert clone.query_residual.projection_initializer == "zeros"
+
+
+def test_query_embedding_is_memory_embedding_plus_scaled_residual():
+    layer = address(False, residual_scale=0.25)
+    x = tf.constant(binary((3, 8, 8, 1), 4))
+    kernel, bias = layer.query_residual.projection.kernel, layer.query_residual.projection.bias
+    kernel.assign(tf.fill(kernel.shape, 0.5))
+    bias.assign(tf.range(16, dtype=tf.float32))
+    # r(x) = 0.5 * sum(features(x)) + j for output j; h^q = h^m + 0.25 r.
+    features = layer.query_residual.features(tf.reshape(x, [3, 64])).numpy()
+    residual = 0.5 * features.sum(axis=1, keepdims=True) + np.arange(16)
+    np.testing.assert_allclose(layer.query_embedding(x), layer.memory_embedding(x).numpy() + 0.25 * residual, rtol=1e-5)
+    # The tied network has no residual, whatever residual_scale says.
+    tied = address(True, residual_scale=0.25)
+    np.testing.assert_array_equal(tied.query_embedding(x), tied.memory_embedding(x))
+    assert not hasattr(tied, "query_residual")
+
+
+def test_residual_scale_slows_the_residual_under_adam():
+    # Adam's step does not depend on the gradient's scale (up to its epsilon, made negligible here),
+    # so with h^q = h^m + c r the first update moves h^q - h^m = c r by c times what c = 1 moves it
+    # (r's output layer starts at 0).
+    x, memory = tf.constant(binary((4, 8, 8, 1), 1)), tf.constant(binary((6, 8, 8, 1), 2))
+    moved = {}
+    for scale in (1.0, 0.1):
+        layer = address(False, residual_scale=scale)
+        optimizer = tf.keras.optimizers.Adam(1e-3, epsilon=1e-12)
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_sum(tf.one_hot([5, 4, 3, 2], 6) * layer.posterior_logits(x, layer.memory_keys(memory)))
+        weights = layer.query_residual.trainable_weights
+        optimizer.apply_gradients([(g, w) for g, w in zip(tape.gradient(loss, weights), weights) if g is not None])
+        moved[scale] = (layer.query_embedding(x) - layer.memory_embedding(x)).numpy()
+    assert np.max(np.abs(moved[1.0])) > 1e-3
+    np.testing.assert_allclose(moved[0.1], 0.1 * moved[1.0], rtol=1e-3, atol=2e-6)  # float32 rounding of h^m
+
+
+def test_residual_scale_is_validated_and_round_trips():
+    for bad in (0.0, -1.0, float("nan"), True, "0.1"):
+        with pytest.raises(ValueError, match="residual_scale must be a finite number > 0"):
+            address(False, residual_scale=bad)
+    layer = address(False, residual_scale=0.3)
+    assert StochasticAddress.from_config(layer.get_config()).residual_scale == 0.3

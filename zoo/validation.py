@@ -44,6 +44,14 @@ def positive_int(name, value, minimum=1):
     return int(value)
 
 
+def positive_float(name, value):
+    """`value` as a float, if it is a finite Python or NumPy number > 0 (not a bool)."""
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating))
+            or not np.isfinite(value) or value <= 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
 def positive_ints(name, values, minimum=1):
     """A non-empty sequence of ints >= `minimum`, as a tuple."""
     try:

@@ -6,6 +6,8 @@ from zoo.layers.matching_embedding import MatchingEmbedding
 
 PRIORS = ("learned", "flat")
 # The constructor arguments passed through to both `MatchingEmbedding`s.
+# c in h^q = h^m + c r: under Adam, r's output layer then learns at c times the rate of h^m's.
+RESIDUAL_SCALE = 0.1
 EMBEDDING_ARGS = ("event_shape", "matching_dim", "architecture", "hidden_units", "filters", "strides", "activation")
 
 
@@ -24,15 +26,18 @@ class StochasticAddress(keras.layers.Layer):
     so an entry identical to the query scores highest whatever the weights (Cauchy-Schwarz).
     `shared_embedding=False` unties them as
 
-        h^q(x) = h^m(x) + r(x),    r: a second network of h^m's shape whose output layer starts at 0
+        h^q(x) = h^m(x) + c r(x),    r: a second network of h^m's shape whose output layer starts at 0,
+                                      c = `residual_scale`
 
     so h^q and h^m are distinct functions (h^q has r's parameters besides h^m's), equal at
-    initialisation. Two independently initialised networks did not learn MNIST "train to
-    recall" here, also with a smaller learning rate, a zero-initialised h^q or the arithmetic
-    VIMCO baseline: q(a|x) sharpens on other entries before the decoder learns to copy, after
-    which the stored copy looks out of distribution and q avoids it. Starting from h^q = h^m makes the copy the
-    best match while the decoder starts to use it; the untied networks then learned recall in
-    some runs but not in all (RESULTS.md), so tied networks stay the default.
+    initialisation, where the stored copy of a query scores highest as with tied networks.
+    The factor c sets how fast h^q may leave h^m: Adam's step does not depend on the scale of
+    a gradient, so c r learns as r would with its output layer's learning rate multiplied by c.
+    Without it (c = 1) r moves as fast as h^m; on MNIST "train to recall" r then outgrew h^m
+    in some runs and added a largely query-independent offset to e_q, which ranks the same
+    entries high for every query; q(a|x) sharpened on those before the decoder learned to
+    copy and did not recover (RESULTS.md). Two independently initialised networks did not
+    learn recall at all. `residual_scale` has no effect on tied networks.
 
     The learned prior scores the entries against a learned query point e^p through the memory
     embedding, p(a) = softmax_a <e_a, e^p> / ||e_a||; the flat prior is p(a) = 1 / |M|.
@@ -51,8 +56,9 @@ class StochasticAddress(keras.layers.Layer):
         strides: tuple of ints, conv strides. Default `(1, 2, 1, 2, 1, 2)`.
         activation: str, hidden activation. Default `"relu"`.
         prior: `"learned"` or `"flat"`. Default `"learned"`.
-        shared_embedding: bool, one network for queries and entries (h^q = h^m), or h^q = h^m + r
+        shared_embedding: bool, one network for queries and entries (h^q = h^m), or h^q = h^m + c r
             (see above). Default `True`.
+        residual_scale: float > 0, c in h^q = h^m + c r (untied only). Default `0.1`.
         seed: int or None, seeds the layer's `keras.random.SeedGenerator`; a call given
             an explicit stateless `seed` uses that instead.
 
@@ -78,12 +84,14 @@ class StochasticAddress(keras.layers.Layer):
         activation="relu",
         prior="learned",
         shared_embedding=True,
+        residual_scale=RESIDUAL_SCALE,
         seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        self.residual_scale = validation.positive_float("residual_scale", residual_scale)
         values = (event_shape, matching_dim, architecture, hidden_units, filters, strides, activation)
         embedding = dict(zip(EMBEDDING_ARGS, values))
         self.memory_embedding = MatchingEmbedding(
@@ -118,7 +126,7 @@ class StochasticAddress(keras.layers.Layer):
         """e_q = h^q(x), `[B, matching_dim]`."""
         if self.shared_embedding:
             return self.memory_embedding(query)
-        return self.memory_embedding(query) + self.query_residual(query)
+        return self.memory_embedding(query) + self.residual_scale * self.query_residual(query)
 
     def posterior_logits(self, query, keys):
         """Normalized log q(a|x) `[B, M]` for queries `[B, *event_shape]` and `memory_keys` `[M, d]`."""
@@ -152,5 +160,5 @@ class StochasticAddress(keras.layers.Layer):
         embedding = {key: getattr(self, key) for key in EMBEDDING_ARGS}
         return {
             **super().get_config(), **embedding, "prior": self.prior, "shared_embedding": self.shared_embedding,
-            "seed": self.seed,
+            "residual_scale": self.residual_scale, "seed": self.seed,
         }

@@ -3,7 +3,7 @@ import tensorflow as tf
 
 from zoo import distributions, objectives, validation
 from zoo.layers.gaussian_latent import GaussianLatent
-from zoo.layers.stochastic_address import PRIORS, StochasticAddress
+from zoo.layers.stochastic_address import PRIORS, RESIDUAL_SCALE, StochasticAddress
 from zoo.models.memory_base import MemoryConditionedModel
 
 
@@ -39,7 +39,7 @@ class VMA(MemoryConditionedModel):
     (for q(z|x, m_a)) and to m_a (for p(z|m_a), q(z|x, m_a) and the decoder's skips):
     tied between the encoder and the decoder as in the paper. The addressing network is one
     network for queries and entries (h^q = h^m) unless `shared_embedding=False` (then
-    h^q = h^m + r, see `StochasticAddress`).
+    h^q = h^m + c r, see `StochasticAddress`).
 
     Args:
         input_shape: tuple of ints, shape of one example. Default `(28, 28, 1)`.
@@ -53,6 +53,8 @@ class VMA(MemoryConditionedModel):
         address_prior: `"learned"` (a learned query point e^p) or `"flat"`. Default `"learned"`.
         shared_embedding: bool, one addressing network for queries and entries (h^q = h^m; see
             `StochasticAddress`). Default `True`.
+        residual_scale: float > 0, c in the untied h^q = h^m + c r (see `StochasticAddress`); unused
+            when tied. Default `0.1`.
         activation: str, hidden activation. Default `"relu"`.
         likelihood: `"bernoulli"` or `"gaussian"`. Default `"bernoulli"`.
         num_importance_samples: int >= 2, K of the training bound. Default `4`.
@@ -89,6 +91,7 @@ class VMA(MemoryConditionedModel):
         memory_size=None,
         address_prior="learned",
         shared_embedding=True,
+        residual_scale=RESIDUAL_SCALE,
         activation="relu",
         likelihood="bernoulli",
         num_importance_samples=4,
@@ -114,10 +117,11 @@ class VMA(MemoryConditionedModel):
         self.vimco_baseline = vimco_baseline
         self.address_prior = address_prior
         self.shared_embedding = bool(shared_embedding)
+        self.residual_scale = validation.positive_float("residual_scale", residual_scale)
         self.address = StochasticAddress(
             self.input_shape, self.matching_dim, architecture, self.hidden_units, self.filters, self.strides,
-            activation, prior=address_prior, shared_embedding=self.shared_embedding, seed=self._seed_offset(1),
-            name="address",
+            activation, prior=address_prior, shared_embedding=self.shared_embedding,
+            residual_scale=self.residual_scale, seed=self._seed_offset(1), name="address",
         )
         self.posterior = GaussianLatent(self.latent_dim, seed=self._seed_offset(2), name="posterior")
         self.conditional_prior = GaussianLatent(self.latent_dim, seed=self._seed_offset(3), name="conditional_prior")
@@ -317,5 +321,5 @@ class VMA(MemoryConditionedModel):
     def get_config(self):
         return {
             **super().get_config(), "address_prior": self.address_prior, "shared_embedding": self.shared_embedding,
-            "vimco_baseline": self.vimco_baseline,
+            "residual_scale": self.residual_scale, "vimco_baseline": self.vimco_baseline,
         }
