@@ -82,10 +82,11 @@ def measure(name, configuration, runs):
         evaluate_command, _ = run("zoo.evaluate", *evaluate_args)
         evaluation = _finished_evaluation(model_dir, wanted)
 
+    sys.path.insert(0, ROOT)  # this checkout's zoo, as the CLI runs above use
     import zoo
     from zoo import train as zoo_train
 
-    model = zoo_train.load_trained_model(model_dir)
+    model, _ = zoo_train.load_trained_model(model_dir)
     test = zoo.data.load("binarized_mnist", split="test", batch_size=500, shuffle=False)
     activity = zoo.evaluation.latent_activity(model, test)
     png = os.path.join(ROOT, "experiments", "results", f"kl_{name}.png")
