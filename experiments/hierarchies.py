@@ -32,6 +32,7 @@ flags.DEFINE_string("runs", "~/zoo-runs/hierarchies", "Run directories (outside 
 flags.DEFINE_string("out", os.path.join(ROOT, "experiments/results/hierarchies.json"), "JSON results.")
 flags.DEFINE_list("only", [], "Run only these configurations (default: all).")
 flags.DEFINE_bool("table", False, "Print the RESULTS.md table of --out and exit.")
+flags.DEFINE_bool("replot", False, "Redraw the KL-per-group PNGs from --out and exit.")
 
 # name -> zoo.train arguments, evaluation (k, test images; None: all 10,000), what the paper reports.
 # In order of priority for this machine's budget.
@@ -167,6 +168,14 @@ def main(argv):
             results = json.load(f)
     if FLAGS.table:
         print(table(results))
+        return
+    if FLAGS.replot:
+        sys.path.insert(0, ROOT)
+        import zoo
+
+        for name, r in results["configurations"].items():
+            zoo.evaluation.plot_kl_per_group(r["kl_per_group"], os.path.join(ROOT, r["kl_png"]),
+                                             title=f"{name}: KL per group (test)")
         return
     runs = os.path.expanduser(FLAGS.runs)
     for name, configuration in CONFIGURATIONS.items():
