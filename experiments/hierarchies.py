@@ -49,13 +49,13 @@ CONFIGURATIONS = {
         paper="Sonderby et al. 2016: 81.74, their best MNIST result (dynamic binarization, 2,000 epochs)",
     ),
     "nvae_small": dict(
-        train=["--preset=nvae_mnist_small", "--batch_size=32", "--epochs=3"],
+        train=["--preset=nvae_mnist_small", "--batch_size=32", "--epochs=1"],
         # A convolutional hierarchy costs ~100x the MLPs per sample here: k = 5000 on 10,000 images is days.
         evaluate=dict(num_samples=100, max_examples=1000),
         paper="Vahdat & Kautz 2020: NVAE 78.01 (dynamically binarized MNIST, paper-scale model)",
     ),
     "iwae_2layer_k50": dict(
-        train=["--preset=iwae_mnist_2layer", "--num_importance_samples=50", "--batch_size=100", "--epochs=25"],
+        train=["--preset=iwae_mnist_2layer", "--num_importance_samples=50", "--batch_size=100", "--epochs=15"],
         evaluate=dict(num_samples=5000, max_examples=None),
         paper="Burda et al. 2016, Table 1: IWAE, 2 stochastic layers, k = 50: 82.90 (dynamic binarization, 3,280 epochs)",
     ),
