@@ -6,7 +6,6 @@ over a few sizes: the arithmetic ceiling any float32 training loop here can appr
 
 import time
 
-import numpy as np
 
 
 def _best_rate(run, n, repeats):

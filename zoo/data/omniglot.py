@@ -16,7 +16,6 @@ Train/test split, by alphabet so that no test character is ever seen in training
 - or an explicit `test_alphabets=[...]`.
 """
 
-import io
 import os
 import pathlib
 import zipfile
