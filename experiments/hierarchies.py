@@ -49,7 +49,7 @@ CONFIGURATIONS = {
         paper="Sonderby et al. 2016: 81.74, their best MNIST result (dynamic binarization, 2,000 epochs)",
     ),
     "nvae_small": dict(
-        train=["--preset=nvae_mnist_small", "--batch_size=32", "--epochs=1"],
+        train=["--preset=nvae_mnist_small", "--batch_size=32", "--epochs=1", "--override=kl_warmup_steps=1000"],
         # A convolutional hierarchy costs ~100x the MLPs per sample here: k = 5000 on 10,000 images is days.
         evaluate=dict(num_samples=100, max_examples=1000),
         paper="Vahdat & Kautz 2020: NVAE 78.01 (dynamically binarized MNIST, paper-scale model)",
