@@ -194,3 +194,20 @@ def test_tiny_nvae_config_round_trip_and_save_load(tmp_path):
     loaded = keras.saving.load_model(path)
     x = eight_bit_images((2, 8, 8, 3), seed=1)
     np.testing.assert_allclose(loaded.reconstruct(x), model.reconstruct(x), rtol=1e-5, atol=1e-6)
+
+
+def test_vae_with_the_mixture_head_and_six_axis_parameters():
+    # The VAE's head sees [S, B, H] features: parameters [S, B, H, W, C, M] have 6 axes (tf.nn.softmax takes 5 on CPU).
+    model = zoo.VAE(input_shape=(4, 4, 3), likelihood="logistic_mixture", seed=0)
+    x = eight_bit_images((3, 4, 4, 3), seed=2)
+    assert model(x)["reconstruction"].shape == (3, 4, 4, 3)
+    log_px = model.log_likelihood(x, num_samples=3, seed=0).numpy()
+    assert log_px.shape == (3,) and np.all(np.isfinite(log_px)) and np.all(log_px < 0)
+    six = {k: np.broadcast_to(v, (2, 1, 1, 1, 8, 3)) for k, v in mixture_params(8, 3, seed=6).items()}
+    np.testing.assert_allclose(
+        distributions.log_likelihood("logistic_mixture", six, np.full((2, 1, 1, 1, 8), 17 / 255, np.float32), 4),
+        np.full(2, grid_log_prob(mixture_params(8, 3, seed=6))[17].sum()), rtol=1e-5,
+    )
+    # The ConvVAE's SkipDecoder head does not have it.
+    with pytest.raises(ValueError, match=r"likelihood must be one of \('bernoulli', 'gaussian'\)"):
+        zoo.ConvVAE(input_shape=(8, 8, 3), likelihood="logistic_mixture")

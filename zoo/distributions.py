@@ -143,7 +143,12 @@ def discretized_logistic_mixture_log_prob(logits, means, log_scales, x):
         tf.equal(k, 0.0)[..., None], log_cdf_upper,
         tf.where(tf.equal(k, NUM_BINS - 1.0)[..., None], log_survival_lower, log_middle),
     )  # [..., C, M]
-    return tf.reduce_logsumexp(log_probs + tf.nn.log_softmax(logits, axis=-1), axis=-1)
+    return tf.reduce_logsumexp(log_probs + _log_softmax(logits), axis=-1)
+
+
+def _log_softmax(logits):
+    # Not tf.nn.log_softmax: its CPU kernel takes at most 5 axes, and [S, B, H, W, C, M] has 6.
+    return logits - tf.reduce_logsumexp(logits, axis=-1, keepdims=True)
 
 
 def discretized_logistic_mixture_mean(logits, means):
@@ -158,9 +163,10 @@ def discretized_logistic_mixture_mean(logits, means):
     Args:
         logits, means: float tensors `[..., C, M]` (see `discretized_logistic_mixture_log_prob`).
     """
-    weights = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+    weights = tf.exp(_log_softmax(tf.cast(logits, tf.float32)))
     clipped = tf.clip_by_value(tf.cast(means, tf.float32), -1.0, 1.0)
-    return 0.5 * (tf.reduce_sum(weights * clipped, axis=-1) + 1.0)
+    # Clipped again: float32 weights may sum to 1 +- 1e-7.
+    return tf.clip_by_value(0.5 * (tf.reduce_sum(weights * clipped, axis=-1) + 1.0), 0.0, 1.0)
 
 
 # NVAE (Vahdat & Kautz 2020) ------------------------------------------------------------
