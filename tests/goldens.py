@@ -71,6 +71,14 @@ LAYER_GOLDENS = {
         input_data=lambda: features((4, 5)),
         expected_output_shape={"mean": (4, 2, 3, 1), "log_variance": (4, 2, 3, 1)},
     ),
+    "LikelihoodHeadLogisticMixture": dict(  # 8-bit data: three [.., H, W, C, M] parameter maps and the mean
+        cls=zoo.layers.LikelihoodHead,
+        init_kwargs=dict(event_shape=(2, 3, 2), likelihood="logistic_mixture", num_mixtures=3, seed=1),
+        input_data=lambda: features((4, 5)),
+        expected_output_shape={
+            "logits": (4, 2, 3, 2, 3), "means": (4, 2, 3, 2, 3), "log_scales": (4, 2, 3, 2, 3), "mean": (4, 2, 3, 2),
+        },
+    ),
     "ConvStack": dict(
         cls=zoo.layers.ConvStack,
         init_kwargs=dict(filters=(4, 8), strides=(1, 2), activation="relu"),

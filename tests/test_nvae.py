@@ -13,6 +13,8 @@ from tests.conftest import has_binarized_mnist
 from tests.goldens import binary_images
 
 SCALES = [{"groups": 1, "latent_channels": 2}, {"groups": 2, "latent_channels": 3}]
+# Trainable parameters of the paper presets (measured by the large test below).
+PAPER_TRAINABLE = {"nvae_cifar10": 129_123_354, "nvae_celeba64": 151_282_110}
 
 
 def tiny(**overrides):
@@ -234,7 +236,7 @@ def test_mixed_precision_keeps_distributions_in_float32():
         (dict(scales=[{"groups": 0, "latent_channels": 4}]), r"scales\[0\]\['groups'\] must be an int >= 1, got 0"),
         (dict(scales=[{"groups": 1, "latent_channels": 2.5}]), r"scales\[0\]\['latent_channels'\] must be an int >= 1"),
         (dict(channels=0), "channels"),
-        (dict(likelihood="logistic_mixture"), "not implemented"),
+        (dict(likelihood="logistic_mixture", num_mixtures=0), "num_mixtures must be an int >= 1"),
         (dict(likelihood="poisson"), "likelihood"),
         (dict(num_importance_samples=2, kl_balancing=True), "kl_balancing"),
         (dict(spectral_regularization=-1.0), "spectral_regularization"),
@@ -276,17 +278,28 @@ def test_mnist_small_preset_fits_this_cpu():
 
 
 @pytest.mark.large  # paper scale: ~1e8 parameters each, ~30 s to build on 2 cores
-@pytest.mark.parametrize("name, groups, top", [("nvae_cifar10", 30, (16, 16, 20)), ("nvae_celeba64", 35, (8, 8, 20))])
-def test_paper_presets_build_with_a_stand_in_likelihood(name, groups, top):
-    with pytest.raises(ValueError, match="not implemented"):
-        zoo.NVAE.from_preset(name)
-    model = zoo.NVAE.from_preset(name, likelihood="gaussian")
+@pytest.mark.parametrize(
+    "name, groups, top, trainable",
+    [("nvae_cifar10", 30, (16, 16, 20), PAPER_TRAINABLE["nvae_cifar10"]),
+     ("nvae_celeba64", 35, (8, 8, 20), PAPER_TRAINABLE["nvae_celeba64"])],
+)
+def test_paper_presets_build_with_the_logistic_mixture(name, groups, top, trainable):
+    model = zoo.NVAE.from_preset(name)
     shape = zoo.presets.PRESETS[name]["config"]["input_shape"]
+    assert model.likelihood == "logistic_mixture" and model.num_mixtures == 10
     assert model.num_groups == groups and model.group_shapes[0] == top
-    print(name, "parameters:", model.count_params())
-    x = np.random.default_rng(0).random((1, *shape)).astype(np.float32)
+    assert model.likelihood_conv.filters == 3 * 10 * 3
+    count = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    print(name, "trainable parameters:", count)
+    assert count == trainable, count
+    x = (np.random.default_rng(0).integers(0, 256, (1, *shape)) / 255).astype(np.float32)
     out = model(x)
     assert out["reconstruction"].shape == (1, *shape) and out["kl_levels"].shape == (1, groups)
+    assert np.all(np.isfinite(out["log_px_z"].numpy()))
+    params = model.decode(tf.zeros((1, model.latent_dim)))
+    assert {k: tuple(v.shape) for k, v in params.items()} == {
+        "logits": (1, *shape, 10), "means": (1, *shape, 10), "log_scales": (1, *shape, 10), "mean": (1, *shape)
+    }
     assert model.sample(1, seed=0).shape == (1, *shape)
 
 

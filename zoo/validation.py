@@ -222,7 +222,8 @@ def check_spec(x, event_shape, name="x", leading="batch"):
 def examples(x, event_shape, likelihood=None, name="x", leading="batch"):
     """A batch of examples `[N, *event_shape]`: float, finite and, for a likelihood, in its support.
 
-    `likelihood="bernoulli"` requires values in {0, 1}; `"gaussian"` or None any finite value.
+    `likelihood="bernoulli"` requires values in {0, 1}; `"logistic_mixture"` 8-bit values k / 255
+    (k = 0..255, to within `EIGHT_BIT_TOLERANCE` of a step); `"gaussian"` or None any finite value.
     Returns a float32 tensor (traced: guarded by assertions that run before anything reads it).
     """
     if not tf.is_tensor(x):
@@ -242,7 +243,25 @@ def examples(x, event_shape, likelihood=None, name="x", leading="batch"):
             f"the Bernoulli likelihood expects {name} binary, with values in {{0, 1}}; got values in "
             f"[{values.min():g}, {values.max():g}] (binarize the data, or use likelihood='gaussian')"
         )
+    if likelihood == "logistic_mixture":
+        off = ~_eight_bit(values.astype(np.float64))
+        if off.any():
+            raise ValueError(
+                f"the logistic_mixture likelihood expects {name} 8-bit, with values k/255 for k = 0..255 in [0, 1]; "
+                f"got {int(off.sum())} other values, e.g. {values[off].flat[0]:g} (scale uint8 images by 1/255)"
+            )
     return tf.cast(x, tf.float32)
+
+
+# How far (in units of one 8-bit step, 1/255) a value may lie from k/255: float32 rounding of k/255.
+EIGHT_BIT_TOLERANCE = 1e-3
+
+
+def _eight_bit(values):
+    """Element-wise: is each value k / 255 for an integer k in [0, 255] (to within the tolerance)? NumPy or TF."""
+    module = tf if tf.is_tensor(values) else np
+    steps = values * 255.0
+    return (module.abs(steps - module.round(steps)) <= EIGHT_BIT_TOLERANCE) & (values >= 0) & (values <= 1)
 
 
 def _asserted_examples(x, event_shape, likelihood, name, leading):
@@ -260,6 +279,11 @@ def _asserted_examples(x, event_shape, likelihood, name, leading):
         x = _asserted(
             x, tf.reduce_all(tf.equal(x, 0) | tf.equal(x, 1)),
             f"the Bernoulli likelihood expects {name} binary, with values in {{0, 1}}",
+        )
+    if likelihood == "logistic_mixture":
+        x = _asserted(
+            x, tf.reduce_all(_eight_bit(tf.cast(x, tf.float32))),
+            f"the logistic_mixture likelihood expects {name} 8-bit, with values k/255 for k = 0..255 in [0, 1]",
         )
     return tf.cast(x, tf.float32)
 

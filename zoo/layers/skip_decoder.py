@@ -6,7 +6,10 @@ import tensorflow as tf
 from zoo import validation
 from zoo.layers.conv_stack import checked_conv_args, conv_feature_shapes
 from zoo.layers.dense import Dense
-from zoo.layers.likelihood_head import LIKELIHOODS
+
+
+# Its head is one convolution per parameter map; the logistic mixture is not wired in.
+SKIP_DECODER_LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -50,8 +53,8 @@ class SkipDecoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        if likelihood not in SKIP_DECODER_LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {SKIP_DECODER_LIKELIHOODS}, got {likelihood!r}")
         self.event_shape = validation.positive_ints("event_shape", event_shape)
         if len(self.event_shape) != 3:
             raise ValueError(f"event_shape must be (height, width, channels), got {event_shape!r}")

@@ -32,7 +32,8 @@ class LatentVariableModel(keras.Model):
 
     Args:
         input_shape: tuple of ints, the shape of one example, e.g. `(28, 28, 1)`.
-        likelihood: `"bernoulli"` (data in {0, 1}) or `"gaussian"` (any finite data).
+        likelihood: `"bernoulli"` (data in {0, 1}), `"gaussian"` (any finite data) or
+            `"logistic_mixture"` (8-bit data k / 255, the discretized logistic mixture).
         num_importance_samples: int >= 1, K of the training bound; 1 is the ELBO.
         seed: int or None, seeds every stochastic layer and the evaluation sampler.
     """
