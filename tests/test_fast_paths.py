@@ -150,7 +150,7 @@ def test_log_likelihood_matches_tfp_to_second_order(kind):
 
 
 def test_log_likelihood_rejects_an_unknown_kind():
-    with pytest.raises(ValueError, match='likelihood must be "bernoulli" or "gaussian", got \'poisson\''):
+    with pytest.raises(ValueError, match='likelihood must be "bernoulli", "gaussian" or "logistic_mixture", got \'poisson\''):
         zoo.distributions.log_likelihood("poisson", {}, tf.zeros([1]), 1)
 
 
