@@ -91,17 +91,19 @@ def measure(name, configuration, runs):
     test = zoo.data.load("binarized_mnist", split="test", batch_size=500, shuffle=False)
     activity = zoo.evaluation.latent_activity(model, test)
     png = os.path.join(ROOT, "experiments", "results", f"kl_{name}.png")
-    zoo.evaluation.plot_kl_per_group(activity["kl_per_group"], png, title=f"{name}: KL per group (test)")
+    zoo.evaluation.plot_kl_per_group(activity["kl_per_group"], png, title=f"{name}: KL per group (test)",
+                                     group_order=activity["group_order"])
     with open(os.path.join(model_dir, zoo_train.CONFIG_FILE)) as f:
         epochs = json.load(f)["epochs"]  # zoo.train returned: every epoch of the run is done
     return {
         "train_command": train_command,
         "evaluate_command": evaluate_command,
-        "train_seconds": round(training_seconds(model_dir, epochs), 1),
+        "train_seconds": round(training_seconds(model_dir), 1),
         "evaluate_seconds": round(evaluation["seconds"], 1),
         "epochs": epochs,
         "evaluation": evaluation,
         "kl_per_group": activity["kl_per_group"],
+        "group_order": activity["group_order"],
         "active_units": activity["active_units"],
         "latent_units": len(activity["kl_per_unit"]),
         "active_groups": activity["active_groups"],
@@ -110,23 +112,20 @@ def measure(name, configuration, runs):
     }
 
 
-def training_seconds(model_dir, epochs):
-    """Training wall time from the run's TensorBoard event times (one event per finished epoch).
-
-    The span from the first epoch's end to the last one's, times epochs / (epochs - 1) for the
-    first epoch; it includes any time the run was stopped between resumptions.
-    """
+def training_seconds(model_dir):
+    """Training wall time from the run's TensorBoard event times: from the opening of its first event
+    file (training start) to the last epoch's event; it includes any time between resumptions."""
     import glob
 
     import tensorflow as tf
 
+    # The first event of a file is written when training opens it, the last after the last epoch.
     times = [
         event.wall_time
         for path in glob.glob(os.path.join(model_dir, "logs", "train", "events.out.tfevents.*"))
         for event in tf.compat.v1.train.summary_iterator(path)
-        if event.summary.value
     ]
-    return (max(times) - min(times)) * epochs / max(epochs - 1, 1)
+    return max(times) - min(times)
 
 
 def _finished_evaluation(model_dir, wanted):
@@ -143,15 +142,20 @@ def _finished_evaluation(model_dir, wanted):
     return evaluation
 
 
+def group_order(name, result):
+    """The order of `kl_per_group` (recorded since it was added; NVAE's groups run from the top down)."""
+    return result.get("group_order", "from the top down" if name.startswith("nvae") else "from x upward")
+
+
 def table(results):
     lines = [
-        "| configuration | epochs | test NLL (nats, k, ± s.e.) | -ELBO | KL per group (x upward) | active units | "
+        "| configuration | epochs | test NLL (nats, k, ± s.e.) | -ELBO | KL per group | active units | "
         "train wall time | paper |",
         "| --- | ---: | --- | ---: | --- | --- | ---: | --- |",
     ]
     for name, r in results["configurations"].items():
         e = r["evaluation"]
-        kl = ", ".join(f"{v:.1f}" for v in r["kl_per_group"])
+        kl = ", ".join(f"{v:.1f}" for v in r["kl_per_group"]) + f" ({group_order(name, r)})"
         lines.append(
             f"| {name} | {r['epochs']} | {e['nll_nats']:.2f} ± {e['nll_stderr']:.2f} (k={e['num_samples']}, "
             f"{e['examples']} images) | {e['bound_nats']:.2f} | {kl} | {r['active_units']} of {r['latent_units']} | "
@@ -175,7 +179,7 @@ def main(argv):
 
         for name, r in results["configurations"].items():
             zoo.evaluation.plot_kl_per_group(r["kl_per_group"], os.path.join(ROOT, r["kl_png"]),
-                                             title=f"{name}: KL per group (test)")
+                                             title=f"{name}: KL per group (test)", group_order=group_order(name, r))
         return
     runs = os.path.expanduser(FLAGS.runs)
     for name, configuration in CONFIGURATIONS.items():

@@ -256,6 +256,7 @@ def test_latent_activity_finds_a_collapsed_group_and_plots_it(tmp_path):
     assert min(activity["kl_per_unit"][:3]) > 0.5 * (math.exp(-2) - 1 + 2) - 1e-4
     np.testing.assert_allclose(sum(activity["kl_per_unit"][:3]), activity["kl_per_group"][0], rtol=1e-5)
     assert (activity["active_units"], activity["active_groups"]) == (3, 1)
+    assert activity["group_order"] == "from x upward"
     path = zoo.evaluation.plot_kl_per_group(activity["kl_per_group"], str(tmp_path / "kl.png"))
     image = matplotlib.image.imread(path)
     assert image.ndim == 3 and image.shape[0] > 100

@@ -62,8 +62,9 @@ def latent_activity(model, dataset, max_batches=None, threshold=0.1):
     average KL exceeds `threshold` nats; a collapsed posterior shows as groups near 0.
 
     Returns:
-        dict: `kl_per_group` (list, one per level from x upward), `kl_per_unit` (list),
-        `active_units`, `active_groups`, `examples`.
+        dict: `kl_per_group` (list, one per group in the model's `group_order`: from x upward
+        for the MLP stacks, from the top down for NVAE), `kl_per_unit` (list), `active_units`,
+        `active_groups`, `group_order`, `examples`.
     """
     level_sums, unit_sums, seen = 0.0, 0.0, 0
     for i, batch in enumerate(dataset):
@@ -82,12 +83,13 @@ def latent_activity(model, dataset, max_batches=None, threshold=0.1):
         "kl_per_unit": per_unit.tolist(),
         "active_units": int((per_unit > threshold).sum()),
         "active_groups": int((per_group > threshold).sum()),
+        "group_order": model.group_order,
         "examples": seen,
     }
 
 
-def plot_kl_per_group(kl_per_group, path, title="KL per latent group"):
-    """Writes a bar chart of the KL (nats) of each latent group, from x upward, to the PNG `path`."""
+def plot_kl_per_group(kl_per_group, path, title="KL per latent group", group_order="from x upward"):
+    """Writes a bar chart of the KL (nats) of each latent group, in `group_order`, to the PNG `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,7 +100,7 @@ def plot_kl_per_group(kl_per_group, path, title="KL per latent group"):
         raise ValueError(f"kl_per_group must be a non-empty list of finite numbers, got {kl_per_group!r}")
     figure, axes = plt.subplots(figsize=(max(4.5, 0.5 * len(kl_per_group) + 2.0), 3.0))
     axes.bar(np.arange(len(kl_per_group)), kl_per_group, color="tab:blue")
-    axes.set_xlabel("latent group (0 = next to x)")
+    axes.set_xlabel(f"latent group ({group_order})")
     axes.set_ylabel("KL (nats)")
     axes.set_xticks(np.arange(len(kl_per_group)))
     axes.set_title(title, fontsize=9)

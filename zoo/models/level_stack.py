@@ -32,6 +32,9 @@ class LevelStack(LatentVariableModel):
         input_shape, likelihood, num_importance_samples, seed: as in `LatentVariableModel`.
     """
 
+    # The order of the groups in `kl_levels`, `kl_units` and the `kl_i` metrics, for readers and plots.
+    group_order = "from x upward"
+
     def __init__(self, kl_warmup_steps=0, **kwargs):
         super().__init__(**kwargs)
         self.kl_warmup_steps = validation.positive_int("kl_warmup_steps", kl_warmup_steps, minimum=0)

@@ -91,6 +91,8 @@ class NVAE(LevelStack):
         Vahdat & Kautz, "NVAE: A Deep Hierarchical Variational Autoencoder", NeurIPS 2020; NVlabs/NVAE `model.py`.
     """
 
+    group_order = "from the top down"
+
     def __init__(
         self,
         input_shape=(28, 28, 1),
