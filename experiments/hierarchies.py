@@ -33,6 +33,8 @@ flags.DEFINE_string("out", os.path.join(ROOT, "experiments/results/hierarchies.j
 flags.DEFINE_list("only", [], "Run only these configurations (default: all).")
 flags.DEFINE_bool("table", False, "Print the RESULTS.md table of --out and exit.")
 flags.DEFINE_bool("replot", False, "Redraw the KL-per-group PNGs from --out and exit.")
+flags.DEFINE_bool("retime", False, "Re-read every configuration's training wall time from its run directory "
+                  "(under --runs) into --out and exit.")
 
 # name -> zoo.train arguments, evaluation (k, test images; None: all 10,000), what the paper reports.
 # In order of priority for this machine's budget.
@@ -142,6 +144,12 @@ def _finished_evaluation(model_dir, wanted):
     return evaluation
 
 
+def _write(results):
+    with open(FLAGS.out + ".tmp", "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(FLAGS.out + ".tmp", FLAGS.out)
+
+
 def group_order(name, result):
     """The order of `kl_per_group` (recorded since it was added; NVAE's groups run from the top down)."""
     return result.get("group_order", "from the top down" if name.startswith("nvae") else "from x upward")
@@ -182,6 +190,11 @@ def main(argv):
                                              title=f"{name}: KL per group (test)", group_order=group_order(name, r))
         return
     runs = os.path.expanduser(FLAGS.runs)
+    if FLAGS.retime:
+        for name, r in results["configurations"].items():
+            r["train_seconds"] = round(training_seconds(os.path.join(runs, name)), 1)
+        _write(results)
+        return
     for name, configuration in CONFIGURATIONS.items():
         if FLAGS.only and name not in FLAGS.only:
             continue
@@ -190,9 +203,7 @@ def main(argv):
             **measured, "commit": commit(), "machine": cpu_model(), "cores": os.cpu_count(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
-        with open(FLAGS.out + ".tmp", "w") as f:
-            json.dump(results, f, indent=1)
-        os.replace(FLAGS.out + ".tmp", FLAGS.out)
+        _write(results)
         print(json.dumps({name: results["configurations"][name]["evaluation"]}), flush=True)
 
 
