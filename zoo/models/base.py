@@ -25,6 +25,9 @@ from zoo.layers.likelihood_head import LIKELIHOODS
 STEPS_PER_EXECUTION = 25
 # Upper bound on importance samples x batch rows per compiled chunk of `log_likelihood`.
 _ROWS_PER_CHUNK = 50_000
+# A pretrained model's directory (savedmodels/<name>): its training configuration and Keras weights.
+PRETRAINED_CONFIG = "config.json"
+PRETRAINED_WEIGHTS = "model.weights.h5"
 
 
 class LatentVariableModel(keras.Model):
@@ -65,15 +68,48 @@ class LatentVariableModel(keras.Model):
         self._log_weights_fn = None
 
     @classmethod
-    def from_preset(cls, name, **overrides):
-        """Builds the model of a named preset (see `zoo.presets.PRESETS`), with config overrides.
+    def from_preset(cls, name, load_weights=True, **overrides):
+        """Builds the model of a named preset, or loads a pretrained model from its directory.
 
         Called on `LatentVariableModel` itself it builds whichever class the preset names.
+
+        Args:
+            name: a preset name (see `zoo.presets.PRESETS`; an untrained model), or the directory
+                of a pretrained model, e.g. `"savedmodels/memvae_mnist_500_500_100"`: its
+                `config.json` (the `zoo.train` configuration) names the preset and the overrides it
+                was trained with, and `model.weights.h5` holds the trained weights.
+            load_weights: bool, for a directory: load its weights (False: the same architecture,
+                freshly initialised).
+            **overrides: constructor arguments that replace the preset's (for a directory, ones that
+                leave the weights' shapes alone, e.g. `num_importance_samples`).
+
+        Example:
+
+        >>> model = zoo.MemVAE.from_preset("savedmodels/memvae_mnist_500_500_100")  # trained, fine-tunable
         """
+        import json
+        import os
+
         from zoo.presets import PRESETS
 
+        if os.path.isdir(name):
+            config_path = os.path.join(name, PRETRAINED_CONFIG)
+            if not os.path.isfile(config_path):
+                raise ValueError(f"{name!r} is a directory without {PRETRAINED_CONFIG}; expected a pretrained "
+                                 f"model's directory (e.g. savedmodels/<name>) or a preset name")
+            with open(config_path) as f:
+                trained = json.load(f)
+            model = cls.from_preset(trained["preset"], **{**trained["overrides"], **overrides})
+            if load_weights:
+                try:
+                    model.load_weights(os.path.join(name, PRETRAINED_WEIGHTS))
+                except ValueError as error:
+                    raise ValueError(f"the weights in {name!r} do not fit the model with overrides {overrides}: "
+                                     f"{str(error).splitlines()[0]}") from None
+            return model
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; available presets: {sorted(PRESETS)}")
+            raise ValueError(f"unknown preset {name!r}; available presets: {sorted(PRESETS)}, "
+                             "or a pretrained model's directory")
         preset = PRESETS[name]
         target = keras.saving.get_registered_object(f"zoo>{preset['class']}")
         if target is None or not issubclass(target, cls):

@@ -1,0 +1,395 @@
+"""The pretrained zoo: trains models with the project's CLI, evaluates them, and packages each into
+`savedmodels/<name>/` with a model card; RESULTS.md's scoreboard is generated from the cards' metrics.
+
+    # train (resumable; the MemVAE and its parameter-matched VAE in alternating rounds, so both have
+    # the same number of epochs whenever the run stops), then evaluate (k = 5000, full test split)
+    TFDS_DATA_DIR=../shared/tensorflow_datasets nohup nice -n 10 .venv/bin/python experiments/pretrained.py \\
+        --runs=~/zoo-runs/pretrained --train --until=150 --only=vae_mnist_530_530_100,memvae_mnist_500_500_100 \\
+        > ~/zoo-runs/pretrained.log 2>&1 &
+    python experiments/pretrained.py --runs=~/zoo-runs/pretrained --evaluate --only=NAME
+    python experiments/pretrained.py --runs=~/zoo-runs/pretrained --package --only=NAME
+    python experiments/pretrained.py --scoreboard            # the table RESULTS.md opens with
+
+A packaged model, `savedmodels/<name>/`:
+
+    <version>/          the SavedModel with the zoo's serving signatures (TF Serving's model base path is
+                        savedmodels/<name>; a re-packaged model gets the next version number)
+    config.json         the zoo.train configuration it was trained with (preset, overrides, optimisation)
+    model.weights.h5    its Keras weights: `zoo.LatentVariableModel.from_preset("savedmodels/<name>")`
+    metrics.json        what the card says, for programs
+    MODEL_CARD.md       data, budget, machine, test NLL, commands, commit, intended use and limitations
+
+Each run directory also gets `provenance.json` (commit, CPU, training wall time of every round),
+written by `--train`; the hierarchies trained by experiments/hierarchies.py take theirs from
+experiments/results/hierarchies.json.
+"""
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+from machine import commit, cpu_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAVEDMODELS = os.path.join(ROOT, "savedmodels")
+HIERARCHIES = os.path.join(ROOT, "experiments", "results", "hierarchies.json")
+FLAGS = flags.FLAGS
+flags.DEFINE_string("runs", "~/zoo-runs/pretrained", "Run directories (outside the repository).")
+flags.DEFINE_list("only", [], "Only these models (default: all).")
+flags.DEFINE_bool("train", False, "Train (resume) the models' runs.")
+flags.DEFINE_integer("until", None, "With --train: stop after the round that reaches this many epochs.")
+flags.DEFINE_bool("evaluate", False, "Evaluate finished runs that have no evaluation of the card's protocol yet.")
+flags.DEFINE_bool("package", False, "Package evaluated runs into savedmodels/<name>/.")
+flags.DEFINE_bool("scoreboard", False, "Print the scoreboard of savedmodels/*/metrics.json and exit.")
+flags.DEFINE_bool("write_results", False, "With --scoreboard: write it into RESULTS.md instead of printing it.")
+
+# Epoch totals of the alternating training rounds (each round resumes every model to the total).
+ROUNDS = (25, 50, 75, 100, 150, 200, 250, 300, 400, 500)
+FULL_TEST = dict(num_samples=5000, max_examples=None)
+BINARIZED_MNIST = ("binarized_mnist: the fixed binarization of Salakhutdinov & Murray (2008); trained on `train` "
+                   "(50,000 images), the epoch with the best `validation` bound (10,000) kept, tested on `test` "
+                   "(10,000)")
+MNIST_LIMITATIONS = ("A density model of 28x28 binary digits for research, teaching and as a baseline; "
+                     "not a classifier, not for other image sizes or grey levels. Trained for far fewer epochs "
+                     "than the paper, on the fixed binarization (papers often report dynamically binarized "
+                     "MNIST), so its NLL is not the paper's.")
+
+# name -> how the model is trained (zoo.train arguments and where its run lives under --runs, or the
+# experiment that trained it), evaluated, and what its paper reports.
+MODELS = {
+    "vae_mnist_530_530_100": dict(
+        train=["--preset=vae_mnist_530_530_100", "--dataset=binarized_mnist", "--seed=0"],
+        rounds=True,
+        evaluate=FULL_TEST,
+        paper=dict(nll=85.69, source="Li, Zhu & Zhang 2016, ICML rebuttal: VAE 530-530-100, k = 1 training "
+                   "(dynamically binarized MNIST, 3,000 epochs)"),
+        data=BINARIZED_MNIST,
+        limitations=MNIST_LIMITATIONS + " The parameter-matched baseline of memvae_mnist_500_500_100.",
+    ),
+    "memvae_mnist_500_500_100": dict(
+        train=["--preset=memvae_mnist_500_500_100", "--dataset=binarized_mnist", "--seed=0"],
+        rounds=True,
+        evaluate=FULL_TEST,
+        paper=dict(nll=84.41, source="Li, Zhu & Zhang 2016, ICML rebuttal: MEM-VAE 500-500-100, k = 1 training "
+                   "(dynamically binarized MNIST, 3,000 epochs)"),
+        data=BINARIZED_MNIST,
+        limitations=MNIST_LIMITATIONS + " Same seed, data order and epochs as vae_mnist_530_530_100.",
+    ),
+    "iwae_mnist_2layer": dict(
+        hierarchy="iwae_2layer_k5",
+        evaluate=FULL_TEST,
+        paper=dict(nll=83.89, source="Burda et al. 2016, Table 1: IWAE, 2 stochastic layers, k = 5 "
+                   "(dynamically binarized MNIST, 3,280 epochs)"),
+        data=BINARIZED_MNIST,
+        limitations=MNIST_LIMITATIONS + " Trained with k = 5 importance samples.",
+    ),
+    "ladder_vae_mnist": dict(
+        hierarchy="ladder_vae",
+        evaluate=FULL_TEST,
+        paper=dict(nll=81.74, source="Sonderby et al. 2016: their best MNIST result "
+                   "(dynamically binarized MNIST, 2,000 epochs)"),
+        data=BINARIZED_MNIST,
+        limitations=MNIST_LIMITATIONS + " KL warm-up over 10,000 steps.",
+    ),
+    "nvae_mnist_small": dict(
+        hierarchy="nvae_small",
+        # A convolutional hierarchy costs ~100x the MLPs per sample here: k = 5000 on 10,000 images is days.
+        evaluate=dict(num_samples=100, max_examples=1000),
+        paper=dict(nll=78.01, source="Vahdat & Kautz 2020: NVAE (dynamically binarized MNIST, paper-scale model)"),
+        data=BINARIZED_MNIST,
+        limitations=MNIST_LIMITATIONS + " A small NVAE trained for one epoch: a working example of the "
+                    "architecture, far from the paper's model; its NLL is at k = 100 on 1,000 test images.",
+    ),
+}
+
+
+def _selected():
+    unknown = sorted(set(FLAGS.only) - set(MODELS))
+    if unknown:
+        raise app.UsageError(f"--only: unknown models {unknown}; known: {sorted(MODELS)}")
+    return [name for name in MODELS if not FLAGS.only or name in FLAGS.only]
+
+
+def run_dir(name):
+    spec = MODELS[name]
+    if "hierarchy" in spec:
+        return os.path.join(os.path.dirname(os.path.expanduser(FLAGS.runs)), "hierarchies", spec["hierarchy"])
+    return os.path.join(os.path.expanduser(FLAGS.runs), name)
+
+
+def _run(module, *args):
+    command = [sys.executable, "-m", module, *args]
+    print("$", shlex.join(command), flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def _read(path, default=None):
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write(path, value):
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=1)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+
+
+def train(names):
+    """Every model of `names` that trains in rounds reaches each round's epochs before any reaches the next."""
+    for epochs in ROUNDS:
+        if FLAGS.until and epochs > FLAGS.until:
+            return
+        for name in names:
+            if not MODELS[name].get("rounds"):
+                continue
+            directory = run_dir(name)
+            provenance_path = os.path.join(directory, "provenance.json")
+            provenance = _read(provenance_path, {"commit": commit(), "machine": cpu_model(), "cores": os.cpu_count(),
+                                                 "rounds": []})
+            if provenance["rounds"] and provenance["rounds"][-1]["epochs"] >= epochs:
+                continue
+            seconds = _run("zoo.train", *MODELS[name]["train"], f"--epochs={epochs}", f"--model_dir={directory}",
+                           "--verbose=2")
+            provenance["rounds"].append({"epochs": epochs, "seconds": round(seconds, 1),
+                                         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+            _write(provenance_path, provenance)
+
+
+def training_record(name):
+    """(train command, epochs, training wall seconds, commit, machine, cores) of a finished run."""
+    spec, directory = MODELS[name], run_dir(name)
+    config = _read(os.path.join(directory, "config.json"))
+    if "hierarchy" in spec:
+        measured = _read(HIERARCHIES)["configurations"][spec["hierarchy"]]
+        command = measured["train_command"].replace(directory, f"~/zoo-runs/hierarchies/{spec['hierarchy']}")
+        return command, measured["epochs"], measured["train_seconds"], measured["commit"], measured["machine"], \
+            measured["cores"]
+    provenance = _read(os.path.join(directory, "provenance.json"))
+    epochs = provenance["rounds"][-1]["epochs"]
+    assert epochs == config["epochs"], (name, epochs, config["epochs"])
+    command = shlex.join(["python", "-m", "zoo.train", *spec["train"], f"--epochs={epochs}",
+                          f"--model_dir=~/zoo-runs/pretrained/{name}"])
+    seconds = sum(r["seconds"] for r in provenance["rounds"])
+    return command, epochs, seconds, provenance["commit"], provenance["machine"], provenance["cores"]
+
+
+def _evaluation(name):
+    """The run's evaluation.json if it follows the model's protocol (k, test images), else None."""
+    wanted = MODELS[name]["evaluate"]
+    evaluation = _read(os.path.join(run_dir(name), "evaluation.json"))
+    if evaluation is None or evaluation["num_samples"] != wanted["num_samples"] or evaluation["examples"] != (
+        wanted["max_examples"] or evaluation["split_examples"]
+    ):
+        return None
+    return evaluation
+
+
+def _evaluate_args(name):
+    wanted = MODELS[name]["evaluate"]
+    args = [f"--model_dir={run_dir(name)}", "--split=test", f"--num_samples={wanted['num_samples']}"]
+    return args + ([f"--max_examples={wanted['max_examples']}"] if wanted["max_examples"] else [])
+
+
+def evaluate(name):
+    if _evaluation(name) is None:
+        _run("zoo.evaluate", *_evaluate_args(name))
+
+
+# The first test images of the card's exact re-measurement (tests/test_pretrained.py repeats it).
+CHECK_EXAMPLES = 100
+
+
+def package(name):
+    """Exports the run's best weights into savedmodels/<name>/<next version>/ with card, metrics, config, weights.
+
+    The package is assembled beside the old one and swapped in at the end, so a failure leaves the old one.
+    """
+    sys.path.insert(0, ROOT)  # this checkout's zoo
+    import numpy as np
+
+    import zoo
+    from zoo import export as zoo_export
+    from zoo import train as zoo_train
+
+    evaluation = _evaluation(name)
+    if evaluation is None:
+        raise app.UsageError(f"{name}: no evaluation with k = {MODELS[name]['evaluate']} yet; run --evaluate first")
+    directory = run_dir(name)
+    model, config = zoo_train.load_trained_model(directory, "best")
+    final = os.path.join(SAVEDMODELS, name)
+    staging = os.path.join(SAVEDMODELS, f".{name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    version = zoo_export.next_version(final)
+    zoo_export.export(model, staging, version=version)
+    model.save_weights(os.path.join(staging, "model.weights.h5"))
+    _write(os.path.join(staging, "config.json"), {key: value for key, value in config.items() if key != "data_path"})
+
+    # The exact re-measurement the test repeats: k of the card, evaluation seed 0, the first test images.
+    test = zoo.data.load(config["dataset"], split="test", batch_size=CHECK_EXAMPLES, shuffle=False)
+    first = next(iter(test))
+    check = -model.log_likelihood(first, num_samples=evaluation["num_samples"], seed=0).numpy()
+    command, epochs, seconds, trained_at, machine, cores = training_record(name)
+    spec = MODELS[name]
+    metrics = {
+        "name": name,
+        "class": type(model).__name__,
+        "preset": config["preset"],
+        "overrides": {key: value for key, value in config["overrides"].items() if key != "seed"},
+        "parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "dataset": config["dataset"],
+        "train_split": config["train_split"],
+        "validation_split": config["validation_split"],
+        "epochs": epochs,
+        "batch_size": config["batch_size"],
+        "learning_rate": config["learning_rate"],
+        "seed": config["seed"],
+        "train_seconds": seconds,
+        "test": {key: evaluation[key] for key in ("split", "num_samples", "examples", "split_examples", "nll_nats",
+                                                   "nll_stderr", "bound_nats", "seconds")},
+        "check": {"examples": CHECK_EXAMPLES, "num_samples": evaluation["num_samples"], "seed": 0,
+                  "nll_nats": float(check.mean()), "nll_stderr": float(check.std(ddof=1) / np.sqrt(len(check)))},
+        "paper": spec["paper"],
+        "train_command": command,
+        "evaluate_command": shlex.join(["python", "-m", "zoo.evaluate", *_evaluate_args(name)]).replace(
+            directory, "~/zoo-runs/" + os.path.relpath(directory, os.path.dirname(os.path.expanduser(FLAGS.runs)))),
+        "package_command": f"python experiments/pretrained.py --package --only={name}",
+        "commit": trained_at,
+        "machine": machine,
+        "cores": cores,
+        "version": version,
+        "packaged": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "packaged_at_commit": commit(),
+    }
+    _write(os.path.join(staging, "metrics.json"), metrics)
+    with open(os.path.join(staging, "MODEL_CARD.md"), "w") as f:
+        f.write(model_card(metrics, spec, model))
+    if os.path.exists(final):
+        os.replace(final, final + ".old")
+    os.replace(staging, final)
+    shutil.rmtree(final + ".old", ignore_errors=True)
+    print(f"packaged {final}/{version}")
+
+
+def _nll(test):
+    examples = f"{test['examples']:,}" + (" (all)" if test["examples"] == test["split_examples"] else "")
+    return f"{test['nll_nats']:.2f} ± {test['nll_stderr']:.2f} nats (k = {test['num_samples']:,}, {examples} test images)"
+
+
+def model_card(metrics, spec, model):
+    test, name = metrics["test"], metrics["name"]
+    signatures = "\n".join(
+        f"- `{endpoint}`: " + ", ".join(f"`{s.name}` {s.dtype.name} {list(s.shape)}" for s in signature)
+        for endpoint, (_, signature) in model.serving_endpoints().items()
+    )
+    overrides = ", ".join(f"`{k}={v!r}`" for k, v in metrics["overrides"].items()) or "none"
+    return f"""# {name}
+
+`zoo.{metrics['class']}`, preset `{metrics['preset']}` (overrides: {overrides}), {metrics['parameters']:,} trainable
+parameters.
+
+| | |
+| --- | --- |
+| data | {spec['data']} |
+| training | {metrics['epochs']} epochs, batch {metrics['batch_size']}, learning rate {metrics['learning_rate']:g}, seed {metrics['seed']} |
+| training wall time | {metrics['train_seconds']:,.0f} s on {metrics['machine']} ({metrics['cores']} cores, no GPU; shared with other jobs, so an upper bound) |
+| test NLL | {_nll(test)}; -ELBO {test['bound_nats']:.2f} nats; evaluation {test['seconds']:,.0f} s |
+| paper | {spec['paper']['nll']:.2f} nats: {spec['paper']['source']} |
+| commit | `{metrics['commit']}` (training code), packaged at `{metrics['packaged_at_commit']}` |
+
+The NLL is the importance-sampled estimate of -log p(x) (Burda et al. 2016) with evaluation seed 0;
+on the first {metrics['check']['examples']} test images the same estimator gives {metrics['check']['nll_nats']:.2f} ±
+{metrics['check']['nll_stderr']:.2f} nats (`metrics.json`: `check`; tests/test_pretrained.py re-measures it).
+
+## Commands
+
+    {metrics['train_command']}
+    {metrics['evaluate_command']}
+    {metrics['package_command']}
+
+## Use
+
+```python
+import zoo
+model = zoo.LatentVariableModel.from_preset("savedmodels/{name}")  # the trained Keras model, fine-tunable
+```
+
+Serving: `tensorflow_model_server --rest_api_port=8501 --model_name={name} --model_base_path=$PWD/savedmodels/{name}`
+(see BUILD.md). Signatures of version {metrics['version']}:
+
+{signatures}
+
+## Intended use and limitations
+
+{spec['limitations']}
+"""
+
+
+SCOREBOARD_START = "<!-- scoreboard: generated by experiments/pretrained.py --scoreboard --write_results -->"
+SCOREBOARD_END = "<!-- end of scoreboard -->"
+
+
+def scoreboard():
+    """The RESULTS.md table: one row per savedmodels/*/metrics.json."""
+    rows = []
+    for name in sorted(os.listdir(SAVEDMODELS)) if os.path.isdir(SAVEDMODELS) else []:
+        metrics = _read(os.path.join(SAVEDMODELS, name, "metrics.json"))
+        if metrics is None:
+            continue
+        test = metrics["test"]
+        rows.append(
+            f"| [{name}](savedmodels/{name}/MODEL_CARD.md) | {metrics['dataset']} | {test['nll_nats']:.2f} ± "
+            f"{test['nll_stderr']:.2f} | {test['num_samples']:,} | {test['examples']:,} | {metrics['paper']['nll']:.2f} | "
+            f"{metrics['epochs']} | {metrics['train_seconds'] / 60:,.0f} min | {metrics['machine']}, "
+            f"`{metrics['commit']}` |"
+        )
+    return "\n".join([
+        SCOREBOARD_START,
+        "| model | dataset | test NLL (nats, ± s.e.) | k | test images | paper | epochs | training wall time | "
+        "machine, commit |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        *rows,
+        SCOREBOARD_END,
+    ])
+
+
+def write_scoreboard(path=os.path.join(ROOT, "RESULTS.md")):
+    with open(path) as f:
+        text = f.read()
+    start, end = text.index(SCOREBOARD_START), text.index(SCOREBOARD_END) + len(SCOREBOARD_END)
+    with open(path + ".tmp", "w") as f:
+        f.write(text[:start] + scoreboard() + text[end:])
+    os.replace(path + ".tmp", path)
+
+
+def main(argv):
+    del argv
+    if FLAGS.scoreboard:
+        if FLAGS.write_results:
+            write_scoreboard()
+        else:
+            print(scoreboard())
+        return
+    names = _selected()
+    if FLAGS.train:
+        train(names)
+    for name in names:
+        if FLAGS.evaluate:
+            evaluate(name)
+        if FLAGS.package:
+            package(name)
+
+
+if __name__ == "__main__":
+    app.run(main)
