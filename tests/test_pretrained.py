@@ -1,0 +1,157 @@
+"""The committed pretrained models (savedmodels/<name>/): served through TF Serving's loader on real test data.
+
+TensorFlow Serving loads a SavedModel with the TF1 session loader (as `saved_model_cli run`
+does), where Keras 3 exports can fail ("Could not find variable"); every signature of every
+committed model is run through that loader here, compared with the Keras model rebuilt from
+the shipped weights, and the card's log-likelihood is re-measured by the served model.
+"""
+
+import json
+import pathlib
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from tests.testing import assert_allclose
+
+ROOT = pathlib.Path(__file__).parents[1]
+PRETRAINED = sorted(p.parent.name for p in (ROOT / "savedmodels").glob("*/metrics.json"))
+SEED = np.array([5, 11], np.int32)
+# Images per signature call (the card's exact re-measurement uses metrics.json's `check` count).
+BATCH = 8
+
+
+def _latest_version(name):
+    return str(max((p for p in (ROOT / "savedmodels" / name).iterdir() if p.name.isdigit()), key=lambda p: int(p.name)))
+
+
+def _metrics(name):
+    return json.loads((ROOT / "savedmodels" / name / "metrics.json").read_text())
+
+
+def _test_images(metrics, count):
+    return next(iter(zoo.data.load(metrics["dataset"], split="test", batch_size=count, shuffle=False))).numpy()
+
+
+class ServedModel:
+    """A SavedModel loaded the way TF Serving loads it: a TF1 session over the MetaGraph's signatures."""
+
+    def __init__(self, path):
+        self.session = tf.compat.v1.Session(graph=tf.Graph())
+        with self.session.graph.as_default():
+            self.signatures = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], path).signature_def
+
+    def __call__(self, signature, **inputs):
+        definition = self.signatures[signature]
+        assert set(inputs) == set(definition.inputs), (signature, sorted(definition.inputs))
+        feed = {definition.inputs[key].name: value for key, value in inputs.items()}
+        return self.session.run({key: t.name for key, t in definition.outputs.items()}, feed)
+
+
+@pytest.fixture(scope="module", params=PRETRAINED)
+def pretrained(request):
+    name = request.param
+    metrics = _metrics(name)
+    served = ServedModel(_latest_version(name))
+    yield name, metrics, served, zoo.LatentVariableModel.from_preset(str(ROOT / "savedmodels" / name))
+    served.session.close()
+
+
+def test_there_are_pretrained_models():
+    assert {"iwae_mnist_2layer", "ladder_vae_mnist"} <= set(PRETRAINED)
+
+
+def test_every_signature_serves_the_keras_models_numbers(pretrained):
+    name, metrics, served, model = pretrained
+    x = _test_images(metrics, BATCH)
+    encoded = {key: value.numpy() for key, value in model.encode(x).items()}
+    z = encoded["mean"]
+    expected = {
+        "serving_default": ({"x": x}, {"reconstruction": model.reconstruct(x)}),
+        "reconstruct": ({"x": x}, {"reconstruction": model.reconstruct(x)}),
+        "encode": ({"x": x}, encoded),
+        "decode": ({"z": z}, model.decode(z)),
+        "sample": ({"num_samples": np.int32(4), "seed": SEED}, {"samples": model.sample(4, seed=SEED)}),
+        "log_likelihood": ({"x": x, "num_samples": np.int32(50), "seed": SEED},
+                           {"log_likelihood": model.log_likelihood(x, num_samples=50, seed=SEED)}),
+    }
+    assert set(served.signatures) - {"__saved_model_init_op"} == set(expected), name
+    for signature, (inputs, outputs) in expected.items():
+        result = served(signature, **inputs)
+        assert set(result) == set(outputs), (name, signature)
+        assert_allclose(result, outputs, atol=1e-4, rtol=1e-4)
+    # Sane numbers on real digits, not only equal ones: reconstructions in [0, 1], log p(x) of a digit
+    # within the range of MNIST models.
+    assert 0 <= expected["reconstruct"][1]["reconstruction"].numpy().min() <= 1
+    assert -250 < float(np.mean(expected["log_likelihood"][1]["log_likelihood"])) < -40
+
+
+def test_the_served_model_reproduces_the_card(pretrained):
+    name, metrics, served, _ = pretrained
+    check, test = metrics["check"], metrics["test"]
+    x = _test_images(metrics, check["examples"])
+    nll = -served("log_likelihood", x=x, num_samples=np.int32(check["num_samples"]),
+                  seed=np.array([0, 0], np.int32))["log_likelihood"]
+    # The packaging step's estimate on these images, exactly (same estimator, seed and chunks) ...
+    assert abs(nll.mean() - check["nll_nats"]) < 0.02, (name, nll.mean(), check)
+    # ... and, as a sample of the test split, within two of its standard errors of the card's full estimate.
+    stderr = nll.std(ddof=1) / np.sqrt(len(nll))
+    assert abs(nll.mean() - test["nll_nats"]) < 2 * stderr, (name, nll.mean(), stderr, test["nll_nats"])
+
+
+def test_served_inputs_are_checked(pretrained):
+    name, metrics, served, _ = pretrained
+    x = _test_images(metrics, 2)
+    cases = [
+        ("reconstruct", {"x": np.full_like(x, np.nan)}, "x contains NaN or Inf values"),
+        ("reconstruct", {"x": x * 0.5}, "expects x binary"),
+        ("sample", {"num_samples": np.int32(0), "seed": SEED}, "num_samples must be an int >= 1"),
+        ("log_likelihood", {"x": x, "num_samples": np.int32(-2), "seed": SEED}, "num_samples must be an int >= 1"),
+    ]
+    for signature, inputs, reason in cases:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=reason):
+            served(signature, **inputs)
+    with pytest.raises(ValueError, match="Cannot feed value of shape"):  # TF Serving rejects it the same way
+        served("reconstruct", x=x[:, :14])
+
+
+def test_cards_state_the_metrics(pretrained):
+    name, metrics, _, model = pretrained
+    card = (ROOT / "savedmodels" / name / "MODEL_CARD.md").read_text()
+    test = metrics["test"]
+    for fact in (f"{test['nll_nats']:.2f} ± {test['nll_stderr']:.2f} nats", f"k = {test['num_samples']:,}",
+                 metrics["train_command"], metrics["evaluate_command"], metrics["commit"], metrics["machine"],
+                 f"{metrics['parameters']:,} trainable", f"{metrics['paper']['nll']:.2f} nats"):
+        assert fact in card, (name, fact)
+    assert metrics["parameters"] == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert metrics["preset"] in metrics["train_command"]
+
+
+def test_results_opens_with_the_generated_scoreboard():
+    import subprocess
+    import sys
+
+    generated = subprocess.run([sys.executable, str(ROOT / "experiments" / "pretrained.py"), "--scoreboard"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    results = (ROOT / "RESULTS.md").read_text()
+    assert generated in results
+    first, second = [match.start() for match in re.finditer(r"^## ", results, re.MULTILINE)][:2]
+    assert first < results.index(generated) < second, "RESULTS.md opens with the scoreboard"
+    for name in PRETRAINED:
+        assert f"[{name}](savedmodels/{name}/MODEL_CARD.md)" in generated
+
+
+def test_a_pretrained_directory_rebuilds_and_refuses_what_does_not_fit(tmp_path):
+    name = PRETRAINED[0]
+    directory = str(ROOT / "savedmodels" / name)
+    fresh = zoo.LatentVariableModel.from_preset(directory, load_weights=False)
+    trained = zoo.LatentVariableModel.from_preset(directory)
+    assert [w.shape for w in fresh.weights] == [w.shape for w in trained.weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(fresh.get_weights(), trained.get_weights()))
+    with pytest.raises(ValueError, match="without config.json"):
+        zoo.LatentVariableModel.from_preset(str(tmp_path))
+    with pytest.raises(ValueError, match="do not fit"):
+        zoo.LatentVariableModel.from_preset(directory, input_shape=(14, 14, 1))
