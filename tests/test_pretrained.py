@@ -155,3 +155,83 @@ def test_a_pretrained_directory_rebuilds_and_refuses_what_does_not_fit(tmp_path)
         zoo.LatentVariableModel.from_preset(str(tmp_path))
     with pytest.raises(ValueError, match="do not fit"):
         zoo.LatentVariableModel.from_preset(directory, input_shape=(14, 14, 1))
+
+
+# BUILD.md's TF Serving examples serve this model.
+SERVED_IN_BUILD = "ladder_vae_mnist"
+
+
+def _build_md_block(title):
+    for block in re.findall(r"```python\n(.*?)```", (ROOT / "BUILD.md").read_text(), re.DOTALL):
+        if block.startswith(f"# {title}\n"):
+            return block
+    raise AssertionError(f"BUILD.md has no python block starting with '# {title}'")
+
+
+def _fits(shape, signature_shape):
+    dims = [d.size for d in signature_shape.dim]
+    return len(shape) == len(dims) and all(d in (-1, n) for d, n in zip(dims, shape))
+
+
+def _rest_inputs(body, definition):
+    """The tensors TF Serving decodes from a REST predict body: row ("instances") or columnar ("inputs") format."""
+    if "instances" in body:
+        assert len(definition.inputs) == 1, "rows of a multi-input signature would be objects"
+        (key,) = definition.inputs
+        values = {key: body["instances"]}
+    else:
+        values = body["inputs"]
+    assert set(values) == set(definition.inputs), (sorted(values), sorted(definition.inputs))
+    tensors = {}
+    for key, value in values.items():
+        dtype = tf.dtypes.as_dtype(definition.inputs[key].dtype)
+        array = np.asarray(value)
+        assert array.dtype.kind == ("f" if dtype.is_floating else "i"), (key, array.dtype, dtype.name)
+        assert _fits(array.shape, definition.inputs[key].tensor_shape), (key, array.shape)
+        tensors[key] = array.astype(dtype.as_numpy_dtype)
+    return tensors
+
+
+def _keras_outputs(model, signature, inputs):
+    fn, input_signature = model.serving_endpoints()[signature]
+    return fn(*[tf.constant(inputs[spec.name]) for spec in input_signature])
+
+
+@pytest.fixture(scope="module")
+def build_md_clients():
+    namespace = {}
+    exec(_build_md_block("REST client for TF Serving"), namespace)
+    exec(_build_md_block("gRPC client for TF Serving"), namespace)
+    served = ServedModel(_latest_version(SERVED_IN_BUILD))
+    yield namespace, served, zoo.LatentVariableModel.from_preset(str(ROOT / "savedmodels" / SERVED_IN_BUILD))
+    served.session.close()
+
+
+def test_build_md_rest_bodies_fit_the_signatures_and_serve(build_md_clients):
+    namespace, served, model = build_md_clients
+    bodies = namespace["REST_BODIES"]
+    assert set(bodies) == set(served.signatures) - {"__saved_model_init_op"}
+    assert f"/v1/models/{SERVED_IN_BUILD}:predict" in namespace["predict"].__defaults__[0]
+    for signature, body in bodies.items():
+        body = json.loads(json.dumps(body))  # as it goes over the wire
+        assert body.get("signature_name", "serving_default") == signature
+        inputs = _rest_inputs(body, served.signatures[signature])
+        if signature == "log_likelihood":
+            inputs["num_samples"] = np.int32(100)  # the body's k = 5000, cut for the test's time
+        assert_allclose(served(signature, **inputs), _keras_outputs(model, signature, inputs), atol=1e-4, rtol=1e-4)
+
+
+def test_build_md_grpc_request_fits_its_signature_and_serves(build_md_clients):
+    namespace, served, model = build_md_clients
+    request = namespace["request"]
+    assert request.model_spec.name == SERVED_IN_BUILD
+    definition = served.signatures[request.model_spec.signature_name]
+    assert set(request.inputs) == set(definition.inputs)
+    inputs = {}
+    for key, proto in request.inputs.items():
+        assert proto.dtype == definition.inputs[key].dtype, key
+        inputs[key] = tf.make_ndarray(proto)
+        assert _fits(inputs[key].shape, definition.inputs[key].tensor_shape), (key, inputs[key].shape)
+    inputs["num_samples"] = np.int32(100)
+    assert_allclose(served(request.model_spec.signature_name, **inputs),
+                    _keras_outputs(model, request.model_spec.signature_name, inputs), atol=1e-4, rtol=1e-4)
