@@ -21,7 +21,8 @@ from tests.testing import assert_allclose
 ROOT = pathlib.Path(__file__).parents[1]
 PRETRAINED = sorted(p.parent.name for p in (ROOT / "savedmodels").glob("*/metrics.json"))
 SEED = np.array([5, 11], np.int32)
-# Images per signature call (the card's exact re-measurement uses metrics.json's `check` count).
+# Test images per signature call, and as many again as the memory of memory models (the card's exact
+# re-measurement uses metrics.json's `check` count).
 BATCH = 8
 
 
@@ -70,31 +71,45 @@ def test_there_are_pretrained_models():
     assert {"iwae_mnist_2layer", "ladder_vae_mnist"} <= set(PRETRAINED)
 
 
+def _signature_inputs(signature, input_signature, images):
+    """Inputs for a signature, by input name: real test images for `x` (and a memory of other test images)."""
+    rng = np.random.default_rng(0)
+    memory = images[BATCH:]
+    values = {
+        "x": images[:BATCH],
+        "memory": memory,
+        "num_samples": np.int32(4 if signature == "sample" else 50),
+        "seed": SEED,
+        "memory_labels": (np.arange(len(memory)) % 4).astype(np.int32),
+        "num_classes": np.int32(4),
+        "address": np.array([0, 1, len(memory) - 1, 2], np.int32),
+    }
+    for spec in input_signature:
+        if spec.name == "z":  # one code per address, from the prior
+            values["z"] = rng.normal(size=(4, *spec.shape[1:])).astype(np.float32)
+    missing = [spec.name for spec in input_signature if spec.name not in values]
+    assert not missing, f"no test inputs for {missing}"
+    return {spec.name: values[spec.name] for spec in input_signature}
+
+
 def test_every_signature_serves_the_keras_models_numbers(pretrained):
     name, metrics, served, model = pretrained
-    x = _test_images(metrics, BATCH)
-    encoded = {key: value.numpy() for key, value in model.encode(x).items()}
-    z = encoded["mean"]
-    expected = {
-        "serving_default": ({"x": x}, {"reconstruction": model.reconstruct(x)}),
-        "reconstruct": ({"x": x}, {"reconstruction": model.reconstruct(x)}),
-        "encode": ({"x": x}, encoded),
-        "decode": ({"z": z}, model.decode(z)),
-        "sample": ({"num_samples": np.int32(4), "seed": SEED}, {"samples": model.sample(4, seed=SEED)}),
-        "log_likelihood": ({"x": x, "num_samples": np.int32(50), "seed": SEED},
-                           {"log_likelihood": model.log_likelihood(x, num_samples=50, seed=SEED)}),
-    }
-    assert set(served.signatures) - {"__saved_model_init_op"} == set(expected), name
-    for signature, (inputs, outputs) in expected.items():
+    images = _test_images(metrics, 2 * BATCH)
+    endpoints = model.serving_endpoints()
+    assert set(served.signatures) - {"__saved_model_init_op"} == set(endpoints), name
+    outputs = {}
+    for signature, (fn, input_signature) in endpoints.items():
+        inputs = _signature_inputs(signature, input_signature, images)
+        outputs[signature] = fn(*[tf.constant(value) for value in inputs.values()])
         result = served(signature, **inputs)
-        assert set(result) == set(outputs), (name, signature)
-        assert_allclose(result, outputs, atol=1e-4, rtol=1e-4)
+        assert set(result) == set(outputs[signature]), (name, signature)
+        assert_allclose(result, outputs[signature], atol=1e-4, rtol=1e-4)
     # Sane numbers on real images, not only equal ones: for the binary digits reconstructions in [0, 1]
     # and log p(x) within the range of MNIST models.
-    log_px = expected["log_likelihood"][1]["log_likelihood"].numpy()
+    log_px = outputs["log_likelihood"]["log_likelihood"].numpy()
     assert np.all(np.isfinite(log_px))
     if metrics["dataset"] == "binarized_mnist":
-        assert 0 <= expected["reconstruct"][1]["reconstruction"].numpy().min() <= 1
+        assert 0 <= outputs["reconstruct"]["reconstruction"].numpy().min() <= 1
         assert -250 < float(np.mean(log_px)) < -40
 
 
