@@ -32,6 +32,8 @@ from absl import flags
 from zoo.cli import LOCK_FILE, UsageError, quiet_libraries, run_app, run_dir_lock, write_json
 from zoo.train import DATASETS, check_flags, parse_overrides
 
+# As zoo.tuning.TUNERS, which imports TensorFlow.
+TUNERS = ("random", "bayesian", "hyperband")
 SEARCH_FILE = "tune.json"
 BEST_FILE = "best.json"
 PROJECT = "search"
@@ -47,7 +49,7 @@ def define_flags():
     flags.DEFINE_string("dataset", None, f"Dataset: {', '.join(DATASETS)}.", required=True)
     flags.DEFINE_string("directory", None, "Search directory: definition, trials, best.json.", required=True)
     flags.DEFINE_integer("max_trials", None, "Trials to run in all (random and bayesian tuners).")
-    flags.DEFINE_enum("tuner", "random", ["random", "bayesian", "hyperband"], "keras-tuner search algorithm.")
+    flags.DEFINE_enum("tuner", "random", list(TUNERS), "keras-tuner search algorithm.")
     flags.DEFINE_integer("epochs", 1, "Epochs per trial (hyperband: the most any trial trains).")
     flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass over the training split).")
     flags.DEFINE_integer("batch_size", None, "Examples per step (default: preset recipe, else 100).")
@@ -64,15 +66,6 @@ def define_flags():
                       "is searched).")
     flags.DEFINE_integer("objective_samples", 100, "Importance samples per example of val_log_likelihood.")
     flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras verbosity (1: progress bar).")
-
-
-def _definition(f, overrides, space):
-    return json.loads(json.dumps({
-        "preset": f.preset, "dataset": f.dataset, "data_path": f.data_path, "overrides": overrides, "space": space,
-        "train_split": f.train_split, "validation_split": f.validation_split, "epochs": f.epochs,
-        "steps_per_epoch": f.steps_per_epoch, "batch_size": f.batch_size, "seed": f.seed, "tuner": f.tuner,
-        "objective": f.objective, "objective_samples": f.objective_samples, "max_trials": f.max_trials,
-    }))  # tuples -> lists: what tune.json holds
 
 
 def _check_directory(directory, definition):
@@ -98,14 +91,82 @@ def train_command(config, best, model_dir):
     args = [f"--preset={config['preset']}", f"--dataset={config['dataset']}", f"--epochs={config['epochs']}",
             f"--model_dir={model_dir}", f"--learning_rate={best['learning_rate']!r}", f"--seed={config['seed']}",
             f"--train_split={config['train_split']}", f"--validation_split={config['validation_split']}"]
-    if config["batch_size"] is not None:
-        args.append(f"--batch_size={config['batch_size']}")
+    # The trial's steps too, so that the command retrains the trial's model as it was trained in the search.
+    for name in ("batch_size", "steps_per_epoch", "steps_per_execution"):
+        if config[name] is not None:
+            args.append(f"--{name}={config[name]}")
     if config["data_path"]:
         args.append(f"--data_path={config['data_path']}")
     # --seed already sets the model's seed.
     args += [f"--override={key}={value!r}" for key, value in best["overrides"].items()
              if not (key == "seed" and value == config["seed"])]
     return " ".join(["python", "-m", "zoo.train", *map(shlex.quote, args)])
+
+
+def search(preset, dataset, directory, max_trials=None, tuner="random", epochs=1, steps_per_epoch=None,
+           batch_size=None, seed=0, overrides=None, space=None, train_split=None, validation_split=None,
+           data_path=None, steps_per_execution=None, objective=None, objective_samples=100, verbose=2):
+    """Runs (or resumes) the search the command line describes in `directory`; returns `best.json`'s content.
+
+    The arguments are the flags of the same names (`objective=None`: auto). Every check that
+    needs no TensorFlow runs first; bad values raise `UsageError` before anything is written.
+    Holds `<directory>/lock` while it searches: a second process on the same directory is refused.
+    """
+    overrides, space = dict(overrides or {}), dict(space or {})
+    check_flags(preset, dataset, epochs, batch_size, None, steps_per_execution, 1, steps_per_epoch,
+                data_path=data_path, overrides=overrides)
+    if tuner not in TUNERS:
+        raise UsageError(f"unknown tuner {tuner!r}; available: {', '.join(TUNERS)}")
+    if tuner == "hyperband" and max_trials is not None:
+        raise UsageError("--max_trials does not apply to --tuner=hyperband, which sets its number of trials from "
+                         "--epochs (the most epochs a trial trains)")
+    if tuner != "hyperband" and max_trials is None:
+        raise UsageError(f"--max_trials is required for --tuner={tuner}")
+    for name, value in (("max_trials", max_trials), ("objective_samples", objective_samples)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UsageError(f"--{name} must be an int >= 1, got {value!r}")
+    definition = json.loads(json.dumps({
+        "preset": preset, "dataset": dataset, "data_path": data_path, "overrides": overrides, "space": space,
+        "train_split": train_split, "validation_split": validation_split, "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "seed": seed, "tuner": tuner,
+        "objective": objective, "objective_samples": objective_samples, "max_trials": max_trials,
+    }))  # tuples -> lists: what tune.json holds
+    _check_directory(directory, definition)
+    quiet_libraries()
+
+    from zoo import train, tuning
+
+    config = train.resolve_config(
+        preset, dataset, epochs, batch_size, seed=seed, overrides=overrides, train_split=train_split,
+        validation_split=validation_split, steps_per_execution=steps_per_execution, data_path=data_path,
+        steps_per_epoch=steps_per_epoch,
+    )
+    if not config["validation_split"]:
+        raise UsageError(f"dataset {dataset!r} has no validation split to score trials on: pass --validation_split "
+                         "(a split the training split does not hold)")
+    try:
+        hypermodel = tuning.PresetHyperModel(config, space, objective, objective_samples)
+    except ValueError as error:
+        raise UsageError(f"--space: {str(error).splitlines()[0]}") from None
+    os.makedirs(directory, exist_ok=True)
+    with run_dir_lock(directory):
+        _check_directory(directory, definition)  # again, now that no other process can write it
+        write_json(os.path.join(directory, SEARCH_FILE), definition, indent=2)
+        keras_tuner = tuning.make_tuner(hypermodel, directory, tuner, max_trials, seed, PROJECT)
+        done = len(tuning.finished_trials(keras_tuner))
+        if done:
+            print(f"Resuming the search in {directory}: {done} trial(s) finished", flush=True)
+        keras_tuner.search(
+            train.training_stream(config, 0), validation_data=train.validation_stream(config),
+            epochs=config["epochs"], steps_per_epoch=config["steps_per_epoch"], verbose=verbose,
+        )
+        try:
+            best = tuning.best_result(keras_tuner, hypermodel)
+        except ValueError as error:
+            raise UsageError(f"{error}: every trial failed (see {keras_tuner.project_dir}/trial_*/trial.json)") from None
+        best["command"] = train_command(config, best, os.path.join(directory, RETRAIN_DIR))
+        write_json(os.path.join(directory, BEST_FILE), best, indent=2)
+    return best
 
 
 def main(argv):
@@ -115,55 +176,12 @@ def main(argv):
         space = parse_overrides(f.space)
     except UsageError:
         raise UsageError(f"--space expects name=value, got {f.space}") from None
-    check_flags(f.preset, f.dataset, f.epochs, f.batch_size, None, f.steps_per_execution, 1, f.steps_per_epoch,
-                data_path=f.data_path, overrides=overrides)
-    if f.tuner == "hyperband" and f.max_trials is not None:
-        raise UsageError("--max_trials does not apply to --tuner=hyperband, which sets its number of trials from "
-                         "--epochs (the most epochs a trial trains)")
-    if f.tuner != "hyperband" and f.max_trials is None:
-        raise UsageError(f"--max_trials is required for --tuner={f.tuner}")
-    for name in ("max_trials", "objective_samples"):
-        value = getattr(f, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name} must be an int >= 1, got {value!r}")
-    definition = _definition(f, overrides, space)
-    _check_directory(f.directory, definition)
-    quiet_libraries()
-
-    from zoo import train, tuning
-
-    config = train.resolve_config(
-        f.preset, f.dataset, f.epochs, f.batch_size, seed=f.seed, overrides=overrides, train_split=f.train_split,
-        validation_split=f.validation_split, steps_per_execution=f.steps_per_execution, data_path=f.data_path,
-        steps_per_epoch=f.steps_per_epoch,
+    best = search(
+        f.preset, f.dataset, f.directory, f.max_trials, f.tuner, f.epochs, f.steps_per_epoch, f.batch_size, f.seed,
+        overrides, space, f.train_split, f.validation_split, f.data_path, f.steps_per_execution,
+        None if f.objective == "auto" else f.objective, f.objective_samples,
+        verbose=int(f.verbose) if f.verbose != "auto" else 1 if sys.stdout.isatty() else 2,
     )
-    if not config["validation_split"]:
-        raise UsageError(f"dataset {f.dataset!r} has no validation split to score trials on: pass --validation_split "
-                         "(a split the training split does not hold)")
-    try:
-        hypermodel = tuning.PresetHyperModel(config, space, None if f.objective == "auto" else f.objective,
-                                             f.objective_samples)
-    except ValueError as error:
-        raise UsageError(f"--space: {str(error).splitlines()[0]}") from None
-    os.makedirs(f.directory, exist_ok=True)
-    with run_dir_lock(f.directory):
-        _check_directory(f.directory, definition)  # again, now that no other process can write it
-        write_json(os.path.join(f.directory, SEARCH_FILE), definition, indent=2)
-        tuner = tuning.make_tuner(hypermodel, f.directory, f.tuner, f.max_trials, f.seed, PROJECT)
-        done = len(tuning.finished_trials(tuner))
-        if done:
-            print(f"Resuming the search in {f.directory}: {done} trial(s) finished", flush=True)
-        verbose = int(f.verbose) if f.verbose != "auto" else 1 if sys.stdout.isatty() else 2
-        tuner.search(
-            train.training_stream(config, 0), validation_data=train.validation_stream(config),
-            epochs=config["epochs"], steps_per_epoch=config["steps_per_epoch"], verbose=verbose,
-        )
-        try:
-            best = tuning.best_result(tuner, hypermodel)
-        except ValueError as error:
-            raise UsageError(f"{error}: every trial failed (see {tuner.project_dir}/trial_*/trial.json)") from None
-        best["command"] = train_command(config, best, os.path.join(f.directory, RETRAIN_DIR))
-        write_json(os.path.join(f.directory, BEST_FILE), best, indent=2)
     print(f"Best of {best['trials']} trials: trial {best['trial_id']}, {best['objective']} {best['score']:.2f}, "
           + ", ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
                       for name, value in best["hyperparameters"].items()), flush=True)
