@@ -1,6 +1,7 @@
 """zoo.tuning / zoo.tune: the preset's search space, a 2-trial search on real binarized MNIST that is
 interrupted and resumed, the best trial rebuilt (and retrained by zoo.train), bad flags."""
 
+import importlib.util
 import json
 import os
 import random
@@ -248,6 +249,13 @@ def test_bad_flags_exit_2_in_one_line(args, reason, tmp_path):
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and reason in err, err
     assert not os.path.exists(tmp_path / "search")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is not None, reason="scikit-learn is installed")
+def test_bayesian_tuner_without_scikit_learn_is_refused_in_one_line(tmp_path):
+    code, _, err = _run(*FLAGS, "--tuner=bayesian", f"--directory={tmp_path / 'search'}", timeout=60)
+    assert code == 2 and err.strip() == 'tune.py: --tuner=bayesian needs scikit-learn: pip install "zoo[bayesian]" ' \
+        "(or scikit-learn)", err
 
 
 def test_missing_max_trials_and_bad_directories_exit_2(tmp_path):

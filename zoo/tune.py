@@ -22,6 +22,7 @@ space: `name=[v1, v2]` a choice, `name={"min_value": a, "max_value": b}` a range
 value, `name=None` the preset's value.
 """
 
+import importlib.util
 import json
 import os
 import shlex
@@ -122,6 +123,8 @@ def search(preset, dataset, directory, max_trials=None, tuner="random", epochs=1
                          "--epochs (the most epochs a trial trains)")
     if tuner != "hyperband" and max_trials is None:
         raise UsageError(f"--max_trials is required for --tuner={tuner}")
+    if tuner == "bayesian" and importlib.util.find_spec("sklearn") is None:
+        raise UsageError('--tuner=bayesian needs scikit-learn: pip install "zoo[bayesian]" (or scikit-learn)')
     for name, value in (("max_trials", max_trials), ("objective_samples", objective_samples)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise UsageError(f"--{name} must be an int >= 1, got {value!r}")
