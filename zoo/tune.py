@@ -30,7 +30,14 @@ import sys
 
 from absl import flags
 
-from zoo.cli import LOCK_FILE, UsageError, quiet_libraries, run_app, run_dir_lock, write_json
+from zoo.cli import (
+    LOCK_FILE,
+    UsageError,
+    quiet_libraries,
+    run_app,
+    run_dir_lock,
+    write_json,
+)
 from zoo.train import DATASETS, check_flags, parse_overrides
 
 # As zoo.tuning.TUNERS, which imports TensorFlow.
@@ -61,7 +68,8 @@ def define_flags():
     flags.DEFINE_string("train_split", None, "Training split (default per dataset, e.g. 'train').")
     flags.DEFINE_string("validation_split", None, "Split that scores the trials (default per dataset).")
     flags.DEFINE_string("data_path", None, "A local copy of the data (see zoo.train).")
-    flags.DEFINE_integer("steps_per_execution", None, "Steps per compiled call (default: the model's, at most an epoch).")
+    flags.DEFINE_integer("steps_per_execution", None,
+                         "Steps per compiled call (default: the model's, at most an epoch).")
     flags.DEFINE_enum("objective", "auto", ["auto", "val_bound", "val_log_likelihood"],
                       "Trial score (auto: val_bound, or val_log_likelihood when the number of importance samples "
                       "is searched).")
@@ -166,7 +174,9 @@ def search(preset, dataset, directory, max_trials=None, tuner="random", epochs=1
         try:
             best = tuning.best_result(keras_tuner, hypermodel)
         except ValueError as error:
-            raise UsageError(f"{error}: every trial failed (see {keras_tuner.project_dir}/trial_*/trial.json)") from None
+            raise UsageError(
+                f"{error}: every trial failed (see {keras_tuner.project_dir}/trial_*/trial.json)"
+            ) from None
         best["command"] = train_command(config, best, os.path.join(directory, RETRAIN_DIR))
         write_json(os.path.join(directory, BEST_FILE), best, indent=2)
     return best

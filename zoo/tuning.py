@@ -270,8 +270,8 @@ def make_tuner(hypermodel, directory, kind="random", max_trials=None, seed=0, pr
     if kind not in TUNERS:
         raise ValueError(f"kind must be one of {TUNERS}, got {kind!r}")
     objective = keras_tuner.Objective(hypermodel.objective, direction="max")
-    common = dict(hypermodel=hypermodel, objective=objective, seed=seed, directory=directory,
-                  project_name=project_name, overwrite=overwrite)
+    common = {"hypermodel": hypermodel, "objective": objective, "seed": seed, "directory": directory,
+              "project_name": project_name, "overwrite": overwrite}
     if kind == "hyperband":
         if max_trials is not None:
             raise ValueError(f"hyperband sets its own number of trials from max_epochs; got max_trials={max_trials!r}")
