@@ -235,6 +235,7 @@ def test_bad_constructor_arguments(kwargs, message):
 
 
 def test_latent_activity_finds_a_collapsed_group_and_plots_it(tmp_path):
+    import matplotlib.figure
     import matplotlib.image
 
     model = zoo.HierarchicalVAE(
@@ -257,9 +258,17 @@ def test_latent_activity_finds_a_collapsed_group_and_plots_it(tmp_path):
     np.testing.assert_allclose(sum(activity["kl_per_unit"][:3]), activity["kl_per_group"][0], rtol=1e-5)
     assert (activity["active_units"], activity["active_groups"]) == (3, 1)
     assert activity["group_order"] == "from x upward"
-    path = zoo.evaluation.plot_kl_per_group(activity["kl_per_group"], str(tmp_path / "kl.png"))
-    image = matplotlib.image.imread(path)
+    backend = matplotlib.get_backend()
+    axes = zoo.evaluation.plot_kl_per_group(activity["kl_per_group"], str(tmp_path / "kl.png"))
+    image = matplotlib.image.imread(tmp_path / "kl.png")
     assert image.ndim == 3 and image.shape[0] > 100
+    assert [bar.get_height() for bar in axes.patches] == pytest.approx(activity["kl_per_group"])
+    assert matplotlib.get_backend() == backend  # a notebook's inline backend stays
+    # Into given axes (a notebook's figure), without writing a file.
+    figure = matplotlib.figure.Figure()
+    given = figure.add_subplot()
+    assert zoo.evaluation.plot_kl_per_group([1.0, 2.0, 3.0], axes=given) is given
+    assert len(given.patches) == 3 and given.get_xlabel() == "latent group (from x upward)"
     with pytest.raises(ValueError, match="kl_per_group must be a non-empty list of finite numbers"):
         zoo.evaluation.plot_kl_per_group([float("nan")], str(tmp_path / "bad.png"))
 

@@ -117,6 +117,25 @@ def test_reads_tfds_omniglot_when_prepared(tmp_path):
     assert set(np.unique(data["images"])) <= {0.0, 1.0}
 
 
+def test_download_prepares_tfds_omniglot(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    # Nothing prepared in the data directory: download=True asks TFDS (here mocked) to prepare it, as in Colab.
+    with tfds.testing.mock_data(num_examples=5):
+        data = zoo.data.load("omniglot", split="all", batch_size=10, data_dir=str(tmp_path / "new"), download=True)
+        assert next(iter(data)).shape == (10, 28, 28, 1)
+    calls = []
+
+    def offline(*args, **kwargs):
+        calls.append(kwargs["download"])
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(tfds, "load", offline)
+    with pytest.raises(FileNotFoundError, match=r"'omniglot' could not be downloaded.*ConnectionError: no route"):
+        omniglot.read("all", data_dir=str(tmp_path / "other"), download=True)
+    assert calls == [True]
+
+
 def labels_by_image(data):
     return {image.tobytes(): label for image, label in zip(data["images"], data["labels"])}
 

@@ -88,26 +88,29 @@ def latent_activity(model, dataset, max_batches=None, threshold=0.1):
     }
 
 
-def plot_kl_per_group(kl_per_group, path, title="KL per latent group", group_order="from x upward"):
-    """Writes a bar chart of the KL (nats) of each latent group, in `group_order`, to the PNG `path`."""
-    import matplotlib
+def plot_kl_per_group(kl_per_group, path=None, title="KL per latent group", group_order="from x upward", axes=None):
+    """A bar chart of the KL (nats) of each latent group, in `group_order`; returns its matplotlib `Axes`.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Draws into `axes` (e.g. from `plt.subplots()` in a notebook), or into a new figure that is
+    not registered with pyplot; the interactive backend is left as it is. With `path`, the
+    figure is written to that PNG.
+    """
+    from matplotlib.figure import Figure
 
     kl_per_group = np.asarray(kl_per_group, dtype=float)
     if kl_per_group.ndim != 1 or not len(kl_per_group) or not np.all(np.isfinite(kl_per_group)):
         raise ValueError(f"kl_per_group must be a non-empty list of finite numbers, got {kl_per_group!r}")
-    figure, axes = plt.subplots(figsize=(max(4.5, 0.5 * len(kl_per_group) + 2.0), 3.0))
+    if axes is None:
+        axes = Figure(figsize=(max(4.5, 0.5 * len(kl_per_group) + 2.0), 3.0)).add_subplot()
     axes.bar(np.arange(len(kl_per_group)), kl_per_group, color="tab:blue")
     axes.set_xlabel(f"latent group ({group_order})")
     axes.set_ylabel("KL (nats)")
     axes.set_xticks(np.arange(len(kl_per_group)))
     axes.set_title(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    if path is not None:
+        axes.figure.tight_layout()
+        axes.figure.savefig(path, dpi=100)
+    return axes
 
 
 def memory_size_sweep(model, make_episodes, num_classes=(1, 2, 4, 8, 16), examples_per_class=(1, 2, 4, 8, 16),

@@ -1,9 +1,9 @@
 """Omniglot (Lake et al. 2015): preprocessing, alphabet-disjoint splits and few-shot episodes.
 
-Sources, in order: TFDS `omniglot` when it is prepared in the TFDS data directory, otherwise
-Lake's archives read directly from a directory (`images_background.zip`,
-`images_evaluation.zip`, `images_background_small1.zip`, `images_background_small2.zip`,
-whichever exist). Images are decoded and preprocessed once per process and kept in memory
+Sources, in order: TFDS `omniglot` when it is prepared in the TFDS data directory (or
+`download=True`: TFDS downloads and prepares it there, e.g. in Colab), otherwise Lake's
+archives read directly from a directory (`images_background.zip`, `images_evaluation.zip`,
+`images_background_small1.zip`, `images_background_small2.zip`, whichever exist). Images are decoded and preprocessed once per process and kept in memory
 as binary arrays; batches and episodes are drawn from them with `tf.data`.
 
 Train/test split, by alphabet so that no test character is ever seen in training:
@@ -132,7 +132,7 @@ def _decode_png(item):
 # Reading the data -----------------------------------------------------------------
 
 
-def read(split="train", image_size=28, path=None, data_dir=None, test_alphabets=None):
+def read(split="train", image_size=28, path=None, data_dir=None, test_alphabets=None, download=False):
     """The images of a split as arrays (decoded once per process, then cached).
 
     Args:
@@ -142,6 +142,8 @@ def read(split="train", image_size=28, path=None, data_dir=None, test_alphabets=
             in `data_dir` / $TFDS_DATA_DIR, else $OMNIGLOT_DIR, else `../shared/datasets/omniglot`.
         data_dir: TFDS data directory.
         test_alphabets: list of alphabet names to hold out instead of the default rule.
+        download: bool, with `path=None`: let TFDS download and prepare `omniglot` in the data
+            directory if it is not there (needs internet access); the archives are then not searched.
 
     Returns:
         dict of numpy arrays: `images` float32 `[N, S, S, 1]` in {0, 1}; `labels` int64 `[N]`,
@@ -152,7 +154,7 @@ def read(split="train", image_size=28, path=None, data_dir=None, test_alphabets=
         raise ValueError(f"Omniglot split must be one of {SPLITS}, got {split!r}")
     if image_size not in IMAGE_SIZES:
         raise ValueError(f"image_size must be one of {IMAGE_SIZES}, got {image_size!r}")
-    source = _load_source(image_size, path, data_dir)
+    source = _load_source(image_size, path, data_dir, download)
     names = source["alphabet_names"]
     if test_alphabets is None:
         held_out = source["evaluation_alphabets"] or names[3::4]
@@ -174,11 +176,11 @@ def read(split="train", image_size=28, path=None, data_dir=None, test_alphabets=
     }
 
 
-def _load_source(image_size, path, data_dir):
+def _load_source(image_size, path, data_dir, download=False):
     if path is None:
         key = ("tfds", data_dir or os.environ.get("TFDS_DATA_DIR"), image_size)
         if key not in _CACHE:
-            records = _read_tfds(data_dir)
+            records = _read_tfds(data_dir, download)
             if records is not None:
                 _CACHE[key] = _decode(records, image_size)
         if key in _CACHE:
@@ -199,19 +201,28 @@ def _load_source(image_size, path, data_dir):
     )
 
 
-def _read_tfds(data_dir):
-    """Encoded records from TFDS `omniglot` (background = "train", evaluation = "test"), or None if not prepared."""
+def _read_tfds(data_dir, download=False):
+    """Encoded records from TFDS `omniglot` (background = "train", evaluation = "test").
+
+    None if not prepared and not `download`; with `download`, a failure raises `FileNotFoundError`.
+    """
     import tensorflow_datasets as tfds
 
     root = data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
-    if not os.path.isdir(os.path.join(root, "omniglot")):
+    if not download and not os.path.isdir(os.path.join(root, "omniglot")):
         return None
     try:
         splits, info = tfds.load(
-            "omniglot", split=["train", "test"], data_dir=data_dir, download=False, with_info=True,
+            "omniglot", split=["train", "test"], data_dir=data_dir, download=download, with_info=True,
             decoders={"image": tfds.decode.SkipDecoding()},
         )
-    except Exception:  # not prepared (or unreadable): fall back to the archives
+    except Exception as error:  # not prepared (or unreadable): fall back to the archives, unless asked to download
+        if download:
+            raise FileNotFoundError(
+                f"dataset 'omniglot' could not be downloaded and prepared in {root} "
+                f"({type(error).__name__}: {str(error).splitlines()[0][:200]}). Fix: run with internet access, "
+                f"or pass path= a directory holding Lake's archives."
+            ) from error
         return None
     names = info.features["alphabet"].names
     records = []
