@@ -4,6 +4,7 @@ Each notebook asserts its own results (finite, sane log-likelihoods, imputation 
 above chance), so a notebook that runs but computes nonsense fails here with the failing cell's error.
 """
 
+import asyncio
 import configparser
 import os
 import pathlib
@@ -34,14 +35,20 @@ def code_cells(notebook):
     return [cell for cell in notebook.cells if cell.cell_type == "code"]
 
 
-@pytest.fixture(scope="module")
-def kernel_environment(tmp_path_factory):
+def missing_data(path):
+    if not has_binarized_mnist():
+        return "binarized_mnist is not prepared in TFDS_DATA_DIR"
+    if "omniglot" in path.read_text() and not pathlib.Path(OMNIGLOT_DIR).is_dir():
+        return f"no Omniglot archives in {OMNIGLOT_DIR}"
+    return None
+
+
+def kernel_environment(directory):
     """Environment for a kernel of this interpreter that imports this checkout's zoo and finds the shared data."""
-    jupyter = tmp_path_factory.mktemp("jupyter")
     # A kernelspec of its own: argv[0] is sys.executable, whatever python3 kernels the user has installed.
-    write_kernel_spec(jupyter / "kernels" / KERNEL, overrides={"display_name": "zoo tests"})
+    write_kernel_spec(directory / "kernels" / KERNEL, overrides={"display_name": "zoo tests"})
     return {
-        "JUPYTER_PATH": str(jupyter),
+        "JUPYTER_PATH": str(directory),
         "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
         "TFDS_DATA_DIR": os.environ.get("TFDS_DATA_DIR", ""),
         "OMNIGLOT_DIR": OMNIGLOT_DIR,
@@ -49,18 +56,8 @@ def kernel_environment(tmp_path_factory):
     }
 
 
-def test_the_notebooks_are_there():
-    assert {"quickstart.ipynb", "few_shot_vma.ipynb", "hierarchies.ipynb"} <= {path.name for path in NOTEBOOKS}
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs(path, kernel_environment, monkeypatch, record_property):
-    if not has_binarized_mnist():
-        pytest.skip("binarized_mnist is not prepared in TFDS_DATA_DIR")
-    if "omniglot" in path.read_text() and not pathlib.Path(OMNIGLOT_DIR).is_dir():
-        pytest.skip(f"no Omniglot archives in {OMNIGLOT_DIR}")
-    for name, value in kernel_environment.items():
-        monkeypatch.setenv(name, value)
+async def execute(path):
+    """Runs a notebook in a fresh kernel; returns it (with a last cell printing the kernel's interpreter), its error, and seconds."""
     notebook = nbformat.read(path, as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"))
     client = nbclient.NotebookClient(
@@ -68,11 +65,45 @@ def test_notebook_runs(path, kernel_environment, monkeypatch, record_property):
     )
     start = time.perf_counter()
     try:
-        client.execute()
-    except nbclient.exceptions.CellExecutionError as error:
+        await client.async_execute()
+        error = None
+    except (nbclient.exceptions.CellExecutionError, nbclient.exceptions.CellTimeoutError,
+            nbclient.exceptions.DeadKernelError) as failure:
+        error = re.sub(r"\x1b\[[0-9;]*m", "", str(failure))  # the failing cell and its traceback, without colours
+    return notebook, error, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """Every notebook whose data is here, all at once: a kernel spends most of its time tracing models on one
+    thread, so running them side by side keeps both cores of a 2-core machine busy."""
+    paths = [path for path in NOTEBOOKS if missing_data(path) is None]
+
+    async def execute_all():
+        return await asyncio.gather(*(execute(path) for path in paths))
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in kernel_environment(tmp_path_factory.mktemp("jupyter")).items():
+            patch.setenv(name, value)
+        start = time.perf_counter()
+        results = asyncio.run(execute_all())
+    print(f"\nnotebooks executed side by side in {time.perf_counter() - start:.1f} s: "
+          + ", ".join(f"{path.name} {seconds:.1f} s" for path, (_, _, seconds) in zip(paths, results)))
+    return dict(zip(paths, results))
+
+
+def test_the_notebooks_are_there():
+    assert {"quickstart.ipynb", "few_shot_vma.ipynb", "hierarchies.ipynb"} <= {path.name for path in NOTEBOOKS}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs(path, executed, record_property):
+    if missing_data(path):
+        pytest.skip(missing_data(path))
+    notebook, error, seconds = executed[path]
+    record_property("seconds", round(seconds, 1))
+    if error:
         pytest.fail(f"{path.name} failed:\n{error}", pytrace=False)
-    record_property("seconds", round(time.perf_counter() - start, 1))
-    print(f"{path.name}: {time.perf_counter() - start:.1f} s")
     assert notebook.cells[-1].outputs[0]["text"].strip() == sys.executable
     outputs = [output for cell in code_cells(notebook) for output in cell.outputs]
     assert any("image/png" in output.get("data", {}) for output in outputs), "no matplotlib figure was shown"
