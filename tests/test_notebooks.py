@@ -22,6 +22,7 @@ from tests.conftest import SHARED_DATASETS, has_binarized_mnist
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 OMNIGLOT_DIR = os.environ.get("OMNIGLOT_DIR") or str(SHARED_DATASETS / "omniglot")
+MNIST_DIR = os.environ.get("MNIST_DIR") or str(SHARED_DATASETS / "mnist")
 KERNEL = "zoo-test"
 
 
@@ -40,6 +41,8 @@ def missing_data(path):
         return "binarized_mnist is not prepared in TFDS_DATA_DIR"
     if "omniglot" in path.read_text() and not pathlib.Path(OMNIGLOT_DIR).is_dir():
         return f"no Omniglot archives in {OMNIGLOT_DIR}"
+    if "MNIST_DIR" in path.read_text() and not pathlib.Path(MNIST_DIR).is_dir():
+        return f"no MNIST IDX archives in {MNIST_DIR}"
     return None
 
 
@@ -52,6 +55,7 @@ def kernel_environment(directory):
         "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
         "TFDS_DATA_DIR": os.environ.get("TFDS_DATA_DIR", ""),
         "OMNIGLOT_DIR": OMNIGLOT_DIR,
+        "MNIST_DIR": MNIST_DIR,
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
 
@@ -93,7 +97,9 @@ def executed(tmp_path_factory):
 
 
 def test_the_notebooks_are_there():
-    assert {"quickstart.ipynb", "few_shot_vma.ipynb", "hierarchies.ipynb"} <= {path.name for path in NOTEBOOKS}
+    assert {"quickstart.ipynb", "few_shot_vma.ipynb", "hierarchies.ipynb", "pretrained.ipynb"} <= {
+        path.name for path in NOTEBOOKS
+    }
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
