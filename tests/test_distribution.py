@@ -66,9 +66,9 @@ def mirrored_versus_one_device():
         history = model.fit(batches, epochs=1, verbose=0).history
         return [w.numpy() for w in model.trainable_weights], history
 
-    with tf.distribute.get_strategy().scope():
-        initial = [w.numpy() for w in
-                   zoo.VAE(input_shape=(8, 8, 1), hidden_units=(16,), latent_dim=2, batch_norm=False, seed=1).trainable_weights]
+    start = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(16,), latent_dim=2, batch_norm=False, seed=1)
+    collapse_posterior(start)
+    initial = [w.numpy() for w in start.trainable_weights]
     report = {"replicas": mirrored.num_replicas_in_sync}
     for name, optimizer in {
         # SGD moves each weight in proportion to the gradient: a gradient counted twice (the replicas'

@@ -181,8 +181,8 @@ def check_flags(preset, dataset, epochs, batch_size=None, learning_rate=None, st
         raise UsageError(f"unknown --mixed_precision {mixed_precision!r}; available: {', '.join(MIXED_PRECISION)}")
     if strategy == "multi_worker":
         _check_tf_config()
-    if strategy == "mirrored" and steps_per_execution not in (None, 1):
-        raise UsageError("--steps_per_execution > 1 fails under --strategy=mirrored in Keras 3.15 "
+    if strategy in ("mirrored", "multi_worker") and steps_per_execution not in (None, 1):
+        raise UsageError(f"--steps_per_execution > 1 fails under --strategy={strategy} in Keras 3.15 "
                          "(keras-team/keras#19246); leave it unset")
 
     if preset not in PRESETS:
@@ -654,7 +654,7 @@ def write_weights(model, path):
     atomic_write(path, model.save_weights)
 
 
-def train(config, model_dir, verbose="auto"):
+def train(config, model_dir, verbose="auto", strategy=None):
     """Trains (or resumes) the run `config` (from `resolve_config`) in `model_dir`.
 
     Holds `<model_dir>/lock` while it runs: a second process on the same directory is refused.
@@ -662,10 +662,11 @@ def train(config, model_dir, verbose="auto"):
     other workers restore from it (it must be on a file system they share) and write into a
     scratch directory they delete at the end. Returns the Keras `History` of the epochs run
     now (None if the run was already complete). Raises `TrainingDiverged` on a non-finite
-    loss, after keeping the last good checkpoint.
+    loss, after keeping the last good checkpoint. `strategy` is `make_strategy(config["strategy"])`
+    unless given (multi-worker and TPU strategies must be made before TensorFlow runs anything).
     """
     _check_run_dir(model_dir, config)
-    strategy = make_strategy(config.get("strategy", "default"))
+    strategy = strategy or make_strategy(config.get("strategy", "default"))
     if not is_chief(strategy):
         scratch = tempfile.mkdtemp(prefix=f"zoo-worker-{strategy.cluster_resolver.task_id}-")
         try:
@@ -691,8 +692,8 @@ def _train_locked(config, model_dir, verbose, strategy, write_dir):
     steps_per_epoch = config["steps_per_epoch"]
     # A compiled call never runs past the end of an epoch: the epoch's data and checks stay its own.
     steps_per_execution = min(config["steps_per_execution"] or STEPS_PER_EXECUTION, steps_per_epoch)
-    if isinstance(strategy, tf.distribute.MirroredStrategy):
-        steps_per_execution = 1  # keras-team/keras#19246: a multi-step call fails under MirroredStrategy
+    if isinstance(strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)):
+        steps_per_execution = 1  # keras-team/keras#19246: a multi-step call fails under these strategies
     with strategy.scope():  # the variables of the model, its metrics and the optimizer live on every replica
         model = build_model(config)
         model.compile(optimizer=_optimizer(config), steps_per_execution=steps_per_execution)
@@ -766,13 +767,14 @@ def main(argv):
     if os.path.exists(f.model_dir) and not os.path.isdir(f.model_dir):
         raise UsageError(f"--model_dir {f.model_dir!r} is a file, not a directory; pick a directory")
     quiet_libraries()
+    strategy = make_strategy(f.strategy)  # first: a cluster's collectives are configured before any op runs
     config = resolve_config(
         f.preset, f.dataset, f.epochs, f.batch_size, f.learning_rate, f.num_importance_samples, f.seed,
         overrides, f.train_split, f.validation_split, f.steps_per_execution, f.keep_checkpoints, f.data_path,
         f.episode_classes, f.episode_targets, f.episode_memory, f.steps_per_epoch, f.skip_gradient_norm,
         f.strategy, f.mixed_precision,
     )
-    train(config, f.model_dir, verbose=f.verbose if f.verbose == "auto" else int(f.verbose))
+    train(config, f.model_dir, verbose=f.verbose if f.verbose == "auto" else int(f.verbose), strategy=strategy)
 
 
 def run():

@@ -124,6 +124,23 @@ class LatentVariableModel(keras.Model):
         self.kl_tracker.update_state(y_pred["kl"])
         return loss
 
+    def train_step(self, data):
+        return self._cross_worker_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return self._cross_worker_logs(super().test_step(data))
+
+    def _cross_worker_logs(self, logs):
+        # Keras 3.15 averages a multi-worker run's logs with strategy.reduce(MEAN, axis=0), which fails
+        # on the scalars metrics give (tensorflow/tensorflow#72388): hand it vectors of one.
+        strategy = self.distribute_strategy
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return logs
+        cluster = strategy.cluster_resolver.cluster_spec()
+        if sum(cluster.num_tasks(job) for job in cluster.jobs) < 2:
+            return logs
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+
     def kl_weight(self):
         """The weight beta of the latent terms in training (KL warm-up); 1.0 here, a schedule in subclasses."""
         return 1.0
