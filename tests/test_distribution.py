@@ -113,6 +113,15 @@ TINY = [
 ]
 
 
+def _tiny_config():
+    """`TINY`'s configuration, 2 epochs, for runs in this process."""
+    return zoo_train.resolve_config(
+        "vae_mnist_500_500_100", "binarized_mnist", 2, batch_size=20,
+        overrides={"hidden_units": (32,), "latent_dim": 4, "batch_norm": False}, train_split="train[:400]",
+        validation_split="validation[:40]", steps_per_epoch=4,
+    )
+
+
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
@@ -156,7 +165,8 @@ def _weights(model_dir):
 def test_two_workers_match_one_device_only_the_chief_writes_and_the_run_resumes(tmp_path):
     # Epoch 1 on one device, then the posterior collapsed in its checkpoint (see the module docstring).
     start = str(tmp_path / "start")
-    _finish(_start_train("--epochs=1", f"--model_dir={start}"))
+    config = _tiny_config()
+    zoo_train.train({**config, "epochs": 1}, start, verbose=0)
     _collapse_checkpoint(start)
     one, two = str(tmp_path / "one_device"), str(tmp_path / "two_workers")
     shutil.copytree(start, one)
@@ -172,9 +182,8 @@ def test_two_workers_match_one_device_only_the_chief_writes_and_the_run_resumes(
                           "TMPDIR": str(scratch)})
         for i in range(2)
     ]
-    reference = _start_train("--epochs=2", f"--model_dir={one}")
+    zoo_train.train(config, one, verbose=0)
     outputs = [_finish(p) for p in workers]
-    _finish(reference)
     assert f"Resuming {two} after epoch 1 of 2" in outputs[0] and f"Resuming {two} after epoch 1 of 2" in outputs[1]
     one_config, one_weights = _weights(one)
     two_config, two_weights = _weights(two)
@@ -187,9 +196,11 @@ def test_two_workers_match_one_device_only_the_chief_writes_and_the_run_resumes(
     # examples differ from one device's sum of 20 by float32 rounding only.
     assert moved > 1e-3 and max(differences) < 1e-5, (moved, differences)
     # Only the chief (worker 0) wrote: every event file carries its pid, the worker's scratch is gone.
-    event_pids = {name.split(".")[4] for _, _, files in os.walk(os.path.join(two, "logs")) for name in files
+    # TensorBoard's event files are named events.out.tfevents.<time>.<host>.<pid>.<uid>.v2.
+    event_pids = {name.split(".")[-3] for _, _, files in os.walk(os.path.join(two, "logs")) for name in files
                   if name.startswith("events.out.tfevents")}
-    assert event_pids == {str(workers[0].pid)}, (event_pids, workers[0].pid, workers[1].pid)
+    # (Epoch 1's files came from this process, with the copied start directory.)
+    assert event_pids == {str(os.getpid()), str(workers[0].pid)}, (event_pids, workers[0].pid, workers[1].pid)
     assert not os.listdir(scratch), os.listdir(scratch)
     assert not os.path.exists(os.path.join(two, "lock"))
 
