@@ -22,7 +22,13 @@ def seed_pair(seed):
     """
     if isinstance(seed, keras.random.SeedGenerator):
         # On the TF backend `next()` is int64; TFP's stateless samplers want int32.
-        return tf.cast(seed.next(), tf.int32)
+        pair = tf.cast(seed.next(), tf.int32)
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            # Every replica advances the same generator: without its id, each part of the global
+            # batch would draw the same noise.
+            pair = tf.random.experimental.stateless_fold_in(pair, replica.replica_id_in_sync_group)
+        return pair
     if isinstance(seed, int):
         return tf.constant([seed, 0], tf.int32)
     seed = tf.convert_to_tensor(seed)

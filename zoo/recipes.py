@@ -64,6 +64,10 @@ class ClippedAdam(keras.optimizers.Adam):
     (openai/vdvae#25). A non-finite forced update stays non-finite, for the training loop's
     NaN guard to stop on. `skipped_updates` counts the skips.
 
+    Under a `tf.distribute` strategy the guards see the gradient of the global batch: Keras sums
+    the replicas' gradients only in its update step, after them, so this sums them first
+    (one more all-reduce) and hands Keras each replica's equal share.
+
     Args:
         max_global_norm: float or None, the largest total gradient norm.
         max_value: float or None, the largest absolute gradient element.
@@ -97,6 +101,12 @@ class ClippedAdam(keras.optimizers.Adam):
 
     def apply(self, grads, trainable_variables=None):
         grads = list(grads)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            present = [i for i, g in enumerate(grads) if g is not None]
+            summed = tf.distribute.get_replica_context().all_reduce("sum", [grads[i] for i in present])
+            for i, g in zip(present, summed):
+                grads[i] = g
         if self.skip_threshold is None:
             return self._apply_clipped(grads, trainable_variables)
         if not self.built:
@@ -123,6 +133,9 @@ class ClippedAdam(keras.optimizers.Adam):
             grads, _ = tf.clip_by_global_norm(grads, self.max_global_norm)
         if self.max_value is not None:
             grads = [None if g is None else tf.clip_by_value(g, -self.max_value, self.max_value) for g in grads]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:  # Keras sums these shares again
+            grads = [None if g is None else g / replicas for g in grads]
         return super().apply(grads, trainable_variables)
 
     def get_config(self):

@@ -22,10 +22,13 @@ which `train(config, model_dir)` runs; both are usable from Python.
 """
 
 import ast
+import contextlib
 import json
 import math
 import os
 import random
+import shutil
+import tempfile
 
 from absl import flags
 
@@ -47,8 +50,13 @@ DATASETS = {
     "frey_faces": ("train", None, "test", (28, 20, 1)),
     "omniglot": ("train", None, "test", (28, 28, 1)),
 }
-# Keys of the resolved configuration that must match to resume a run in the same model_dir.
-_RUN_IDENTITY = ("preset", "dataset", "data_path", "train_split", "batch_size", "episodes", "seed", "overrides")
+# Keys of the resolved configuration that must match to resume a run in the same model_dir. Not the
+# strategy: a run may resume on other devices, and its global batch (batch_size) keeps the steps the same.
+_RUN_IDENTITY = ("preset", "dataset", "data_path", "train_split", "batch_size", "episodes", "seed", "overrides",
+                 "mixed_precision")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+# Keras dtype policies: compute in 16 bits, variables (and the zoo's distribution parameters) in float32.
+MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
 # Evaluation episodes drawn for validation when a memory comes with each batch.
 VALIDATION_EPISODES = 20
 
@@ -90,6 +98,8 @@ def resolve_config(
     episode_memory=None,
     steps_per_epoch=None,
     skip_gradient_norm=None,
+    strategy="default",
+    mixed_precision=None,
 ):
     """Turns command-line choices into the complete, JSON-ready run configuration.
 
@@ -101,19 +111,24 @@ def resolve_config(
     VMA and soft-attention presets) train on episodes `zoo.data.load_episodes` builds:
     `episode_classes` x (`episode_targets` + `episode_memory`) drawings on Omniglot,
     `episode_targets` of `episode_memory` stored images on (binarized) MNIST.
+
+    `strategy` (see `make_strategy`) and `mixed_precision` (a Keras dtype policy or None) say
+    where and in what precision the steps run; `batch_size` is the global batch, split
+    between the replicas.
     """
     import zoo
 
     check_flags(preset, dataset, epochs, batch_size, learning_rate, steps_per_execution, keep_checkpoints,
                 steps_per_epoch, episode_classes, episode_targets, episode_memory, data_path=data_path,
-                overrides=overrides, skip_gradient_norm=skip_gradient_norm)
+                overrides=overrides, skip_gradient_norm=skip_gradient_norm, strategy=strategy,
+                mixed_precision=mixed_precision)
     recipe = zoo.presets.PRESETS[preset].get("recipe", {})
     default_train, default_validation, _, _ = DATASETS[dataset]
     model_overrides = dict(overrides or {})
     model_overrides.setdefault("seed", seed)
     if num_importance_samples is not None:
         model_overrides["num_importance_samples"] = num_importance_samples
-    model = build_model({"preset": preset, "overrides": model_overrides})
+    model = build_model({"preset": preset, "overrides": model_overrides, "mixed_precision": mixed_precision})
     config = {
         "preset": preset,
         "dataset": dataset,
@@ -135,10 +150,15 @@ def resolve_config(
         "steps_per_execution": steps_per_execution,
         "keep_checkpoints": keep_checkpoints,
         "overrides": model_overrides,
+        "strategy": strategy,
+        "mixed_precision": mixed_precision,
     }
     # Bad or too small splits fail here, before anything is written.
     if config["episodes"]:
         config["batch_size"] = None  # an episode is a batch
+        if strategy != "default":
+            raise UsageError(f"--strategy={strategy}: preset {preset!r} trains on episodes whose memory is shared by "
+                             "the whole batch, which cannot be split between replicas; use --strategy=default")
     if _count_examples(config, config["train_split"]) < (config["batch_size"] or 1):
         raise UsageError(f"--train_split {config['train_split']!r} holds fewer examples than one batch of "
                          f"{config['batch_size'] or 1}")
@@ -151,9 +171,19 @@ def resolve_config(
 
 def check_flags(preset, dataset, epochs, batch_size=None, learning_rate=None, steps_per_execution=None,
                 keep_checkpoints=3, steps_per_epoch=None, *episode_sizes, data_path=None, overrides=None,
-                skip_gradient_norm=None):
+                skip_gradient_norm=None, strategy="default", mixed_precision=None):
     """The checks that need no TensorFlow: run first, so that a bad flag is reported at once."""
     from zoo.presets import PRESETS
+
+    if strategy not in STRATEGIES:
+        raise UsageError(f"unknown --strategy {strategy!r}; available: {', '.join(STRATEGIES)}")
+    if mixed_precision is not None and mixed_precision not in MIXED_PRECISION:
+        raise UsageError(f"unknown --mixed_precision {mixed_precision!r}; available: {', '.join(MIXED_PRECISION)}")
+    if strategy == "multi_worker":
+        _check_tf_config()
+    if strategy in ("mirrored", "multi_worker") and steps_per_execution not in (None, 1):
+        raise UsageError(f"--steps_per_execution > 1 fails under --strategy={strategy} in Keras 3.15 "
+                         "(keras-team/keras#19246); leave it unset")
 
     if preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}; available: {', '.join(sorted(PRESETS))}")
@@ -188,6 +218,58 @@ def check_flags(preset, dataset, epochs, batch_size=None, learning_rate=None, st
         raise UsageError(f"--data_path {data_path!r} does not exist")
 
 
+def _check_tf_config():
+    """`$TF_CONFIG` (the cluster and this process's task, as `MultiWorkerMirroredStrategy` reads it) is usable."""
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise UsageError("--strategy=multi_worker reads the cluster from $TF_CONFIG, which is not set (see BUILD.md)")
+    try:
+        tf_config = json.loads(text)
+        workers = tf_config["cluster"]["worker"]
+        task_type, task_index = tf_config["task"]["type"], tf_config["task"]["index"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"$TF_CONFIG is not a cluster spec with a task ({type(error).__name__}: {error}); "
+                         'expected {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}}'
+                         ) from None
+    tasks = tf_config["cluster"].get(task_type)
+    if not isinstance(workers, list) or not isinstance(tasks, list) or not 0 <= task_index < len(tasks):
+        raise UsageError(f"$TF_CONFIG: task {task_type} {task_index} is not in the cluster {tf_config['cluster']}")
+
+
+def make_strategy(name):
+    """The `tf.distribute` strategy `name` names (see BUILD.md), `UsageError` when it cannot be had.
+
+    `default`: this process's default device; `mirrored`: every local GPU (else the CPU);
+    `multi_worker`: the workers `$TF_CONFIG` lists, each with its local GPUs; `tpu`: the TPU
+    `TPUClusterResolver` finds (a Cloud TPU VM's, or `$TPU_NAME`'s).
+    """
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as error:
+        raise UsageError(f"--strategy=tpu found no TPU ({type(error).__name__}: {str(error).splitlines()[0][:160]})"
+                         ) from None
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def is_chief(strategy):
+    """Whether this process writes the run directory: always, but for the non-chief workers of a cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
+
+
 def _episode_config(model, dataset, classes, targets, memory):
     """The episode sizes of a model whose memory comes with each batch, None for any other model."""
     if getattr(model, "memory_size", 0) is not None:
@@ -212,8 +294,29 @@ def _episode_config(model, dataset, classes, targets, memory):
     raise UsageError(f"dataset {dataset!r} has no episodes for a memory given with each batch")
 
 
+@contextlib.contextmanager
+def _dtype_policy(name):
+    """Keras's global dtype policy set to `name` (None: float32) while layers are built, restored after.
+
+    Layers take the global policy when they are made, so a model built here keeps it.
+    """
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name or "float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def build_model(config):
-    """The model a resolved configuration describes (untrained)."""
+    """The model a resolved configuration describes (untrained), in its dtype policy."""
+    with _dtype_policy(config.get("mixed_precision")):
+        return _build_model(config)
+
+
+def _build_model(config):
     import keras
 
     import zoo.models  # registers the zoo classes with Keras
@@ -297,8 +400,13 @@ def _optimizer(config):
         )
     options = dict(config.get("optimizer") or {})
     if {"max_global_norm", "max_value", "skip_threshold"} & set(options):
-        return recipes.ClippedAdam(learning_rate, **options)
-    return keras.optimizers.Adam(learning_rate, **options)
+        optimizer = recipes.ClippedAdam(learning_rate, **options)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate, **options)
+    if config.get("mixed_precision") == "mixed_float16":
+        # float16 gradients underflow without loss scaling (bfloat16 has float32's range and needs none).
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 def load_split(config, split, batch_size, dataset=None, **kwargs):
@@ -370,6 +478,21 @@ def training_stream(config, first_epoch):
     return tf.data.Dataset.range(first_epoch, config["epochs"]).flat_map(epoch).prefetch(tf.data.AUTOTUNE)
 
 
+def _sharded(dataset):
+    """`dataset` (global batches) set to be split by element between workers.
+
+    Keras's `fit` hands it to the strategy's `experimental_distribute_dataset`, which splits each
+    global batch between the replicas. Sharding by data (not by file, the default) keeps the
+    batches exactly those of a single-device run: every worker reads the whole pipeline,
+    seeded alike, and keeps its replicas' parts.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
 def validation_stream(config):
     """The data that picks the best epoch: the validation split, or fixed episodes drawn from it."""
     if config["episodes"]:
@@ -383,10 +506,12 @@ class _RunState:
     Variables are checkpointed as flat lists (model, then optimizer): Keras 3 objects do
     not expose BatchNorm statistics and seed-generator states to `tf.train.Checkpoint`'s
     object graph, and losing those would make a resumed run differ. A model without an
-    optimizer (evaluation, export) restores only its own variables.
+    optimizer (evaluation, export) restores only its own variables. A non-chief worker restores
+    from `model_dir` and saves into `write_dir` (its scratch directory): every worker must
+    save, since saving reads variables that workers synchronise.
     """
 
-    def __init__(self, model, model_dir, config):
+    def __init__(self, model, model_dir, config, write_dir=None):
         import tensorflow as tf
 
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -396,17 +521,19 @@ class _RunState:
         tracked = {"model": list(model.variables), "epoch": self.epoch, "best": self.best}
         if getattr(model, "optimizer", None) is not None:
             tracked["optimizer"] = list(model.optimizer.variables)
-        self.manager = tf.train.CheckpointManager(
-            tf.train.Checkpoint(**tracked), self.directory, max_to_keep=config.get("keep_checkpoints", 3),
-            checkpoint_name="epoch",
+        checkpoint = tf.train.Checkpoint(**tracked)
+        manager = lambda directory: tf.train.CheckpointManager(  # noqa: E731
+            checkpoint, directory, max_to_keep=config.get("keep_checkpoints", 3), checkpoint_name="epoch"
         )
+        self.manager = manager(os.path.join(write_dir or model_dir, CHECKPOINT_DIR))
+        self.source = self.manager if write_dir is None else manager(self.directory)
 
     def restore(self):
         """Loads the newest intact checkpoint, saying so when it skips damaged ones; False when there is none."""
         damaged = []
-        for path in reversed(self.manager.checkpoints):
+        for path in reversed(self.source.checkpoints):
             try:
-                status = self.manager.checkpoint.read(path)
+                status = self.source.checkpoint.read(path)
                 status.assert_existing_objects_matched().expect_partial()
             except Exception as error:  # a torn file fails in TF's reader with OpError, IndexError, ValueError ...
                 damaged.append(path)
@@ -446,7 +573,7 @@ def _check_run_dir(model_dir, config):
         )
 
 
-def _make_callbacks(model, state, config, model_dir):
+def _make_callbacks(model, state, config, model_dir, write_dir):
     import keras
     import numpy as np
     import tensorflow as tf
@@ -495,7 +622,7 @@ def _make_callbacks(model, state, config, model_dir):
             bound = logs.get("val_bound", logs.get("bound"))
             if bound is not None and bound > state.best.numpy():
                 state.best.assign(bound)
-                write_weights(self.model, os.path.join(model_dir, BEST_WEIGHTS))
+                write_weights(self.model, os.path.join(write_dir, BEST_WEIGHTS))
             state.save(epoch + 1)
 
     class SampleGrid(keras.callbacks.Callback):
@@ -503,7 +630,7 @@ def _make_callbacks(model, state, config, model_dir):
 
         def __init__(self):
             super().__init__()
-            self.writer = tf.summary.create_file_writer(os.path.join(model_dir, LOG_DIR, "samples"))
+            self.writer = tf.summary.create_file_writer(os.path.join(write_dir, LOG_DIR, "samples"))
 
         def on_epoch_end(self, epoch, logs=None):
             # Models whose memory comes with each batch have nothing to sample from on their own.
@@ -518,7 +645,7 @@ def _make_callbacks(model, state, config, model_dir):
             self.writer.flush()
 
     keeper = Keeper()
-    tensorboard = keras.callbacks.TensorBoard(os.path.join(model_dir, LOG_DIR), write_graph=False)
+    tensorboard = keras.callbacks.TensorBoard(os.path.join(write_dir, LOG_DIR), write_graph=False)
     return keeper, [keeper, tensorboard, SampleGrid()]
 
 
@@ -527,36 +654,51 @@ def write_weights(model, path):
     atomic_write(path, model.save_weights)
 
 
-def train(config, model_dir, verbose="auto"):
+def train(config, model_dir, verbose="auto", strategy=None):
     """Trains (or resumes) the run `config` (from `resolve_config`) in `model_dir`.
 
     Holds `<model_dir>/lock` while it runs: a second process on the same directory is refused.
-    Returns the Keras `History` of the epochs run now (None if the run was already
-    complete). Raises `TrainingDiverged` on a non-finite loss, after keeping the last
-    good checkpoint.
+    Under `--strategy=multi_worker` only the chief writes `model_dir` (and holds the lock); the
+    other workers restore from it (it must be on a file system they share) and write into a
+    scratch directory they delete at the end. Returns the Keras `History` of the epochs run
+    now (None if the run was already complete). Raises `TrainingDiverged` on a non-finite
+    loss, after keeping the last good checkpoint. `strategy` is `make_strategy(config["strategy"])`
+    unless given (multi-worker and TPU strategies must be made before TensorFlow runs anything).
     """
     _check_run_dir(model_dir, config)
+    strategy = strategy or make_strategy(config.get("strategy", "default"))
+    if not is_chief(strategy):
+        scratch = tempfile.mkdtemp(prefix=f"zoo-worker-{strategy.cluster_resolver.task_id}-")
+        try:
+            return _train_locked(config, model_dir, verbose, strategy, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     os.makedirs(model_dir, exist_ok=True)
     with run_dir_lock(model_dir):
         _check_run_dir(model_dir, config)  # again, now that no other process can write it
-        return _train_locked(config, model_dir, verbose)
+        write_json(os.path.join(model_dir, CONFIG_FILE), config, indent=2)
+        return _train_locked(config, model_dir, verbose, strategy, model_dir)
 
 
-def _train_locked(config, model_dir, verbose):
+def _train_locked(config, model_dir, verbose, strategy, write_dir):
+    import tensorflow as tf
+
     from zoo.models.base import STEPS_PER_EXECUTION
 
-    write_json(os.path.join(model_dir, CONFIG_FILE), config, indent=2)
     # Keras draws the seeds of unseeded initializers from Python's `random`: seeding it makes the
     # initial weights a function of --seed. (Not `keras.utils.set_random_seed`: a global TF seed
     # of 0 breaks the tensor-seeded per-epoch shuffle of `training_stream`.)
     random.seed(config["seed"])
-    model = build_model(config)
     steps_per_epoch = config["steps_per_epoch"]
     # A compiled call never runs past the end of an epoch: the epoch's data and checks stay its own.
     steps_per_execution = min(config["steps_per_execution"] or STEPS_PER_EXECUTION, steps_per_epoch)
-    model.compile(optimizer=_optimizer(config), steps_per_execution=steps_per_execution)
-    model.optimizer.build(model.trainable_variables)
-    state = _RunState(model, model_dir, config)
+    if isinstance(strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)):
+        steps_per_execution = 1  # keras-team/keras#19246: a multi-step call fails under these strategies
+    with strategy.scope():  # the variables of the model, its metrics and the optimizer live on every replica
+        model = build_model(config)
+        model.compile(optimizer=_optimizer(config), steps_per_execution=steps_per_execution)
+        model.optimizer.build(model.trainable_variables)
+    state = _RunState(model, model_dir, config, write_dir=None if write_dir == model_dir else write_dir)
     if state.restore():
         print(f"Resuming {model_dir} after epoch {int(state.epoch.numpy())} of {config['epochs']}", flush=True)
         if not config["decay_start_epoch"]:
@@ -567,10 +709,10 @@ def _train_locked(config, model_dir, verbose):
     if first_epoch >= config["epochs"]:
         print(f"{model_dir} already finished {first_epoch} epochs (asked for {config['epochs']})", flush=True)
         return None
-    validation = validation_stream(config) if config["validation_split"] else None
-    keeper, callbacks = _make_callbacks(model, state, config, model_dir)
+    validation = _sharded(validation_stream(config)) if config["validation_split"] else None
+    keeper, callbacks = _make_callbacks(model, state, config, model_dir, write_dir)
     history = model.fit(
-        training_stream(config, first_epoch),
+        _sharded(training_stream(config, first_epoch)),
         epochs=config["epochs"],
         initial_epoch=first_epoch,
         steps_per_epoch=steps_per_epoch,
@@ -608,6 +750,10 @@ def define_flags():
                          "omniglot (4); stored images per episode on MNIST (256).")
     flags.DEFINE_float("skip_gradient_norm", None, "Skip updates whose gradient norm exceeds this (never more than "
                        "10 in a row; see zoo.recipes.ClippedAdam). Default: no skipping.")
+    flags.DEFINE_enum("strategy", "default", STRATEGIES, "Where the steps run: default (one device), mirrored "
+                      "(every local GPU), multi_worker (the cluster in $TF_CONFIG), tpu. --batch_size is global.")
+    flags.DEFINE_enum("mixed_precision", None, MIXED_PRECISION, "Compute in 16 bits (variables and distribution "
+                      "parameters stay float32); mixed_float16 adds loss scaling. Default: float32.")
     flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras verbosity (1: progress bar).")
 
 
@@ -616,16 +762,19 @@ def main(argv):
     overrides = parse_overrides(f.override)
     check_flags(f.preset, f.dataset, f.epochs, f.batch_size, f.learning_rate, f.steps_per_execution,
                 f.keep_checkpoints, f.steps_per_epoch, f.episode_classes, f.episode_targets, f.episode_memory,
-                data_path=f.data_path, overrides=overrides, skip_gradient_norm=f.skip_gradient_norm)
+                data_path=f.data_path, overrides=overrides, skip_gradient_norm=f.skip_gradient_norm,
+                strategy=f.strategy, mixed_precision=f.mixed_precision)
     if os.path.exists(f.model_dir) and not os.path.isdir(f.model_dir):
         raise UsageError(f"--model_dir {f.model_dir!r} is a file, not a directory; pick a directory")
     quiet_libraries()
+    strategy = make_strategy(f.strategy)  # first: a cluster's collectives are configured before any op runs
     config = resolve_config(
         f.preset, f.dataset, f.epochs, f.batch_size, f.learning_rate, f.num_importance_samples, f.seed,
         overrides, f.train_split, f.validation_split, f.steps_per_execution, f.keep_checkpoints, f.data_path,
         f.episode_classes, f.episode_targets, f.episode_memory, f.steps_per_epoch, f.skip_gradient_norm,
+        f.strategy, f.mixed_precision,
     )
-    train(config, f.model_dir, verbose=f.verbose if f.verbose == "auto" else int(f.verbose))
+    train(config, f.model_dir, verbose=f.verbose if f.verbose == "auto" else int(f.verbose), strategy=strategy)
 
 
 def run():

@@ -31,8 +31,10 @@ class GaussianLatent(keras.layers.Layer):
         super().__init__(**kwargs)
         self.latent_dim = validation.positive_int("latent_dim", latent_dim)
         self.seed = validation.constructor_seed(seed)
-        self.mean_head = Dense(self.latent_dim, kernel_initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, 0)), name="mean")
-        self.log_variance_head = Dense(self.latent_dim, kernel_initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, 1)), name="log_variance")
+        # The heads compute in float32 under any dtype policy: the posterior's parameters feed
+        # log-densities and exp(log_variance), which float16 would round to three digits.
+        self.mean_head = Dense(self.latent_dim, kernel_initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, 0)), dtype="float32", name="mean")
+        self.log_variance_head = Dense(self.latent_dim, kernel_initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, 1)), dtype="float32", name="log_variance")
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape):

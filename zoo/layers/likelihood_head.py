@@ -55,8 +55,10 @@ class LikelihoodHead(keras.layers.Layer):
         units = math.prod(self.event_shape)
         if likelihood == "logistic_mixture":
             units *= self.num_mixtures
+        # float32 heads under any dtype policy: the parameters of p(x|z) enter the log-likelihood.
         self.heads = {
-            name: Dense(units, kernel_initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, i)), name=name)
+            name: Dense(units, kernel_initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, i)),
+                        dtype="float32", name=name)
             for i, name in enumerate(HEAD_NAMES[likelihood])
         }
 

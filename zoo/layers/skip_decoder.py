@@ -77,8 +77,10 @@ class SkipDecoder(keras.layers.Layer):
             for i in range(len(self.filters))
         ]
         num_params = 1 if likelihood == "bernoulli" else 2
+        # float32 under any dtype policy: the head's outputs are the parameters of p(x|z).
         self.head = keras.layers.Conv2D(
-            self.event_shape[-1] * num_params, 3, padding="same", kernel_initializer=initializer(1), name="head"
+            self.event_shape[-1] * num_params, 3, padding="same", kernel_initializer=initializer(1), dtype="float32",
+            name="head",
         )
 
     def build(self, input_shape):

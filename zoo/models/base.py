@@ -142,16 +142,40 @@ class LatentVariableModel(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        # Keras's train step takes this as the replica's share of the loss: a strategy sums the
+        # replicas' gradients, so each replica's mean over its part of the global batch counts 1 / replicas.
+        loss = self.batch_loss(x, y, y_pred, sample_weight, training)
+        return loss / tf.distribute.get_strategy().num_replicas_in_sync
+
+    def batch_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The loss minimised on a batch (a mean over its examples); updates the metrics. Subclasses add terms."""
         bound = self.training_bound(y_pred)
         kl_weight = self.kl_weight() if training else 1.0
         objective = bound if isinstance(kl_weight, float) else self.training_bound(y_pred, kl_weight)
         loss = -tf.reduce_mean(objective)
         if self.losses:
-            loss += tf.add_n(self.losses)
+            loss += tf.add_n([tf.cast(term, tf.float32) for term in self.losses])  # float16 under a mixed policy
         self.bound_tracker.update_state(bound)
         self.reconstruction_tracker.update_state(tf.reduce_mean(y_pred["log_px_z"], axis=-1))
         self.kl_tracker.update_state(y_pred["kl"])
         return loss
+
+    def train_step(self, data):
+        return self._cross_worker_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return self._cross_worker_logs(super().test_step(data))
+
+    def _cross_worker_logs(self, logs):
+        # Keras 3.15 averages a multi-worker run's logs with strategy.reduce(MEAN, axis=0), which fails
+        # on the scalars metrics give (tensorflow/tensorflow#72388): hand it vectors of one.
+        strategy = self.distribute_strategy
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return logs
+        cluster = strategy.cluster_resolver.cluster_spec()
+        if sum(cluster.num_tasks(job) for job in cluster.jobs) < 2:
+            return logs
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
 
     def kl_weight(self):
         """The weight beta of the latent terms in training (KL warm-up); 1.0 here, a schedule in subclasses."""

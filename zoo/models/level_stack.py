@@ -71,8 +71,8 @@ class LevelStack(LatentVariableModel):
         step = tf.cast(self.optimizer.iterations + 1, tf.float32)
         return tf.minimum(1.0, step / self.kl_warmup_steps)
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+    def batch_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = super().batch_loss(x, y, y_pred, sample_weight, training)
         self.active_units_tracker.update_state(
             tf.reduce_sum(tf.cast(tf.reduce_mean(y_pred["kl_units"], axis=0) > ACTIVE_KL, tf.float32))
         )

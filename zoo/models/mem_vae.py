@@ -126,8 +126,9 @@ class MemVAE(VAE):
 
     def _local_reconstruction(self, terms):
         """sum_l lambda_l mean_units (n(a_enc_l) - mean_k n(h_dec_l))^2, `[B]`."""
-        encoder_states = terms["encoder_runs"][0]["pre_activations"]  # the authors tie the normalized pre-activation
-        decoder_states = terms["decoder_run"]["states"]  # z -> x order, each [K, B, W]
+        # In float32 under any dtype policy: a loss term, standardised over the batch.
+        encoder_states = [tf.cast(a, tf.float32) for a in terms["encoder_runs"][0]["pre_activations"]]  # the authors tie the normalized pre-activation
+        decoder_states = [tf.cast(h, tf.float32) for h in terms["decoder_run"]["states"]]  # z -> x order, each [K, B, W]
         local = 0.0
         for i, weight in enumerate(self.local_reconstruction_weights):
             if weight:
@@ -140,8 +141,8 @@ class MemVAE(VAE):
                 local += weight * tf.reduce_mean(error, axis=-1)
         return local
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+    def batch_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = super().batch_loss(x, y, y_pred, sample_weight, training)
         if "local_reconstruction" not in y_pred:
             return loss
         self.local_reconstruction_tracker.update_state(y_pred["local_reconstruction"])

@@ -440,8 +440,8 @@ class NVAE(LevelStack):
         scales = [s for cell in self.cells for s in cell.batch_norm_scales()]
         return self.spectral_regularization * (spectral + objectives.batch_norm_scale_penalty(scales))
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+    def batch_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = super().batch_loss(x, y, y_pred, sample_weight, training)
         if training and self.spectral_regularizer is not None:
             loss += self.regularization_loss(training=True)
         return loss

@@ -190,13 +190,13 @@ class VMA(MemoryConditionedModel):
             "reconstruction": terms["mean"],
         }
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    def batch_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         surrogate = objectives.vimco_surrogate(
             tf.transpose(y_pred["log_weights"]), tf.transpose(y_pred["address_log_prob"]), self.vimco_baseline
         )
         loss = -tf.reduce_mean(surrogate)
         if self.losses:
-            loss += tf.add_n(self.losses)
+            loss += tf.add_n([tf.cast(term, tf.float32) for term in self.losses])  # float16 under a mixed policy
         self.bound_tracker.update_state(surrogate)  # the surrogate's value is the bound
         self.reconstruction_tracker.update_state(tf.reduce_mean(y_pred["log_px_z"], axis=-1))
         self.kl_tracker.update_state(y_pred["kl"])

@@ -1,0 +1,294 @@
+"""Training beyond one device: MirroredStrategy on two logical CPUs, two MultiWorkerMirroredStrategy workers
+through `zoo.train`, mixed precision in every model family, and the flags' refusals.
+
+Sampling noise would make a replicated run differ from a one-device run for a reason distribution must not
+remove: each replica draws its own noise (`zoo.distributions.seed_pair` folds in the replica id), so the
+examples of a global batch see other noise than on one device. The weight comparisons therefore collapse the
+posterior first (log-variance head: kernel 0, bias -30, so z = mean + 3e-7 eps): training becomes
+deterministic, and what is left to compare is exactly what distribution must preserve (the split of each
+global batch, the all-reduced gradient and its scale, the clipping of ClippedAdam, the optimizer step).
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import has_binarized_mnist
+from tests.goldens import MODEL_GOLDENS
+from zoo import train as zoo_train
+
+needs_mnist = pytest.mark.skipif(not has_binarized_mnist(), reason="needs binarized_mnist in TFDS_DATA_DIR")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLAPSED_LOG_VARIANCE = -30.0
+
+
+def collapse_posterior(model):
+    """Makes q(z|x) a point mass for practical purposes: every log-variance -30, whatever the input."""
+    head = model.posterior.log_variance_head
+    head.kernel.assign(np.zeros(head.kernel.shape, np.float32))
+    head.bias.assign(np.full(head.bias.shape, COLLAPSED_LOG_VARIANCE, np.float32))
+
+
+def _python(code, env=None, timeout=300):
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                             cwd=REPO, env={**os.environ, **(env or {})})
+    assert process.returncode == 0, process.stderr[-3000:]
+    return process.stdout
+
+
+def mirrored_versus_one_device():
+    """Run in a fresh process: splits the CPU into two logical devices, prints the comparisons as JSON."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+
+    import zoo
+    from tests.goldens import binary_images
+    from zoo import distributions, recipes
+
+    x = binary_images((64, 8, 8, 1))
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+    def run(strategy, optimizer):
+        with strategy.scope():
+            model = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(16,), latent_dim=2, batch_norm=False, seed=1)
+            collapse_posterior(model)
+            model.compile(optimizer=optimizer(), steps_per_execution=1)
+        batches = tf.data.Dataset.from_tensor_slices(x).batch(16, drop_remainder=True)  # global batch 16
+        history = model.fit(batches, epochs=1, verbose=0).history
+        return [w.numpy() for w in model.trainable_weights], history
+
+    start = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(16,), latent_dim=2, batch_norm=False, seed=1)
+    collapse_posterior(start)
+    initial = [w.numpy() for w in start.trainable_weights]
+    report = {"replicas": mirrored.num_replicas_in_sync}
+    for name, optimizer in {
+        # SGD moves each weight in proportion to the gradient: a gradient counted twice (the replicas'
+        # sum of unscaled losses) would show.
+        "sgd": lambda: keras.optimizers.SGD(0.05),
+        # The recipe's guards, both active here (the gradient norm is well above 1): they must see the
+        # gradient of the global batch, not each replica's.
+        "clipped_adam": lambda: recipes.ClippedAdam(1e-2, max_global_norm=1.0, max_value=0.05),
+    }.items():
+        one, one_history = run(tf.distribute.get_strategy(), optimizer)
+        two, two_history = run(mirrored, optimizer)
+        report[name] = {
+            "max_abs_difference": max(float(np.max(np.abs(a - b))) for a, b in zip(one, two)),
+            "moved": max(float(np.max(np.abs(a - b))) for a, b in zip(initial, one)),
+            "loss": [one_history["loss"][-1], two_history["loss"][-1]],
+        }
+    generator = keras.random.SeedGenerator(7)
+    seeds = mirrored.run(tf.function(lambda: distributions.seed_pair(generator)))
+    report["replica_seeds"] = [s.numpy().tolist() for s in mirrored.experimental_local_results(seeds)]
+    print(json.dumps(report))
+
+
+def test_mirrored_strategy_on_two_devices_matches_one_device():
+    report = json.loads(_python(
+        "from tests.test_distribution import mirrored_versus_one_device; mirrored_versus_one_device()"
+    ).strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    for name in ("sgd", "clipped_adam"):
+        # Float32 sums over 8 + 8 examples instead of 16 differ by ~1e-7 relative; 4 steps move weights by > 1e-2.
+        assert report[name]["moved"] > 1e-2, (name, report)
+        assert report[name]["max_abs_difference"] < 2e-5, (name, report)
+        np.testing.assert_allclose(*report[name]["loss"], rtol=1e-5, err_msg=name)
+    first, second = report["replica_seeds"]
+    assert first != second, report  # each replica its own noise
+
+
+# A tiny VAE without batch norm (whose statistics are per replica) on real data; global batch 20.
+TINY = [
+    "--preset=vae_mnist_500_500_100", "--dataset=binarized_mnist", "--override=hidden_units=(32,)",
+    "--override=latent_dim=4", "--override=batch_norm=False", "--train_split=train[:400]",
+    "--validation_split=validation[:40]", "--batch_size=20", "--steps_per_epoch=4", "--verbose=0",
+]
+
+
+def _tiny_config():
+    """`TINY`'s configuration, 2 epochs, for runs in this process."""
+    return zoo_train.resolve_config(
+        "vae_mnist_500_500_100", "binarized_mnist", 2, batch_size=20,
+        overrides={"hidden_units": (32,), "latent_dim": 4, "batch_norm": False}, train_split="train[:400]",
+        validation_split="validation[:40]", steps_per_epoch=4,
+    )
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_train(*args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "zoo.train", *TINY, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, **(env or {})})
+
+
+def _finish(process):
+    out, err = process.communicate(timeout=400)
+    assert process.returncode == 0, err[-3000:]
+    return out
+
+
+def _collapse_checkpoint(model_dir):
+    """Rewrites the run's latest checkpoint with a collapsed posterior (optimizer state kept)."""
+    config = zoo_train.read_config(model_dir)
+    model = zoo_train.build_model(config)
+    model.compile(optimizer=zoo_train._optimizer(config))
+    model.optimizer.build(model.trainable_variables)
+    state = zoo_train._RunState(model, model_dir, config)
+    assert state.restore()
+    collapse_posterior(model)
+    state.save(int(state.epoch.numpy()))
+
+
+def _weights(model_dir):
+    config = zoo_train.read_config(model_dir)
+    model, _ = zoo_train.load_trained_model(model_dir, weights="last")
+    return config, [w.numpy() for w in model.trainable_weights]
+
+
+@needs_mnist
+def test_two_workers_match_one_device_only_the_chief_writes_and_the_run_resumes(tmp_path):
+    # Epoch 1 on one device, then the posterior collapsed in its checkpoint (see the module docstring).
+    start = str(tmp_path / "start")
+    config = _tiny_config()
+    zoo_train.train({**config, "epochs": 1}, start, verbose=0)
+    _collapse_checkpoint(start)
+    one, two = str(tmp_path / "one_device"), str(tmp_path / "two_workers")
+    shutil.copytree(start, one)
+    shutil.copytree(start, two)
+    # Epoch 2 resumed on one device, and on two workers, each with one replica.
+    ports = _free_ports(2)
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    workers = [
+        _start_train("--epochs=2", f"--model_dir={two}", "--strategy=multi_worker",
+                     env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+                          "TMPDIR": str(scratch)})
+        for i in range(2)
+    ]
+    zoo_train.train(config, one, verbose=0)
+    outputs = [_finish(p) for p in workers]
+    assert f"Resuming {two} after epoch 1 of 2" in outputs[0] and f"Resuming {two} after epoch 1 of 2" in outputs[1]
+    one_config, one_weights = _weights(one)
+    two_config, two_weights = _weights(two)
+    assert two_config["strategy"] == "multi_worker" and one_config["strategy"] == "default"
+    assert sorted(os.listdir(os.path.join(two, "checkpoints"))) == sorted(os.listdir(os.path.join(one, "checkpoints")))
+    differences = [float(np.max(np.abs(a - b))) for a, b in zip(one_weights, two_weights)]
+    _, start_weights = _weights(start)
+    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(start_weights, one_weights))
+    # 4 Adam steps of the recipe (learning rate 1e-3) move weights by ~4e-3; the workers' sums of 10 + 10
+    # examples differ from one device's sum of 20 by float32 rounding only.
+    assert moved > 1e-3 and max(differences) < 1e-5, (moved, differences)
+    # Only the chief (worker 0) wrote: every event file carries its pid, the worker's scratch is gone.
+    # TensorBoard's event files are named events.out.tfevents.<time>.<host>.<pid>.<uid>.v2.
+    event_pids = {name.split(".")[-3] for _, _, files in os.walk(os.path.join(two, "logs")) for name in files
+                  if name.startswith("events.out.tfevents")}
+    # (Epoch 1's files came from this process, with the copied start directory.)
+    assert event_pids == {str(os.getpid()), str(workers[0].pid)}, (event_pids, workers[0].pid, workers[1].pid)
+    assert not os.listdir(scratch), os.listdir(scratch)
+    assert not os.path.exists(os.path.join(two, "lock"))
+
+
+# Mixed precision: a few steps of every model golden, in each policy against float32 from the same
+# initial weights and data.
+MIXED_STEPS = 4
+
+
+def mixed_precision_losses(names):
+    """Run in a fresh process (the dtype policy is global); prints the last losses and the dtypes."""
+    import keras
+
+    report = {}
+    for name in names:
+        golden = MODEL_GOLDENS[name]
+        x = np.concatenate([golden["input_data"]()] * 2)  # 8 examples, batch 4: 2 steps per epoch
+        report[name] = {}
+        for policy in ("float32", "mixed_float16", "mixed_bfloat16"):
+            with zoo_train._dtype_policy(None if policy == "float32" else policy):
+                model = golden["cls"](**golden["init_kwargs"])
+            optimizer = keras.optimizers.Adam(1e-3)
+            if policy == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            # Eager steps: tracing every model three times would take minutes on a small machine.
+            model.compile(optimizer=optimizer, run_eagerly=True)
+            history = model.fit(x, batch_size=4, epochs=MIXED_STEPS // 2, shuffle=False, verbose=0).history
+            outputs = model(x[:4], training=False)
+            report[name][policy] = {
+                "loss": history["loss"][-1],
+                "compute_dtype": model.compute_dtype,
+                "output_dtypes": {key: value.dtype.name for key, value in outputs.items()},
+                "variable_dtypes": sorted({v.dtype for v in model.trainable_weights}),
+            }
+    print(json.dumps(report))
+
+
+# One golden per family: MLP VAE and IWAE, MemVAE, VMA, soft attention, hierarchical, Ladder, NVAE, convolutional.
+FAMILIES = ["VAE", "IWAE", "MemVAE", "VMA", "SoftAttentionVAE", "HierarchicalVAE", "LadderVAE", "NVAE", "ConvVAE"]
+
+
+def test_mixed_precision_every_model_family_stays_close_to_float32():
+    names = FAMILIES
+    report = json.loads(_python(
+        f"from tests.test_distribution import mixed_precision_losses; mixed_precision_losses({names!r})"
+    ).strip().splitlines()[-1])
+    for name in names:
+        reference = report[name]["float32"]["loss"]
+        for policy in ("mixed_float16", "mixed_bfloat16"):
+            run = report[name][policy]
+            assert np.isfinite(run["loss"]), (name, policy, run)
+            # bfloat16 keeps 8 bits of mantissa: activations round by ~0.4%, the loss moves by < 1%. float16
+            # is finer, but the loss scale starts at 2^15 and the steps whose scaled gradients overflow are
+            # skipped while it comes down, so after 4 steps its loss is that of fewer updates: < 2%.
+            tolerance = 0.02 if policy == "mixed_float16" else 0.01
+            np.testing.assert_allclose(run["loss"], reference, rtol=tolerance, err_msg=f"{name} {policy}")
+            assert run["compute_dtype"] == policy.removeprefix("mixed_"), (name, policy, run)
+            assert run["variable_dtypes"] == ["float32"], (name, policy, run)
+            # Everything the bound is made of, and the reconstruction the endpoints serve, in float32.
+            assert set(run["output_dtypes"].values()) == {"float32"}, (name, policy, run["output_dtypes"])
+
+
+@pytest.mark.parametrize("args, env, reason", [
+    (["--strategy=several"], {}, "flag --strategy=several: value should be one of <default|mirrored|multi_worker|tpu>"),
+    (["--mixed_precision=float64"], {}, "flag --mixed_precision=float64: value should be one of "
+                                        "<mixed_float16|mixed_bfloat16>"),
+    (["--strategy=multi_worker"], {"TF_CONFIG": ""}, "--strategy=multi_worker reads the cluster from $TF_CONFIG, "
+                                                     "which is not set (see BUILD.md)"),
+    (["--strategy=multi_worker"], {"TF_CONFIG": '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", '
+                                                '"index": 3}}'},
+     "$TF_CONFIG: task worker 3 is not in the cluster {'worker': ['localhost:1']}"),
+    (["--strategy=mirrored", "--steps_per_execution=5"], {}, "--steps_per_execution > 1 fails under "
+     "--strategy=mirrored in Keras 3.15 (keras-team/keras#19246); leave it unset"),
+])
+def test_bad_distribution_flags_are_refused_in_one_line(args, env, reason, tmp_path):
+    process = subprocess.run([sys.executable, "-m", "zoo.train", *TINY, "--epochs=1", f"--model_dir={tmp_path}/run",
+                              *args], capture_output=True, text=True, timeout=120, cwd=REPO, env={**os.environ, **env})
+    assert process.returncode == 2 and process.stderr.strip() == f"train.py: {reason}", process.stderr
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_no_tpu_is_a_one_line_usage_error():
+    with pytest.raises(zoo_train.UsageError, match=r"^--strategy=tpu found no TPU \("):
+        zoo_train.make_strategy("tpu")
+
+
+@needs_mnist
+def test_episodes_are_not_split_between_replicas():
+    with pytest.raises(zoo_train.UsageError, match="cannot be split between replicas"):
+        zoo_train.resolve_config("vma_mnist_recall", "binarized_mnist", 1, strategy="mirrored",
+                                 train_split="train[:300]", validation_split="")
