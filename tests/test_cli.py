@@ -462,7 +462,7 @@ def test_resume_falls_back_past_a_truncated_newest_checkpoint(runs, tmp_path, ca
     _truncate(newest)
     config = zoo_train.read_config(model_dir)
     model = zoo_train.build_model(config)
-    model.compile(optimizer=zoo_train._optimizer(config))
+    model.compile(optimizer=zoo_train.build_optimizer(config))
     model.optimizer.build(model.trainable_variables)
     state = zoo_train._RunState(model, model_dir, config)
     assert state.restore()
@@ -631,7 +631,7 @@ def test_mem_dgm_recipe_applies_to_vae_and_memvae_presets(preset):
     config = {"learning_rate": recipe["learning_rate"], "steps_per_epoch": 10,
               "decay_start_epoch": recipe["decay_start_epoch"], "decay_per_epoch": recipe["decay_per_epoch"],
               "optimizer": {key: recipe[key] for key in ("epsilon", "max_global_norm", "max_value")}}
-    optimizer = zoo_train._optimizer(config)
+    optimizer = zoo_train.build_optimizer(config)
     assert isinstance(optimizer, recipes.ClippedAdam)
     assert optimizer.epsilon == 1e-4 and optimizer.max_global_norm == 5.0 and optimizer.max_value == 1.0
     schedule = recipes.EpochDecay.from_config(optimizer.get_config()["learning_rate"]["config"])

@@ -147,7 +147,7 @@ def _collapse_checkpoint(model_dir):
     """Rewrites the run's latest checkpoint with a collapsed posterior (optimizer state kept)."""
     config = zoo_train.read_config(model_dir)
     model = zoo_train.build_model(config)
-    model.compile(optimizer=zoo_train._optimizer(config))
+    model.compile(optimizer=zoo_train.build_optimizer(config))
     model.optimizer.build(model.trainable_variables)
     state = zoo_train._RunState(model, model_dir, config)
     assert state.restore()

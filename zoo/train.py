@@ -387,7 +387,7 @@ def load_trained_model(model_dir, weights="best"):
     return model, config
 
 
-def _optimizer(config):
+def build_optimizer(config):
     """The run's Adam: the recipe's epsilon and clipping, constant or per-epoch decayed learning rate."""
     import keras
 
@@ -696,7 +696,7 @@ def _train_locked(config, model_dir, verbose, strategy, write_dir):
         steps_per_execution = 1  # keras-team/keras#19246: a multi-step call fails under these strategies
     with strategy.scope():  # the variables of the model, its metrics and the optimizer live on every replica
         model = build_model(config)
-        model.compile(optimizer=_optimizer(config), steps_per_execution=steps_per_execution)
+        model.compile(optimizer=build_optimizer(config), steps_per_execution=steps_per_execution)
         model.optimizer.build(model.trainable_variables)
     state = _RunState(model, model_dir, config, write_dir=None if write_dir == model_dir else write_dir)
     if state.restore():

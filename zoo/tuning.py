@@ -240,7 +240,7 @@ class PresetHyperModel(keras_tuner.HyperModel):
         steps_per_execution = min(self.config["steps_per_execution"] or STEPS_PER_EXECUTION,
                                   self.config["steps_per_epoch"])
         # zoo.train's optimizer of a run (the recipe's epsilon, clipping, decay), so a retrained trial matches.
-        model.compile(optimizer=train._optimizer({**self.config, "learning_rate": learning_rate}),
+        model.compile(optimizer=train.build_optimizer({**self.config, "learning_rate": learning_rate}),
                       steps_per_execution=steps_per_execution)
         return model
 
