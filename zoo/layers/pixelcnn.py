@@ -1,7 +1,10 @@
+import math
+
 import keras
 import tensorflow as tf
 
 from zoo import distributions, validation
+from zoo.layers.dense import Dense
 from zoo.layers.gated_pixelcnn_block import GatedPixelCNNBlock
 
 PIXELCNN_LIKELIHOODS = ("bernoulli", "gaussian", "logistic_mixture")
@@ -29,10 +32,12 @@ class PixelCNN(keras.layers.Layer):
     "log_variance"}`, logistic mixture `{"logits", "means", "log_scales"}` `[N, H, W, C, M]`
     and `mean`; so `zoo.distributions.log_likelihood` gives the exact log p(x | c).
 
-    The condition c (a latent's features: a vector `[N, D]` or a map `[N, h, w, D]`) is
-    projected by a 1x1 convolution to `filters` channels, broadcast (a vector) or upsampled
-    (nearest neighbour) to the image's height and width, and added to both stacks of every
-    block (van den Oord et al.'s conditional PixelCNN). With `concatenate_input=True` the
+    The condition c (a latent's features) becomes a map at the image's resolution: a vector
+    `[N, D]` through a dense layer to an image-shaped `[N, H, W, C]` map (what a factorised
+    decoder's head computes; a vector broadcast over the image would carry no position), a
+    map `[N, h, w, D]` upsampled (nearest neighbour) when coarser (h and w dividing H and W). A 1x1 convolution projects
+    it to `filters` channels, and every block adds its own projections of it to both stacks
+    (van den Oord et al.'s conditional PixelCNN). With `concatenate_input=True` the
     first block reads the image concatenated with that map, as PixelVAE's decoder
     concatenates the image's masked features with the latent's; with `False` it reads the map
     alone, so nothing sees x and the same network is a factorised decoder (the ablation
@@ -98,8 +103,13 @@ class PixelCNN(keras.layers.Layer):
         if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (a centre pixel), got {kernel_size!r}")
         self.condition_shape = None if condition_shape is None else validation.positive_ints("condition_shape", condition_shape)
-        if self.condition_shape is not None and len(self.condition_shape) not in (1, 3):
-            raise ValueError(f"condition_shape must be None, (features,) or (height, width, channels), got {condition_shape!r}")
+        if self.condition_shape is not None and (len(self.condition_shape) not in (1, 3) or (
+            len(self.condition_shape) == 3 and any(n % m for n, m in zip(self.event_shape[:2], self.condition_shape[:2]))
+        )):
+            raise ValueError(
+                "condition_shape must be None, (features,) or (height, width, channels) with a height and width that "
+                f"divide the image's {self.event_shape[:2]}, got {condition_shape!r}"
+            )
         if not isinstance(concatenate_input, bool):
             raise ValueError(f"concatenate_input must be a bool, got {concatenate_input!r}")
         if not concatenate_input and self.condition_shape is None:
@@ -110,7 +120,11 @@ class PixelCNN(keras.layers.Layer):
         init = lambda i: keras.initializers.GlorotUniform(validation.derived_seed(self.seed, i))  # noqa: E731
         conditioned = self.condition_shape is not None
         if conditioned:
-            self.condition_projection = keras.layers.Conv2D(self.filters, 1, kernel_initializer=init(0), name="condition")
+            if len(self.condition_shape) == 1:
+                self.condition_dense = Dense(math.prod(self.event_shape), kernel_initializer=init(0), name="condition_dense")
+            self.condition_projection = keras.layers.Conv2D(
+                self.filters, 1, kernel_initializer=init(self.num_blocks + 3), name="condition"
+            )
         self.blocks = [
             GatedPixelCNNBlock(
                 self.filters, self.kernel_size, mask_type="A" if b == 0 else "B",
@@ -139,9 +153,11 @@ class PixelCNN(keras.layers.Layer):
     def build(self, input_shape):
         height, width, channels = self.event_shape
         stack_channels = (channels if self.concatenate_input else 0) + (self.filters if self.conditioned else 0)
-        if self.conditioned:
-            spatial = self.condition_shape[:2] if len(self.condition_shape) == 3 else (1, 1)
-            self.condition_projection.build((None, *spatial, self.condition_shape[-1]))
+        if len(self.condition_shape or ()) == 1:
+            self.condition_dense.build((None, self.condition_shape[0]))
+            self.condition_projection.build((None, *self.event_shape))
+        elif self.conditioned:
+            self.condition_projection.build((None, *self.condition_shape))
         shape = (None, height, width, stack_channels)
         for block in self.blocks:
             block.build([shape, shape])
@@ -152,18 +168,15 @@ class PixelCNN(keras.layers.Layer):
     # The two passes ------------------------------------------------------------------------
 
     def _condition_map(self, condition):
-        """The condition as a `[N, H, W, filters]` map: projected, then broadcast or upsampled."""
+        """The condition as a `[N, H, W, filters]` map (see the class docstring)."""
         condition = tf.cast(condition, self.compute_dtype)
-        vector = len(self.condition_shape) == 1
-        if vector:
-            condition = condition[:, None, None, :]
+        if len(self.condition_shape) == 1:
+            condition = tf.reshape(self.condition_dense(condition), (-1, *self.event_shape))
         projected = self.condition_projection(condition)  # [N, h, w, F]
         height, width = self.event_shape[:2]
-        if vector:
-            return tf.tile(projected, [1, height, width, 1])
-        if tuple(self.condition_shape[:2]) == (height, width):
-            return projected
-        return tf.cast(tf.image.resize(projected, (height, width), method="nearest"), self.compute_dtype)
+        # Nearest-neighbour upsampling by whole factors, as repeats (their gradient compiles with XLA).
+        projected = tf.repeat(projected, height // projected.shape[1], axis=1)
+        return tf.repeat(projected, width // projected.shape[2], axis=2)
 
     def _stack_input(self, x, condition_map):
         parts = [2.0 * tf.cast(x, self.compute_dtype) - 1.0] if self.concatenate_input else []
@@ -239,8 +252,10 @@ class PixelCNN(keras.layers.Layer):
 
         def next_row(i, x):
             stack_input = self._stack_input(x, condition_map)
-            links = [link[:, i: i + 1] for link in self._vertical(stack_input, terms)]  # [N, 1, W, 2F] each
-            condition_row = condition_map[:, i: i + 1] if self.conditioned else None
+            # Row i as a static [N, 1, W, ...] band (a gather, not a slice: XLA needs the size).
+            row_of = lambda t: tf.gather(t, [i], axis=1)  # noqa: E731
+            links = [row_of(link) for link in self._vertical(stack_input, terms)]  # [N, 1, W, 2F] each
+            condition_row = row_of(condition_map) if self.conditioned else None
 
             def next_pixel(j, row):
                 params = self._horizontal(self._stack_input(row, condition_row), links)  # [N, 1, W, ...]
