@@ -89,7 +89,10 @@ class GatedPixelCNNBlock(keras.layers.Layer):
 
     def build(self, input_shape):
         v_shape, h_shape = tuple(input_shape[0]), tuple(input_shape[1])
-        self.vertical_conv.build(v_shape)
+        radius = self.kernel_size // 2
+        # The vertical convolution reads v padded by r rows above and r columns on either side (see `vertical`).
+        padded = lambda n, extra: None if n is None else n + extra  # noqa: E731
+        self.vertical_conv.build((v_shape[0], padded(v_shape[1], radius), padded(v_shape[2], 2 * radius), v_shape[3]))
         self.horizontal_conv.build(h_shape)
         wide = h_shape[:-1] + (2 * self.filters,)
         self.link.build(wide)

@@ -289,6 +289,8 @@ class PixelCNN(keras.layers.Layer):
         else:
             num_samples = validation.num_samples(num_samples)
         seed = None if seed is None else distributions.seed_pair(seed)
+        if not self.built:  # its variables made here, not inside the compiled loop
+            self.build(None)
         return self._compiled.fn(condition, num_samples, seed)
 
     def get_config(self):
