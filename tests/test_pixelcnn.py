@@ -262,6 +262,8 @@ def test_pixelvae_presets_build_and_the_ablation_drops_only_the_image_input():
     assert differences == {"concatenate_input", "name"}
     # The first block's two input kernels lose the image's channel: (2 x 3 + 1 x 3) x 1 x 64 weights.
     assert with_image.count_params() - without.count_params() == (2 * 3 + 3) * 64
+    trainable = lambda model: sum(int(np.prod(w.shape)) for w in model.trainable_weights)  # noqa: E731
+    assert (trainable(pixelvae), trainable(with_image)) == (1_528_001, 593_349)
     for name in ("pixelvae_mnist", "pixelvae_hierarchical_mnist", "pixelvae_hierarchical_mnist_no_concatenation"):
         assert zoo.presets.PRESETS[name]["reference"].startswith("Gulrajani et al. 2017")
 

@@ -183,7 +183,7 @@ class MemVAE(VAE):
         block = blocks[str(layer)]
         h = block.compose(tf.zeros_like(block.memory), tf.convert_to_tensor(block.memory))  # [S, W]
         states = self.decoder.run(h, start=len(self.hidden_units) - layer)["states"]
-        return self.observation(states[-1] if states else h)["mean"]
+        return self._observe(states[-1] if states else h)["mean"]
 
     def get_config(self):
         return {
