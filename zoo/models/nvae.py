@@ -367,8 +367,8 @@ class NVAE(LevelStack):
         A PixelCNN decoder is teacher-forced on `x` (one image per row of `h`) when given, else it
         generates an image (drawn with a stateless `seed`, greedy without), returned as `image`.
         """
-        pad_h, pad_w = self.padded_shape[0] - self.input_shape[0], self.padded_shape[1] - self.input_shape[1]
-        crop = lambda t: t[:, pad_h // 2: pad_h // 2 + self.input_shape[0], pad_w // 2: pad_w // 2 + self.input_shape[1]]  # noqa: E731
+        (top, left), (height, width) = [(p - s) // 2 for p, s in zip(self.padded_shape, self.input_shape)], self.input_shape[:2]
+        crop = lambda t: t[:, top: top + height, left: left + width]  # noqa: E731
         if self.decoder_type == "pixelcnn":
             features = crop(tf.nn.elu(h))
             return self.pixelcnn.generate(features, seed=seed) if x is None else self.pixelcnn([x, features])
