@@ -125,6 +125,30 @@ LAYER_GOLDENS = {
         input_data=lambda: features((4, 4, 4, 8)),
         expected_output_shape=(4, 8, 8, 4),
     ),
+    "MaskedConv2D": dict(
+        cls=zoo.layers.MaskedConv2D,
+        init_kwargs=dict(filters=4, kernel_size=(3, 5), mask_type="A"),
+        input_data=lambda: features((4, 6, 6, 2)),
+        expected_output_shape=(4, 6, 6, 4),
+    ),
+    "GatedPixelCNNBlock": dict(  # a later block: [v, h, conditioning map]
+        cls=zoo.layers.GatedPixelCNNBlock,
+        init_kwargs=dict(filters=3, kernel_size=3, mask_type="B", condition_channels=2, seed=1),
+        input_data=lambda: [features((4, 5, 5, 3)), features((4, 5, 5, 3), 1), features((4, 5, 5, 2), 2)],
+        expected_output_shape=[(4, 5, 5, 3), (4, 5, 5, 3)],
+    ),
+    "PixelCNN": dict(  # conditioned on a coarser map, upsampled; the 8-bit logistic mixture
+        cls=zoo.layers.PixelCNN,
+        init_kwargs=dict(
+            event_shape=(4, 4, 2), likelihood="logistic_mixture", filters=4, num_blocks=2, condition_shape=(2, 2, 3),
+            num_mixtures=2, seed=2,
+        ),
+        input_data=lambda: [np.random.default_rng(0).integers(0, 256, (4, 4, 4, 2)).astype(np.float32) / 255,
+                            features((4, 2, 2, 3))],
+        expected_output_shape={
+            "logits": (4, 4, 4, 2, 2), "means": (4, 4, 4, 2, 2), "log_scales": (4, 4, 4, 2, 2), "mean": (4, 4, 4, 2),
+        },
+    ),
     "SpectralNormRegularizer": dict(  # no trainable weights: the fit step updates its singular vectors
         cls=zoo.layers.SpectralNormRegularizer,
         init_kwargs=dict(num_power_iterations=2, initial_power_iterations=8, seed=0),
@@ -231,6 +255,30 @@ MODEL_GOLDENS = {
         ),
         input_data=binary_images,
     ),
+    # PixelVAE: the VAE with a PixelCNN decoder on its MLP decoder's features.
+    "PixelVAE": dict(
+        cls=zoo.VAE,
+        init_kwargs=dict(
+            input_shape=(8, 8, 1), hidden_units=(16,), latent_dim=2, decoder_type="pixelcnn", pixelcnn_filters=4,
+            pixelcnn_blocks=2, seed=1,
+        ),
+        input_data=binary_images,
+        zero_gradient=BN_DENSE_BIAS,
+    ),
+    # The seed's hierarchical PixelVAE: NVAE's convolutional groups, a PixelCNN on the last feature map and the image.
+    "HierarchicalPixelVAE": dict(
+        cls=zoo.NVAE,
+        init_kwargs=dict(
+            input_shape=(8, 8, 1),
+            scales=[{"groups": 1, "latent_channels": 2}, {"groups": 1, "latent_channels": 2}],
+            channels=4,
+            decoder_type="pixelcnn",
+            pixelcnn_filters=4,
+            pixelcnn_blocks=2,
+            seed=1,
+        ),
+        input_data=binary_images,
+    ),
     "GaussianVAE": dict(
         cls=zoo.VAE,
         init_kwargs=dict(
@@ -267,6 +315,10 @@ REFERENCE_OUTPUTS = {
         "log_weights": [[-46.44812 , -49.9877  ], [-49.864174, -47.039818], [-49.28346 , -49.911728]],
         "reconstruct": [[0.5286723, 0.5037118, 0.4551845, 0.4938925], [0.4942573, 0.5307513, 0.4375629, 0.5116942]],
     },
+    "HierarchicalPixelVAE": {
+        "log_weights": [[-43.359318, -40.93018 ], [-47.131413, -42.92082 ], [-47.082584, -46.66221 ]],
+        "reconstruct": [[0.5011605, 0.4923583, 0.5112678, 0.5144092], [0.5006893, 0.510554 , 0.4935921, 0.5167004]],
+    },
     "HierarchicalVAE": {
         "log_weights": [[-53.485756, -51.925346], [-55.001133, -49.682808], [-47.24016 , -47.371834]],
         "reconstruct": [[0.4362036, 0.5330711, 0.5058445, 0.5917549], [0.4518819, 0.4764794, 0.487717 , 0.6006364]],
@@ -286,6 +338,10 @@ REFERENCE_OUTPUTS = {
     "NVAE": {
         "log_weights": [[-45.950073, -43.19616 ], [-41.528328, -41.869835], [-51.973648, -46.190643]],
         "reconstruct": [[0.4986299, 0.4958304, 0.4951388, 0.4945512], [0.502887 , 0.495338 , 0.4912148, 0.4895239]],
+    },
+    "PixelVAE": {
+        "log_weights": [[-45.422707, -45.228474], [-43.210728, -46.40046 ], [-45.94386 , -46.089096]],
+        "reconstruct": [[0.4999506, 0.4826673, 0.5168468, 0.531674 ], [0.5005087, 0.531848 , 0.4597691, 0.5326207]],
     },
     "SoftAttentionVAE": {
         "log_weights": [[-46.954258, -46.246815], [-44.663544, -46.86609 ], [-47.181805, -46.015987]],

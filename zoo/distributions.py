@@ -175,6 +175,29 @@ def discretized_logistic_mixture_mean(logits, means):
     return tf.clip_by_value(0.5 * (tf.reduce_sum(weights * clipped, axis=-1) + 1.0), 0.0, 1.0)
 
 
+def discretized_logistic_mixture_sample(logits, means, log_scales, seed):
+    """Draws 8-bit values k / 255 from the discretized logistic mixture, `[..., C]`.
+
+    Exact for `discretized_logistic_mixture_log_prob`: a component m ~ softmax(logits) (Gumbel
+    max), u ~ Logistic(mu_m, s_m) on the [-1, 1] scale, and k the bin of u, the edge bins
+    reaching to -inf and +inf, i.e. k = clip(round((u + 1) * 255 / 2), 0, 255).
+
+    Args:
+        logits, means, log_scales: float tensors `[..., C, M]` (see `discretized_logistic_mixture_log_prob`).
+        seed: int32 `[2]`, a stateless seed.
+    """
+    logits = tf.cast(logits, tf.float32)
+    seed = seed_pair(seed)
+    # Uniforms in [0, 1): u = 0 gives -inf (a Gumbel never chosen, a logistic in bin 0), which clip handles.
+    gumbel = -tf.math.log(-tf.math.log(tf.random.stateless_uniform(tf.shape(logits), seed)))
+    chosen = tf.one_hot(tf.argmax(logits + gumbel, axis=-1), tf.shape(logits)[-1], dtype=tf.float32)
+    location = tf.reduce_sum(tf.cast(means, tf.float32) * chosen, axis=-1)
+    log_scale = tf.maximum(tf.reduce_sum(tf.cast(log_scales, tf.float32) * chosen, axis=-1), MIN_LOG_SCALE)
+    v = tf.random.stateless_uniform(tf.shape(location), tf.random.experimental.stateless_fold_in(seed, 1))
+    u = location + tf.exp(log_scale) * (tf.math.log(v) - tf.math.log1p(-v))
+    return tf.clip_by_value(tf.round((u + 1.0) * ((NUM_BINS - 1) / 2.0)), 0.0, NUM_BINS - 1.0) / (NUM_BINS - 1)
+
+
 # NVAE (Vahdat & Kautz 2020) ------------------------------------------------------------
 
 # NVAE's `Normal` adds this to exp(log_scale), so no scale gets closer to 0 than 0.01.

@@ -6,7 +6,8 @@ import keras
 import tensorflow as tf
 
 from zoo import distributions, objectives, validation
-from zoo.layers import DenseStack, GaussianLatent, LikelihoodHead
+from zoo.layers import DenseStack, GaussianLatent, LikelihoodHead, PixelCNN
+from zoo.layers.pixelcnn import DECODERS
 from zoo.models.level_stack import LevelStack
 
 INFERENCES = ("bottom_up", "top_down")
@@ -47,6 +48,13 @@ class HierarchicalVAE(LevelStack):
     with `attention` and `composition`: see `zoo.layers.MemoryBlock`); `zoo.MemVAE` is the
     one-level stack with memory.
 
+    `decoder_type="pixelcnn"` replaces the factorised p(x | z_0) by a `zoo.layers.PixelCNN`
+    conditioned on level 0's decoder features (PixelVAE, Gulrajani et al. 2017): log p(x | z_0)
+    stays exact, so the bound and `log_likelihood` are unchanged; `sample` draws the pixels
+    one by one in a compiled loop, `decode(z)` returns the greedy image (each pixel its
+    rounded conditional mean) as `image` with the parameters along it, and `reconstruct` the
+    teacher-forced conditional means p(x_ij | x_<ij, z_0 = posterior means).
+
     Args:
         input_shape: tuple of ints, shape of one example. Default `(28, 28, 1)`.
         levels: sequence of dicts from x upward, each `{"hidden_units": (ints), "latent_dim": int}`
@@ -58,6 +66,11 @@ class HierarchicalVAE(LevelStack):
         likelihood: `"bernoulli"` or `"gaussian"`. Default `"bernoulli"`.
         num_importance_samples: int, K of the training bound. Default `1`.
         kl_warmup_steps: int >= 0, updates over which the KL weight rises to 1 (0: none). Default `0`.
+        decoder_type: `"factorized"` (a `LikelihoodHead`) or `"pixelcnn"`. Default `"factorized"`.
+        pixelcnn_filters, pixelcnn_blocks, pixelcnn_kernel_size: the PixelCNN's width, depth and
+            kernel (see `zoo.layers.PixelCNN`; unused when factorised). Defaults 32, 4, 3.
+        concatenate_input: bool, the PixelCNN reads the image (False: the no-concatenation
+            ablation, a factorised decoder built from the same blocks). Default `True`.
         seed: int or None, makes the initial weights and sampling reproducible. Default `None`.
 
     Example:
@@ -90,6 +103,11 @@ class HierarchicalVAE(LevelStack):
         likelihood="bernoulli",
         num_importance_samples=1,
         kl_warmup_steps=0,
+        decoder_type="factorized",
+        pixelcnn_filters=32,
+        pixelcnn_blocks=4,
+        pixelcnn_kernel_size=3,
+        concatenate_input=True,
         seed=None,
         **kwargs,
     ):
@@ -128,7 +146,24 @@ class HierarchicalVAE(LevelStack):
             ))
             if l < len(self.levels) - 1:  # p(z_l | z_{l+1}) reads decoder l+1
                 self.priors.append(GaussianLatent(level["latent_dim"], seed=seed_of(l, 5), name=f"prior{suffix}"))
-        self.observation = LikelihoodHead(self.input_shape, likelihood, seed=seed_of(0, 4), name="observation")
+        if decoder_type not in DECODERS:
+            raise ValueError(f"decoder_type must be one of {DECODERS}, got {decoder_type!r}")
+        self.decoder_type = decoder_type
+        self.pixelcnn_filters = validation.positive_int("pixelcnn_filters", pixelcnn_filters)
+        self.pixelcnn_blocks = validation.positive_int("pixelcnn_blocks", pixelcnn_blocks)
+        self.pixelcnn_kernel_size = validation.positive_int("pixelcnn_kernel_size", pixelcnn_kernel_size)
+        if not isinstance(concatenate_input, bool):
+            raise ValueError(f"concatenate_input must be a bool, got {concatenate_input!r}")
+        self.concatenate_input = concatenate_input
+        if decoder_type == "pixelcnn":
+            self.observation = PixelCNN(
+                self.input_shape, likelihood, pixelcnn_filters, pixelcnn_blocks, pixelcnn_kernel_size,
+                condition_shape=(self.levels[0]["hidden_units"][0],), concatenate_input=concatenate_input,
+                seed=seed_of(0, 4), name="observation",
+            )
+            self.rows_per_chunk = 128  # rows carry the PixelCNN's feature maps
+        else:
+            self.observation = LikelihoodHead(self.input_shape, likelihood, seed=seed_of(0, 4), name="observation")
         self.prior = distributions.standard_normal(self.latent_dim)
         self.track_groups(len(self.levels))
         self.build((None,) + self.input_shape)
@@ -144,7 +179,8 @@ class HierarchicalVAE(LevelStack):
                 self.priors[l].build((None, self.levels[l + 1]["hidden_units"][0]))
             if self.inference == "bottom_up":
                 width = level["latent_dim"]
-        self.observation.build((None, self.levels[0]["hidden_units"][0]))
+        features = (None, self.levels[0]["hidden_units"][0])
+        self.observation.build([(None,) + self.input_shape, features] if self.decoder_type == "pixelcnn" else features)
         self.built = True
 
     def _flatten(self, x):
@@ -163,12 +199,35 @@ class HierarchicalVAE(LevelStack):
         """p(z_level | z_{level+1}): `{"mean", "log_variance"}` from the level above's sample."""
         return self.priors[level].parameters(self.decoders[level + 1](z_above, training=training))
 
-    def _observation_parameters(self, z_0, training=False, memory_enabled=None):
-        """p(x | z_0): the likelihood's parameters, each `[..., *input_shape]`."""
-        return self.observation(self.decoders[0](z_0, training=training, memory_enabled=memory_enabled))
+    def _observation_parameters(self, z_0, training=False, memory_enabled=None, x=None, seed=None):
+        """p(x | z_0): the likelihood's parameters, each `[..., *input_shape]`.
+
+        With a PixelCNN decoder: teacher-forced on `x` `[B, *input_shape]` when given (z_0 `[..., B, D]`),
+        else along an image it generates (drawn with a stateless `seed`, greedy without), returned as `image`.
+        """
+        return self._observe(self.decoders[0](z_0, training=training, memory_enabled=memory_enabled), x, seed)
+
+    def _observe(self, features, x=None, seed=None):
+        """The likelihood's parameters from level 0's decoder features `[..., F]` (see `_observation_parameters`)."""
+        if self.decoder_type == "factorized":
+            return self.observation(features)
+        if x is None:
+            return self.observation.generate(features, seed=seed)
+        leading = tf.shape(features)[:-1]  # [S, B] or [B]
+        flat = tf.reshape(features, [-1, features.shape[-1]])
+        repeats = tf.shape(flat)[0] // tf.shape(x)[0]
+        images = tf.tile(tf.cast(x, tf.float32), [repeats, 1, 1, 1])  # [S * B, ...], sample-major like `flat`
+        params = self.observation([images, flat])
+        return {
+            key: tf.reshape(value, tf.concat([leading, tf.shape(value)[1:]], axis=0)) for key, value in params.items()
+        }
 
     def _generate(self, z_top, temperature, seed, memory_enabled=None):
-        """Ancestral sampling below the top level, stds scaled by `temperature` (0: the prior means)."""
+        """Ancestral sampling below the top level, stds scaled by `temperature` (0: the prior means).
+
+        A PixelCNN decoder then draws the pixels (exactly, whatever the temperature) from `seed`, or
+        with `seed=None` returns the greedy image.
+        """
         z = z_top
         for level in reversed(range(self.num_levels - 1)):
             prior = self._prior_parameters(level, z)
@@ -176,7 +235,8 @@ class HierarchicalVAE(LevelStack):
             if temperature != 0:
                 noise = tf.random.stateless_normal(tf.shape(z), tf.random.experimental.stateless_fold_in(seed, level))
                 z += temperature * tf.exp(0.5 * prior["log_variance"]) * noise
-        return self._observation_parameters(z, memory_enabled=memory_enabled)
+        pixel_seed = None if seed is None else tf.random.experimental.stateless_fold_in(seed, self.num_levels)
+        return self._observation_parameters(z, memory_enabled=memory_enabled, seed=pixel_seed)
 
     # Inference ---------------------------------------------------------------------------
 
@@ -248,7 +308,7 @@ class HierarchicalVAE(LevelStack):
             kl_units = level_units
             z_0 = z
         decoder_run = self.decoders[0].run(z_0, training=training)
-        params = self.observation(decoder_run["states"][-1])
+        params = self._observe(decoder_run["states"][-1], x)
         return {
             "log_px_z": distributions.log_likelihood(self.likelihood, params, x, len(self.input_shape)),
             "log_pz": log_pz,
@@ -312,8 +372,12 @@ class HierarchicalVAE(LevelStack):
         return self._generate(validation.latents(z, self.latent_dim), 0.0, None)
 
     def reconstruct(self, x):
-        """Decoder mean with every level at its posterior mean: deterministic, `[B, *input_shape]`."""
-        return self._observation_parameters(self._posterior_means(x)[0]["mean"])["mean"]
+        """Decoder mean with every level at its posterior mean: deterministic, `[B, *input_shape]`.
+
+        With a PixelCNN decoder, each pixel's conditional mean given the pixels of `x` before it.
+        """
+        x = self.validate_inputs(x)
+        return self._observation_parameters(self._posterior_means(x)[0]["mean"], x=x)["mean"]
 
     def get_config(self):
         return {
@@ -322,4 +386,9 @@ class HierarchicalVAE(LevelStack):
             "inference": self.inference,
             "activation": self.activation,
             "batch_norm": self.batch_norm,
+            "decoder_type": self.decoder_type,
+            "pixelcnn_filters": self.pixelcnn_filters,
+            "pixelcnn_blocks": self.pixelcnn_blocks,
+            "pixelcnn_kernel_size": self.pixelcnn_kernel_size,
+            "concatenate_input": self.concatenate_input,
         }

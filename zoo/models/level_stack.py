@@ -89,7 +89,8 @@ class LevelStack(LatentVariableModel):
 
         `temperature` (float >= 0) scales every level's prior standard deviation (0: the
         prior means throughout). `decode_options` go to the generative layers (e.g.
-        MemVAE's `memory_enabled`).
+        MemVAE's `memory_enabled`). An autoregressive decoder (PixelCNN) returns the images it
+        draws, x ~ p(x | z), pixel by pixel.
         """
         num_samples = validation.num_samples(num_samples)
         temperature = validation.temperature(temperature)
@@ -98,7 +99,8 @@ class LevelStack(LatentVariableModel):
         if temperature != 1.0:
             z_top *= temperature
         lower = tf.random.experimental.stateless_fold_in(seed, self.num_levels)
-        return self._generate(z_top, temperature, lower, **decode_options)["mean"]
+        outputs = self._generate(z_top, temperature, lower, **decode_options)
+        return outputs["image"] if "image" in outputs else outputs["mean"]
 
     def get_config(self):
         return {**super().get_config(), "kl_warmup_steps": self.kl_warmup_steps}

@@ -109,10 +109,10 @@ class MemVAE(VAE):
         depth = len(self.hidden_units)
         return {str(depth - 1 - j): block for j, block in enumerate(self.decoder.memory_blocks) if block is not None}
 
-    def _observation_parameters(self, z_0, training=False, memory_enabled=None):
+    def _observation_parameters(self, z_0, training=False, memory_enabled=None, x=None, seed=None):
         flags = self._check_memory_enabled(memory_enabled)
         # The decoder runs z -> x: the flags (from x upward) reversed.
-        return super()._observation_parameters(z_0, training, None if flags is None else flags[::-1])
+        return super()._observation_parameters(z_0, training, None if flags is None else flags[::-1], x, seed)
 
     # Training ----------------------------------------------------------------------
 
@@ -184,7 +184,7 @@ class MemVAE(VAE):
         block = blocks[str(layer)]
         h = block.compose(tf.zeros_like(block.memory), tf.convert_to_tensor(block.memory))  # [S, W]
         states = self.decoder.run(h, start=len(self.hidden_units) - layer)["states"]
-        return self.observation(states[-1] if states else h)["mean"]
+        return self._observe(states[-1] if states else h)["mean"]
 
     def get_config(self):
         return {

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from zoo import distributions, objectives, validation
 from zoo.distributions import tfd
+from zoo.layers.pixelcnn import DECODERS, PixelCNN
 from zoo.layers.residual_cell import ResidualCell
 from zoo.layers.spectral_norm_regularizer import SpectralNormRegularizer, conv_kernel_matrix
 from zoo.models.level_stack import LevelStack
@@ -56,6 +57,16 @@ class NVAE(LevelStack):
     authors' `DiscMixLogistic` shares the mixture weights over the channels and couples their
     means autoregressively; see `zoo.distributions.discretized_logistic_mixture_log_prob`).
 
+    `decoder_type="pixelcnn"` replaces the likelihood head by a `zoo.layers.PixelCNN` fed the
+    last top-down feature map (after the post-processing cells, so it carries every group,
+    the last stochastic one included) and, with `concatenate_input`, the image: the
+    hierarchical PixelVAE (Gulrajani et al. 2017). log p(x | z) stays exact, so the bound and
+    `log_likelihood` are unchanged; `sample` draws the pixels one by one in a compiled loop,
+    `decode(z)` returns the greedy image (`image`, each pixel its rounded conditional mean) and
+    the parameters along it, `reconstruct` the conditional means given the pixels of x before
+    each one. The spectral regulariser covers the top-down and bottom-up convolutions, not the
+    PixelCNN's.
+
     Args:
         input_shape: tuple `(H, W, C)`. Default `(28, 28, 1)`.
         scales: list of dicts from the top (coarsest) scale down, each `{"groups": int,
@@ -74,6 +85,12 @@ class NVAE(LevelStack):
         squeeze_excitation: bool, SE in every cell (`--use_se`). Default True.
         num_mixtures: int >= 1, components of the logistic mixture (`--num_mixture_dec`; unused by
             the other likelihoods). Default 10.
+        decoder_type: `"factorized"` (a 3x3 convolution to the likelihood's parameters) or `"pixelcnn"`.
+            Default `"factorized"`.
+        pixelcnn_filters, pixelcnn_blocks, pixelcnn_kernel_size: the PixelCNN's width, depth and kernel
+            (unused when factorised). Defaults 32, 4, 3.
+        concatenate_input: bool, the PixelCNN reads the image (False: the no-concatenation ablation,
+            a factorised decoder built from the same blocks). Default True.
         seed: int or None. Default None.
 
     Example:
@@ -110,6 +127,11 @@ class NVAE(LevelStack):
         spectral_regularization=0.0,
         squeeze_excitation=True,
         num_mixtures=10,
+        decoder_type="factorized",
+        pixelcnn_filters=32,
+        pixelcnn_blocks=4,
+        pixelcnn_kernel_size=3,
+        concatenate_input=True,
         seed=None,
         **kwargs,
     ):
@@ -141,6 +163,15 @@ class NVAE(LevelStack):
         self.spectral_regularization = float(spectral_regularization)
         self.squeeze_excitation = bool(squeeze_excitation)
         self.num_mixtures = validation.positive_int("num_mixtures", num_mixtures)
+        if decoder_type not in DECODERS:
+            raise ValueError(f"decoder_type must be one of {DECODERS}, got {decoder_type!r}")
+        self.decoder_type = decoder_type
+        self.pixelcnn_filters = validation.positive_int("pixelcnn_filters", pixelcnn_filters)
+        self.pixelcnn_blocks = validation.positive_int("pixelcnn_blocks", pixelcnn_blocks)
+        self.pixelcnn_kernel_size = validation.positive_int("pixelcnn_kernel_size", pixelcnn_kernel_size)
+        if not isinstance(concatenate_input, bool):
+            raise ValueError(f"concatenate_input must be a bool, got {concatenate_input!r}")
+        self.concatenate_input = concatenate_input
 
         # Geometry: the tower's coarsest map is the padded input / 2^halvings.
         height, width, self.image_channels = self.input_shape
@@ -219,9 +250,17 @@ class NVAE(LevelStack):
                     self._cell(out, "decoder", upsample=first, expansion=3, name=f"postprocess_{b}_{c}")
                 )
                 width_now = out
-        params_per_channel = {"bernoulli": 1, "gaussian": 2, "logistic_mixture": 3 * self.num_mixtures}[likelihood]
-        outputs = self.image_channels * params_per_channel
-        self.likelihood_conv = self._conv(outputs, 3, "likelihood")
+        if decoder_type == "pixelcnn":
+            self.pixelcnn = PixelCNN(
+                self.input_shape, likelihood, pixelcnn_filters, pixelcnn_blocks, pixelcnn_kernel_size,
+                condition_shape=(height, width, width_now), concatenate_input=concatenate_input,
+                num_mixtures=self.num_mixtures, seed=self._next_seed(), name="pixelcnn",
+            )
+            self.rows_per_chunk = 128  # and the PixelCNN's maps
+        else:
+            params_per_channel = {"bernoulli": 1, "gaussian": 2, "logistic_mixture": 3 * self.num_mixtures}[likelihood]
+            outputs = self.image_channels * params_per_channel
+            self.likelihood_conv = self._conv(outputs, 3, "likelihood")
         self.spectral_regularizer = (
             # float32 policy: under a mixed global policy the layer would autocast its stored singular
             # vectors to the compute dtype inside its call, and its power iteration mixes dtypes.
@@ -303,7 +342,7 @@ class NVAE(LevelStack):
         """The top-down path for `size` rows: at each group `choose(g, h, prior)` returns z_g (float32 map).
 
         `prior` is None for the top group, else `(mean, log_scale)` float32 from the prior head.
-        Returns the likelihood's parameters, float32, cropped to `input_shape`.
+        Returns the last feature map (after the post-processing cells), padded.
         """
         h = tf.tile(tf.cast(self.top_input, self.compute_dtype)[None], [size, 1, 1, 1])
         cells, ups = iter(self.decoder_cells), iter(self.decoder_up)
@@ -320,9 +359,20 @@ class NVAE(LevelStack):
                 h = next(ups)(h, training=training)
         for cell in self.postprocess:
             h = cell(h, training=training)
-        out = tf.cast(self.likelihood_conv(tf.nn.elu(h)), tf.float32)
-        pad_h, pad_w = self.padded_shape[0] - self.input_shape[0], self.padded_shape[1] - self.input_shape[1]
-        out = out[:, pad_h // 2: pad_h // 2 + self.input_shape[0], pad_w // 2: pad_w // 2 + self.input_shape[1]]
+        return h
+
+    def _observe(self, h, x=None, seed=None):
+        """The likelihood's parameters, float32, cropped to `input_shape`, from the last feature map `h`.
+
+        A PixelCNN decoder is teacher-forced on `x` (one image per row of `h`) when given, else it
+        generates an image (drawn with a stateless `seed`, greedy without), returned as `image`.
+        """
+        (top, left), (height, width) = [(p - s) // 2 for p, s in zip(self.padded_shape, self.input_shape)], self.input_shape[:2]
+        crop = lambda t: t[:, top: top + height, left: left + width]  # noqa: E731
+        if self.decoder_type == "pixelcnn":
+            features = crop(tf.nn.elu(h))
+            return self.pixelcnn.generate(features, seed=seed) if x is None else self.pixelcnn([x, features])
+        out = crop(tf.cast(self.likelihood_conv(tf.nn.elu(h)), tf.float32))
         if self.likelihood == "bernoulli":
             return {"logits": out, "mean": tf.sigmoid(out)}
         if self.likelihood == "logistic_mixture":
@@ -380,10 +430,9 @@ class NVAE(LevelStack):
             kl_units.append(tf.reduce_mean(kl, axis=0))  # [B, U_g]
             return z
 
-        params = self._top_down(num_samples * batch, choose, training)
-        log_px_z = self._per_sample(
-            distributions.log_likelihood(self.likelihood, params, tf.tile(x, [num_samples, 1, 1, 1]), 3), num_samples
-        )
+        tiled_x = tf.tile(x, [num_samples, 1, 1, 1])  # [S * B, ...], sample-major
+        params = self._observe(self._top_down(num_samples * batch, choose, training), tiled_x)
+        log_px_z = self._per_sample(distributions.log_likelihood(self.likelihood, params, tiled_x, 3), num_samples)
         return {
             "log_px_z": log_px_z,
             "log_pz": log_pz,
@@ -398,7 +447,18 @@ class NVAE(LevelStack):
         return tf.reshape(values, [num_samples, -1])  # [S * B] -> [S, B]
 
     def _generate(self, z_top, temperature, seed, training=False):
-        """Ancestral sampling below the top group's `z_top` `[N, latent_dim]`, prior scales x `temperature`."""
+        """Ancestral sampling below the top group's `z_top` `[N, latent_dim]`, prior scales x `temperature`.
+
+        A PixelCNN decoder then draws the pixels (exactly, whatever the temperature) from `seed`, or
+        with `seed=None` returns the greedy image.
+        """
+        pixel_seed = None if seed is None else tf.random.experimental.stateless_fold_in(
+            distributions.seed_pair(seed), self.num_groups
+        )
+        return self._observe(self._generative_features(z_top, temperature, seed, training), seed=pixel_seed)
+
+    def _generative_features(self, z_top, temperature, seed, training=False):
+        """The top-down path's last feature map below `z_top` (see `_generate`)."""
         z_top = tf.reshape(tf.cast(z_top, tf.float32), (-1, *self.group_shapes[0]))
         seeds = self._group_seeds(seed) if temperature != 0 else None
 
@@ -414,14 +474,15 @@ class NVAE(LevelStack):
 
     def _posterior_means(self, x):
         """Every group's posterior (float32 `tfd.Normal`) on a deterministic pass, each given the means above."""
-        features = self._encoder_features(self.validate_inputs(x), training=False)
+        x = self.validate_inputs(x)
+        features = self._encoder_features(x, training=False)
         posteriors = []
 
         def choose(g, h, prior):
             posteriors.append(self._posterior(g, h, prior, features[g]))
             return posteriors[-1].loc
 
-        params = self._top_down(tf.shape(features[0])[0], choose, training=False)
+        params = self._observe(self._top_down(tf.shape(features[0])[0], choose, training=False), x)
         return posteriors, params
 
     # Loss --------------------------------------------------------------------------------
@@ -499,7 +560,9 @@ class NVAE(LevelStack):
                     bn.momentum = (k - 1) / k
                 seed_k = tf.random.experimental.stateless_fold_in(base, k)
                 z_top = self.prior.sample(batch_size, seed=seed_k) * temperature
-                self._generate(z_top, temperature, tf.random.experimental.stateless_fold_in(seed_k, 1), training=True)
+                self._generative_features(
+                    z_top, temperature, tf.random.experimental.stateless_fold_in(seed_k, 1), training=True
+                )
         finally:
             for bn, momentum in zip(norms, momenta):
                 bn.momentum = momentum
@@ -518,4 +581,9 @@ class NVAE(LevelStack):
             "spectral_regularization": self.spectral_regularization,
             "squeeze_excitation": self.squeeze_excitation,
             "num_mixtures": self.num_mixtures,
+            "decoder_type": self.decoder_type,
+            "pixelcnn_filters": self.pixelcnn_filters,
+            "pixelcnn_blocks": self.pixelcnn_blocks,
+            "pixelcnn_kernel_size": self.pixelcnn_kernel_size,
+            "concatenate_input": self.concatenate_input,
         }
