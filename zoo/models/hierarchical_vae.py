@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from zoo import distributions, objectives, validation
 from zoo.layers import DenseStack, GaussianLatent, LikelihoodHead, PixelCNN
-from zoo.layers.pixelcnn import DECODERS
 from zoo.models.level_stack import LevelStack
 
 INFERENCES = ("bottom_up", "top_down")
@@ -146,15 +145,8 @@ class HierarchicalVAE(LevelStack):
             ))
             if l < len(self.levels) - 1:  # p(z_l | z_{l+1}) reads decoder l+1
                 self.priors.append(GaussianLatent(level["latent_dim"], seed=seed_of(l, 5), name=f"prior{suffix}"))
-        if decoder_type not in DECODERS:
-            raise ValueError(f"decoder_type must be one of {DECODERS}, got {decoder_type!r}")
-        self.decoder_type = decoder_type
-        self.pixelcnn_filters = validation.positive_int("pixelcnn_filters", pixelcnn_filters)
-        self.pixelcnn_blocks = validation.positive_int("pixelcnn_blocks", pixelcnn_blocks)
-        self.pixelcnn_kernel_size = validation.positive_int("pixelcnn_kernel_size", pixelcnn_kernel_size)
-        if not isinstance(concatenate_input, bool):
-            raise ValueError(f"concatenate_input must be a bool, got {concatenate_input!r}")
-        self.concatenate_input = concatenate_input
+        self.set_decoder_options(decoder_type, pixelcnn_filters, pixelcnn_blocks, pixelcnn_kernel_size,
+                                 concatenate_input)
         if decoder_type == "pixelcnn":
             self.observation = PixelCNN(
                 self.input_shape, likelihood, pixelcnn_filters, pixelcnn_blocks, pixelcnn_kernel_size,

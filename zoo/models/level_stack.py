@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from zoo import distributions, validation
+from zoo.layers.pixelcnn import DECODERS
 from zoo.models.base import LatentVariableModel
 
 # A unit (or a group) is active when its KL, averaged over a batch, exceeds this many nats.
@@ -63,6 +64,20 @@ class LevelStack(LatentVariableModel):
             "kl_units": terms["kl_units"],  # [B, U]
             "reconstruction": terms["reconstruction"],
         }
+
+    def set_decoder_options(self, decoder_type, pixelcnn_filters, pixelcnn_blocks, pixelcnn_kernel_size,
+                            concatenate_input):
+        """Checks and stores the observation decoder's options: `decoder_type` ("factorized" or "pixelcnn") and
+        the PixelCNN's filters, blocks, kernel size and whether it reads the image (`concatenate_input`)."""
+        if decoder_type not in DECODERS:
+            raise ValueError(f"decoder_type must be one of {DECODERS}, got {decoder_type!r}")
+        self.decoder_type = decoder_type
+        self.pixelcnn_filters = validation.positive_int("pixelcnn_filters", pixelcnn_filters)
+        self.pixelcnn_blocks = validation.positive_int("pixelcnn_blocks", pixelcnn_blocks)
+        self.pixelcnn_kernel_size = validation.positive_int("pixelcnn_kernel_size", pixelcnn_kernel_size)
+        if not isinstance(concatenate_input, bool):
+            raise ValueError(f"concatenate_input must be a bool, got {concatenate_input!r}")
+        self.concatenate_input = concatenate_input
 
     def kl_weight(self):
         """beta = min(1, t / kl_warmup_steps) at the optimizer's update t (1-based); 1.0 without warm-up or optimizer."""

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from zoo import distributions, objectives, validation
 from zoo.distributions import tfd
-from zoo.layers.pixelcnn import DECODERS, PixelCNN
+from zoo.layers.pixelcnn import PixelCNN
 from zoo.layers.residual_cell import ResidualCell
 from zoo.layers.spectral_norm_regularizer import SpectralNormRegularizer, conv_kernel_matrix
 from zoo.models.level_stack import LevelStack
@@ -163,15 +163,8 @@ class NVAE(LevelStack):
         self.spectral_regularization = float(spectral_regularization)
         self.squeeze_excitation = bool(squeeze_excitation)
         self.num_mixtures = validation.positive_int("num_mixtures", num_mixtures)
-        if decoder_type not in DECODERS:
-            raise ValueError(f"decoder_type must be one of {DECODERS}, got {decoder_type!r}")
-        self.decoder_type = decoder_type
-        self.pixelcnn_filters = validation.positive_int("pixelcnn_filters", pixelcnn_filters)
-        self.pixelcnn_blocks = validation.positive_int("pixelcnn_blocks", pixelcnn_blocks)
-        self.pixelcnn_kernel_size = validation.positive_int("pixelcnn_kernel_size", pixelcnn_kernel_size)
-        if not isinstance(concatenate_input, bool):
-            raise ValueError(f"concatenate_input must be a bool, got {concatenate_input!r}")
-        self.concatenate_input = concatenate_input
+        self.set_decoder_options(decoder_type, pixelcnn_filters, pixelcnn_blocks, pixelcnn_kernel_size,
+                                 concatenate_input)
 
         # Geometry: the tower's coarsest map is the padded input / 2^halvings.
         height, width, self.image_channels = self.input_shape
