@@ -390,37 +390,25 @@ PRESETS = {
         "last hidden layer, broadcast over the image.",
         "reference": "Gulrajani et al. 2017, sec. 3 (PixelVAE); igul222/PixelVAE pixelvae.py (MNIST PixelCNN width 32)",
     },
-    # The hierarchical PixelVAE: nvae_mnist_small's Ladder-style hierarchy (convolutional latent groups inferred
-    # top-down through the generative path) with a PixelCNN on its last feature map, so comparing it with
-    # nvae_mnist_small isolates the autoregressive decoder, and its _no_concatenation twin isolates the image input.
-    "pixelvae_hierarchical_mnist": {
-        "class": "NVAE",
-        "config": {
-            "input_shape": (28, 28, 1),
-            "scales": [{"groups": 2, "latent_channels": 8}, {"groups": 2, "latent_channels": 8}],
-            "channels": 16,
-            "encoder_cells_per_group": 1,
-            "decoder_cells_per_group": 1,
-            "preprocess_blocks": 1,
-            "preprocess_cells": 2,
-            "postprocess_cells": 2,
-            "likelihood": "bernoulli",
-            "num_importance_samples": 1,
-            "kl_warmup_steps": 5_000,
-            "kl_balancing": True,
-            "spectral_regularization": 1e-2,
-            "decoder_type": "pixelcnn",
-            "pixelcnn_filters": 32,
-            "pixelcnn_blocks": 4,
-            "pixelcnn_kernel_size": 3,
-            "concatenate_input": True,
-        },
-        "description": "Hierarchical PixelVAE for binarized MNIST: nvae_mnist_small's four convolutional latent groups "
-        "(7x7 and 14x14, 8 channels each, shared top-down path) feeding a gated PixelCNN of 4 blocks x 32 filters that "
-        "also reads the image. Not a paper configuration.",
-        "reference": "Gulrajani et al. 2017, sec. 3.2 (hierarchical PixelVAE); hierarchy as nvae_mnist_small",
-        "recipe": {"learning_rate": 1e-3, "batch_size": 32},
+}
+# The hierarchical PixelVAE: nvae_mnist_small's Ladder-style hierarchy (convolutional latent groups inferred
+# top-down through the generative path) with a PixelCNN on its last feature map, so comparing it with
+# nvae_mnist_small isolates the autoregressive decoder, and its _no_concatenation twin isolates the image input.
+PRESETS["pixelvae_hierarchical_mnist"] = {
+    "class": "NVAE",
+    "config": {
+        **PRESETS["nvae_mnist_small"]["config"],
+        "decoder_type": "pixelcnn",
+        "pixelcnn_filters": 32,
+        "pixelcnn_blocks": 4,
+        "pixelcnn_kernel_size": 3,
+        "concatenate_input": True,
     },
+    "description": "Hierarchical PixelVAE for binarized MNIST: nvae_mnist_small's four convolutional latent groups "
+    "(7x7 and 14x14, 8 channels each, shared top-down path) feeding a gated PixelCNN of 4 blocks x 32 filters that "
+    "also reads the image. Not a paper configuration.",
+    "reference": "Gulrajani et al. 2017, sec. 3.2 (hierarchical PixelVAE); hierarchy as nvae_mnist_small",
+    "recipe": {"learning_rate": 1e-3, "batch_size": 32},
 }
 PRESETS["pixelvae_hierarchical_mnist_no_concatenation"] = {
     **PRESETS["pixelvae_hierarchical_mnist"],
