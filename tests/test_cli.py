@@ -319,6 +319,17 @@ def test_bad_train_config_raises_usage_error(kwargs, reason):
         zoo_train.resolve_config(**args)
 
 
+def test_the_run_identity_ignores_the_models_automatic_name(tmp_path):
+    # A process that built other models first names its model vae_3, not vae: the same run all the same.
+    def config(name, latent_dim):
+        return {"preset": "p", "model": {"class_name": "VAE", "config": {"name": name, "latent_dim": latent_dim}}}
+
+    zoo_train.write_json(str(tmp_path / zoo_train.CONFIG_FILE), config("vae", 2))
+    zoo_train._check_run_dir(str(tmp_path), config("vae_3", 2))
+    with pytest.raises(zoo_train.UsageError, match="holds a run with different model"):
+        zoo_train._check_run_dir(str(tmp_path), config("vae", 3))
+
+
 @needs_mnist
 def test_foreign_and_mismatched_model_dir(runs, tmp_path):
     foreign = tmp_path / "foreign"

@@ -552,6 +552,15 @@ class _RunState:
         self.manager.save(checkpoint_number=epochs_done)
 
 
+def _identity(config, key):
+    """What must match to resume: the value, but for the model its architecture, not Keras's automatic name
+    (`vae_3` in a process that built three models before)."""
+    value = config.get(key)
+    if key == "model" and value:
+        value = {**value, "config": {k: v for k, v in value["config"].items() if k != "name"}}
+    return value
+
+
 def _check_run_dir(model_dir, config):
     """A model_dir is new (absent or empty), or a run of the same configuration to resume."""
     if os.path.exists(model_dir) and not os.path.isdir(model_dir):
@@ -565,7 +574,7 @@ def _check_run_dir(model_dir, config):
             f"--model_dir {model_dir!r} is not empty and holds no {CONFIG_FILE}: not a zoo.train run; "
             "pick a new or empty directory"
         ) from None
-    changed = [key for key in _RUN_IDENTITY + ("model",) if previous.get(key) != config.get(key)]
+    changed = [key for key in _RUN_IDENTITY + ("model",) if _identity(previous, key) != _identity(config, key)]
     if changed:
         raise UsageError(
             f"--model_dir {model_dir!r} holds a run with different {', '.join(changed)}; "
