@@ -34,6 +34,14 @@ class TestLayerGoldens(testing.TestCase):
         )
 
 
+# Goldens whose costliest checks (an XLA compile, a save/load round trip: minutes on 2 cores) only repeat
+# paths other goldens check by default: HierarchicalPixelVAE = NVAE's stack (the NVAE golden) with a
+# PixelCNN head (the PixelVAE golden). They run in the `large` suite.
+REPEATED_PATHS = {"HierarchicalPixelVAE"}
+COSTLY = [pytest.param(name, marks=pytest.mark.large) if name in REPEATED_PATHS else name
+          for name in sorted(goldens.MODEL_GOLDENS)]
+
+
 class TestModelGoldens(testing.TestCase):
     @pytest.mark.parametrize("name", sorted(goldens.MODEL_GOLDENS))
     def test_config_round_trip(self, name):
@@ -43,13 +51,13 @@ class TestModelGoldens(testing.TestCase):
         assert clone.get_config() == model.get_config()
         assert clone.count_params() == model.count_params()
 
-    @pytest.mark.parametrize("name", sorted(goldens.MODEL_GOLDENS))
+    @pytest.mark.parametrize("name", COSTLY)
     def test_xla_fit_step_and_gradients(self, name):
         golden = goldens.MODEL_GOLDENS[name]
         model = golden["cls"](**golden["init_kwargs"])
         self.run_model_test(model, golden["input_data"](), golden.get("zero_gradient"))
 
-    @pytest.mark.parametrize("name", sorted(goldens.MODEL_GOLDENS))
+    @pytest.mark.parametrize("name", COSTLY)
     def test_keras_save_load(self, name):
         golden = goldens.MODEL_GOLDENS[name]
         model = golden["cls"](**golden["init_kwargs"])

@@ -303,6 +303,7 @@ def test_paper_presets_build_with_the_logistic_mixture(name, groups, top, traina
     assert model.sample(1, seed=0).shape == (1, *shape)
 
 
+@pytest.mark.large  # a convergence run: 200 updates of the preset on real data (minutes on 2 cores)
 @pytest.mark.skipif(not has_binarized_mnist(), reason="binarized_mnist is not prepared in TFDS_DATA_DIR")
 def test_mnist_small_trains_stably_on_binarized_mnist():
     model = zoo.NVAE.from_preset("nvae_mnist_small", seed=0)
