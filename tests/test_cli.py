@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import SHARED_DATASETS, has_binarized_mnist
+from tests.testing import run_state
 from zoo import cli
 from zoo import evaluate as zoo_evaluate
 from zoo import train as zoo_train
@@ -471,11 +472,7 @@ def test_resume_falls_back_past_a_truncated_newest_checkpoint(runs, tmp_path, ca
     checkpoints = os.path.join(model_dir, zoo_train.CHECKPOINT_DIR)
     newest = os.path.join(checkpoints, "epoch-3.data-00000-of-00001")
     _truncate(newest)
-    config = zoo_train.read_config(model_dir)
-    model = zoo_train.build_model(config)
-    model.compile(optimizer=zoo_train.build_optimizer(config))
-    model.optimizer.build(model.trainable_variables)
-    state = zoo_train._RunState(model, model_dir, config)
+    model, state = run_state(model_dir)
     assert state.restore()
     assert int(state.epoch.numpy()) == 2
     out = capsys.readouterr().out

@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import has_binarized_mnist
 from tests.goldens import MODEL_GOLDENS
+from tests.testing import run_state
 from zoo import train as zoo_train
 
 needs_mnist = pytest.mark.skipif(not has_binarized_mnist(), reason="needs binarized_mnist in TFDS_DATA_DIR")
@@ -145,11 +146,7 @@ def _finish(process):
 
 def _collapse_checkpoint(model_dir):
     """Rewrites the run's latest checkpoint with a collapsed posterior (optimizer state kept)."""
-    config = zoo_train.read_config(model_dir)
-    model = zoo_train.build_model(config)
-    model.compile(optimizer=zoo_train.build_optimizer(config))
-    model.optimizer.build(model.trainable_variables)
-    state = zoo_train._RunState(model, model_dir, config)
+    model, state = run_state(model_dir)
     assert state.restore()
     collapse_posterior(model)
     state.save(int(state.epoch.numpy()))

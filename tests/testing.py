@@ -120,5 +120,16 @@ class TestCase:
         return loaded
 
 
+def run_state(model_dir):
+    """A `zoo.train` run's model, compiled with the run's optimizer, and its checkpoint state (not yet restored)."""
+    from zoo import train as zoo_train
+
+    config = zoo_train.read_config(model_dir)
+    model = zoo_train.build_model(config)
+    model.compile(optimizer=zoo_train.build_optimizer(config))
+    model.optimizer.build(model.trainable_variables)
+    return model, zoo_train._RunState(model, model_dir, config)
+
+
 def default_deterministic_outputs(model, x):
     return {"reconstruct": model.reconstruct(x), "log_likelihood": model.log_likelihood(x, num_samples=8, seed=7)}
