@@ -205,6 +205,7 @@ def test_readjust_batch_norm_averages_the_batch_statistics():
     assert samples.shape == (4, 8, 8, 1) and np.all(np.isfinite(samples))
 
 
+@pytest.mark.large  # ~30 s; test_distribution's mixed-precision test covers NVAE's loss and float32 outputs by default
 def test_mixed_precision_keeps_distributions_in_float32():
     policy = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16")

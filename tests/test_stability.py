@@ -19,6 +19,7 @@ from zoo import train as zoo_train
 needs_mnist = pytest.mark.skipif(not has_binarized_mnist(), reason="needs binarized_mnist in TFDS_DATA_DIR")
 
 
+@pytest.mark.large  # a convergence run: 300 updates of the paper's five-level model on real data
 @needs_mnist
 def test_ladder_preset_trains_stably_on_binarized_mnist():
     # The paper's five-level model with its defaults (batch norm, warm-up), 2 x 150 updates of batch 100.
