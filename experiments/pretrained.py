@@ -93,6 +93,16 @@ MODELS = {
                     "density in nats, not comparable with the binary-image rows) for research and teaching. "
                     "Consecutive frames are near duplicates and the test frames come from the same video.",
     ),
+    "vis_memvae_mnist_500_500_100": dict(
+        train=["--preset=vis_memvae_mnist_500_500_100", "--dataset=binarized_mnist", "--seed=0"],
+        epochs=100,
+        evaluate=FULL_TEST,
+        paper=dict(nll=None, source="Li, Zhu & Zhang 2016, sec. 5.5 and Figure 7: slot visualisations only, "
+                   "no likelihood"),
+        data=BINARIZED_MNIST,
+        limitations=MNIST_LIMITATIONS + " Softmax attention and element-wise sum, so that each slot maps to an "
+                    "image (`zoo.evaluation` slot images); same seed and data order as memvae_mnist_500_500_100.",
+    ),
     "iwae_mnist_2layer": dict(
         hierarchy="iwae_2layer_k5",
         evaluate=FULL_TEST,
