@@ -93,7 +93,14 @@ class SkipDecoder(keras.layers.Layer):
             channels = self.up_layers[i].filters
         self.head.build((None,) + self.event_shape[:2] + (channels,))
 
-    def call(self, inputs, skips=None):
+    def call(self, inputs, skips=None, skip_rows=None):
+        """Decodes `inputs` `[N, D]`; `skips` are the context's maps, one per `ConvStack` layer.
+
+        With `skip_rows` (int `[N]`), `skips` hold the maps of fewer contexts `[M, ...]` and row
+        n decodes with context `skip_rows[n]` (VMA: many reads of few memory entries). An
+        up-convolution is linear in its input, so the skip maps' share of it is computed once
+        per context and gathered: the same numbers as gathering the maps first.
+        """
         if self.skip_connections != (skips is not None):
             raise ValueError(
                 f"SkipDecoder(skip_connections={self.skip_connections}) "
@@ -101,15 +108,29 @@ class SkipDecoder(keras.layers.Layer):
             )
         h = tf.reshape(self.projection(inputs), (-1,) + self.map_shapes[-1])
         for i in reversed(range(len(self.filters))):
-            if skips is not None:
-                h = tf.concat([h, skips[i]], axis=-1)
+            layer = self.up_layers[i]
+            if skips is None:
+                h = layer(h)
+            elif skip_rows is None:
+                h = layer(tf.concat([h, skips[i]], axis=-1))
+            else:
+                h = self._up_with_shared_skips(layer, h, skips[i], skip_rows)
             height, width = (self.map_shapes[i - 1] if i > 0 else self.event_shape)[:2]
-            h = self.up_layers[i](h)[:, :height, :width, :]
+            h = h[:, :height, :width, :]
         out = self.head(h)
         if self.likelihood == "bernoulli":
             return {"logits": out, "mean": tf.sigmoid(out)}
         mean, log_variance = tf.split(out, 2, axis=-1)
         return {"mean": mean, "log_variance": log_variance}
+
+    @staticmethod
+    def _up_with_shared_skips(layer, h, skips, rows):
+        """`layer(concat([h, gather(skips, rows)]))` for a `Conv2DTranspose`, its kernel split by input channels."""
+        kernel = tf.cast(layer.kernel, h.dtype)  # [3, 3, filters, channels of h + channels of skips]
+        channels = h.shape[-1]
+        up = lambda v, k: keras.ops.conv_transpose(v, k, layer.strides, padding="same")  # noqa: E731
+        y = up(h, kernel[..., :channels]) + tf.gather(up(tf.cast(skips, h.dtype), kernel[..., channels:]), rows)
+        return layer.activation(tf.nn.bias_add(y, tf.cast(layer.bias, h.dtype)))
 
     def get_config(self):
         return {

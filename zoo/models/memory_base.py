@@ -160,19 +160,23 @@ class MemoryConditionedModel(LatentVariableModel):
         top = maps[-1]
         return tf.reshape(top, [-1, math.prod(top.shape[1:])])
 
-    def decode_params(self, z, context):
+    def decode_params(self, z, context, rows=None):
         """Likelihood parameters of p(x | z, context) for `z` `[N, D]` and a memory read `context`.
 
         `context` is a list shaped like `features` (one tensor per down-path layer); layer i
         of the down path is undone, from the top, after concatenating `context[i]`: skip
         connections from the memory's down-scaling path to the decoder's up-scaling path.
+        With `rows` (int `[N]`), `context` holds fewer reads `[M, ...]` and z's row n is
+        decoded with read `rows[n]` (see `SkipDecoder.call`).
         """
         if self.architecture == "mlp":
+            if rows is not None:
+                context = [tf.gather(c, rows) for c in context]
             h = self.projection(z)
             for i in reversed(range(len(self.hidden_units))):
                 h = self.decoder[i](tf.concat([h, context[i]], axis=-1))
             return self.observation(h)
-        return self.decoder(z, context)
+        return self.decoder(z, context, skip_rows=rows)
 
     def log_px(self, x, params):
         return distributions.log_likelihood(self.likelihood, params, x, len(self.input_shape))

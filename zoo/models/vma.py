@@ -145,18 +145,14 @@ class VMA(MemoryConditionedModel):
         batch = tf.shape(x)[0]
         address = self.address({"query": x, "memory": memory}, num_samples=num_samples, seed=address_seed)
         flat_addresses = tf.reshape(address["samples"], [-1])  # [K * B], sample-major
-        if memory.shape[0] is not None and flat_addresses.shape[0] is not None and memory.shape[0] < flat_addresses.shape[0]:
-            # Fewer entries than reads: run the down path once per entry, then gather its maps.
-            entry_maps = [tf.gather(maps, flat_addresses) for maps in self.features(memory)]
-        else:
-            entry_maps = self.features(tf.gather(memory, flat_addresses))  # [K * B, ...] each
-        entry_summary = self.summary(entry_maps)  # [K * B, F]
+        entries = self.read_entries(memory, flat_addresses)
+        entry_summary = entries["summary"]  # [K * B, F]
         x_summary = tf.tile(self.summary(self.features(x)), [num_samples, 1])  # [K * B, F]
         posterior = self.posterior(tf.concat([x_summary, entry_summary], axis=-1), seed=z_seed)
         z = posterior["z"][0]  # [K * B, D]
         prior = self.conditional_prior(entry_summary, seed=0)
         prior_dist = distributions.diagonal_gaussian(prior["mean"], prior["log_variance"])
-        params = self.decode_params(z, entry_maps)
+        params = self.decode_params(z, entries["context"], entries["rows"])
         x_tiled = tf.tile(x, tf.concat([[num_samples], tf.ones([len(self.input_shape)], tf.int32)], axis=0))
         unflatten = lambda t: tf.reshape(t, tf.stack([num_samples, batch]))  # noqa: E731
         log_px_z = unflatten(self.log_px(x_tiled, params))
@@ -226,7 +222,8 @@ class VMA(MemoryConditionedModel):
         memory = self.given_or_learned_memory(memory)
         z = validation.latents(z, self.latent_dim)
         address = validation.indices(address, tf.shape(memory)[0], "address", tf.shape(z)[0], "the memory size")
-        return self.decode_params(z, self.features(tf.gather(memory, address)))
+        entries = self.read_entries(memory, address)
+        return self.decode_params(z, entries["context"], entries["rows"])
 
     def address_posterior(self, x, *, memory=None):
         """Normalized log q(a|x) over the memory entries, `[B, M]`."""
@@ -253,16 +250,30 @@ class VMA(MemoryConditionedModel):
         posterior = tf.exp(self.address.posterior_logits(x, self.address.memory_keys(memory)))  # [B, M]
         return tf.transpose(tf.math.unsorted_segment_sum(tf.transpose(posterior), labels, num_classes))
 
+    def read_entries(self, memory, addresses):
+        """What the networks read of the entries `addresses` `[N]` of `memory`: a dict of `context`, `rows`, `summary`.
+
+        With fewer entries than reads (static sizes) the down path runs once per entry:
+        `context` holds every entry's maps and `rows` (= `addresses`) says which one each read
+        decodes with (`decode_params`). Otherwise the entries are gathered first: `context` is
+        one map per read and `rows` is None. `summary` `[N, feature_dim]`: each read's top features.
+        """
+        if memory.shape[0] is not None and addresses.shape[0] is not None and memory.shape[0] < addresses.shape[0]:
+            context = self.features(memory)
+            return {"context": context, "rows": addresses, "summary": tf.gather(self.summary(context), addresses)}
+        context = self.features(tf.gather(memory, addresses))
+        return {"context": context, "rows": None, "summary": self.summary(context)}
+
     def _encode_given_memory(self, x, memory):
-        """`encode`'s outputs on validated tensors, and the down path's maps of the chosen entries."""
+        """`encode`'s outputs on validated tensors, and `read_entries` of the chosen entries."""
         log_q = self.address.posterior_logits(x, self.address.memory_keys(memory))  # [B, M]
         addresses = tf.argmax(log_q, axis=-1, output_type=tf.int32)
-        entry_maps = self.features(tf.gather(memory, addresses))
+        entries = self.read_entries(memory, addresses)
         posterior = self.posterior(
-            tf.concat([self.summary(self.features(x)), self.summary(entry_maps)], axis=-1), seed=0
+            tf.concat([self.summary(self.features(x)), entries["summary"]], axis=-1), seed=0
         )  # z unused
         outputs = {"address_log_prob": log_q, "address": addresses}
-        return {**outputs, "mean": posterior["mean"], "log_variance": posterior["log_variance"]}, entry_maps
+        return {**outputs, "mean": posterior["mean"], "log_variance": posterior["log_variance"]}, entries
 
     def sample_given_memory(self, memory, num_samples, seed):
         """a ~ p(a), z ~ p(z | m_a), decoder mean E[x | z, m_a]: `{"samples": [N, ...], "address": [N]}`."""
@@ -270,16 +281,14 @@ class VMA(MemoryConditionedModel):
         keys = self.address.memory_keys(memory)
         prior = distributions.tfd.Categorical(logits=self.address.prior_logits(keys))
         addresses = tf.cast(prior.sample(num_samples, seed=tf.random.experimental.stateless_fold_in(seed, 1)), tf.int32)
-        entry_maps = self.features(tf.gather(memory, addresses))
-        z = self.conditional_prior(
-            self.summary(entry_maps), seed=tf.random.experimental.stateless_fold_in(seed, 2)
-        )["z"][0]
-        return {"samples": self.decode_params(z, entry_maps)["mean"], "address": addresses}
+        entries = self.read_entries(memory, addresses)
+        z = self.conditional_prior(entries["summary"], seed=tf.random.experimental.stateless_fold_in(seed, 2))["z"][0]
+        return {"samples": self.decode_params(z, entries["context"], entries["rows"])["mean"], "address": addresses}
 
     def reconstruct_given_memory(self, x, memory):
         """The most probable address, the posterior mean of z, the decoder mean: deterministic, `[B, ...]`."""
-        encoded, entry_maps = self._encode_given_memory(x, memory)
-        return self.decode_params(encoded["mean"], entry_maps)["mean"]
+        encoded, entries = self._encode_given_memory(x, memory)
+        return self.decode_params(encoded["mean"], entries["context"], entries["rows"])["mean"]
 
     # Serving ----------------------------------------------------------------------
 
