@@ -25,6 +25,7 @@ experiments/results/hierarchies.json.
 """
 
 import json
+import math
 import os
 import shlex
 import shutil
@@ -107,7 +108,11 @@ MODELS = {
         train=["--preset=vma_omniglot_conv", "--dataset=omniglot", "--data_path=../shared/datasets/omniglot",
                "--seed=0", "--steps_per_epoch=250"],
         epochs=100,
-        evaluate=FULL_TEST,
+        # -log p(x | memory) of the targets of 32 fixed test episodes (k = 5000 of a conv model on every
+        # target would take hours here), and few-shot classification on the held-out alphabets.
+        evaluate=dict(num_samples=1000, max_examples=1024),
+        few_shot=dict(episodes=300, seed=2, settings=[  # (ways, shots, the issue's target %, the paper's %)
+            (5, 1, 85, 91), (5, 5, 95, 97), (20, 1, 70, 77), (20, 5, 85, 90)]),
         paper=dict(nll=None, source="Bornschein et al. 2017, sec. 4.2: few-shot accuracy 91 / 97 / 77 / 90 % "
                    "(5-way 1-shot, 5-way 5-shot, 20-way 1-shot, 20-way 5-shot; full background set, 964 characters)"),
         data="omniglot (Lake et al. 2015), the two small background archives (8 alphabets, 242 characters x 20 "
@@ -248,10 +253,41 @@ def _evaluate_args(name):
 def evaluate(name):
     if _evaluation(name) is None:
         _run("zoo.evaluate", *_evaluate_args(name))
+    if "few_shot" in MODELS[name] and _few_shot(name) is None:
+        sys.path.insert(0, ROOT)  # this checkout's zoo
+        from zoo import train as zoo_train
+
+        model, config = zoo_train.load_trained_model(run_dir(name), "best")
+        protocol = MODELS[name]["few_shot"]
+        results = []
+        for ways, shots, target, paper in protocol["settings"]:
+            result = _few_shot_accuracy(model, config, ways, shots, protocol["episodes"], protocol["seed"])
+            results.append({**result, "target": target, "paper": paper})
+            print(json.dumps(results[-1]), flush=True)
+        _write(os.path.join(run_dir(name), "few_shot.json"), {"protocol": protocol, "results": results})
+
+
+def _few_shot_accuracy(model, config, ways, shots, episodes, seed):
+    """`zoo.evaluation.few_shot_accuracy` on the first `episodes` test episodes of N-way K-shot (one query per class)."""
+    import zoo
+
+    data = zoo.data.omniglot.few_shot_episodes("test", ways=ways, shots=shots, queries_per_class=1,
+                                               num_episodes=episodes, seed=seed, path=config["data_path"])
+    result = zoo.evaluation.few_shot_accuracy(model, data)
+    return {key: result[key] for key in ("ways", "shots", "episodes", "queries", "accuracy", "stderr", "seconds")}
+
+
+def _few_shot(name):
+    """The run's few_shot.json if it follows the model's protocol, else None."""
+    few_shot = _read(os.path.join(run_dir(name), "few_shot.json"))
+    protocol = json.loads(json.dumps(MODELS[name]["few_shot"]))  # tuples as JSON lists
+    return few_shot if few_shot is not None and few_shot["protocol"] == protocol else None
 
 
 # Test images of the card's exact re-measurement (tests/test_pretrained.py repeats it): the first 100.
 CHECK_EXAMPLES = 100
+# Few-shot episodes per setting that the served model re-classifies in the tests: the first 20.
+FEW_SHOT_CHECK_EPISODES = 20
 
 
 def package(name):
@@ -279,11 +315,19 @@ def package(name):
     model.save_weights(os.path.join(staging, "model.weights.h5"))
     _write(os.path.join(staging, "config.json"), {key: value for key, value in config.items() if key != "data_path"})
 
-    # The exact re-measurement the test repeats: k of the card, evaluation seed 0, the first test images.
-    # A small test split (Frey faces: 200 images) is re-measured whole: the card's own number.
-    examples = evaluation["split_examples"] if evaluation["split_examples"] <= 2 * CHECK_EXAMPLES else CHECK_EXAMPLES
-    first = next(iter(zoo_train.load_split(config, "test", examples, shuffle=False)))
-    check = -model.log_likelihood(first, num_samples=evaluation["num_samples"], seed=0).numpy()
+    # The exact re-measurement the test repeats: k of the card, evaluation seed 0, the first test images
+    # (episode models: the targets of the first test episodes, each given its episode's memory). A small
+    # test split (Frey faces: 200 images) is re-measured whole: the card's own number.
+    k = evaluation["num_samples"]
+    if config.get("episodes"):
+        episodes = math.ceil(CHECK_EXAMPLES / zoo_train.targets_per_episode(config))
+        check = np.concatenate([-model.log_likelihood(episode, num_samples=k, seed=0).numpy()
+                                for episode in zoo_train.load_episodes(config, "test", episodes, seed=0)])
+        examples, check_of = len(check), {"episodes": episodes, "episode_seed": 0}
+    else:
+        examples = evaluation["split_examples"] if evaluation["split_examples"] <= 2 * CHECK_EXAMPLES else CHECK_EXAMPLES
+        first = next(iter(zoo_train.load_split(config, "test", examples, shuffle=False)))
+        check, check_of = -model.log_likelihood(first, num_samples=k, seed=0).numpy(), {}
     command, epochs, seconds, trained_at, machine, cores = training_record(name)
     spec = MODELS[name]
     metrics = {
@@ -297,12 +341,13 @@ def package(name):
         "validation_split": config["validation_split"],
         "epochs": epochs,
         "batch_size": config["batch_size"],
+        "steps_per_epoch": config["steps_per_epoch"],
         "learning_rate": config["learning_rate"],
         "seed": config["seed"],
         "train_seconds": seconds,
         "test": {key: evaluation[key] for key in ("split", "num_samples", "examples", "split_examples", "nll_nats",
                                                    "nll_stderr", "bound_nats", "seconds")},
-        "check": {"examples": examples, "num_samples": evaluation["num_samples"], "seed": 0,
+        "check": {"examples": examples, **check_of, "num_samples": k, "seed": 0,
                   "nll_nats": float(check.mean()), "nll_stderr": float(check.std(ddof=1) / np.sqrt(len(check)))},
         "paper": spec["paper"],
         "train_command": command,
@@ -316,6 +361,15 @@ def package(name):
         "packaged": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "packaged_at_commit": commit(),
     }
+    if "few_shot" in spec:
+        metrics["few_shot"] = _few_shot(name)
+        if metrics["few_shot"] is None:
+            raise app.UsageError(f"{name}: no few-shot evaluation of the card's protocol yet; run --evaluate first")
+        # The served `classify` must reproduce these exactly (tests/test_pretrained.py).
+        metrics["few_shot_check"] = [
+            _few_shot_accuracy(model, config, ways, shots, FEW_SHOT_CHECK_EPISODES, spec["few_shot"]["seed"])
+            for ways, shots, _, _ in spec["few_shot"]["settings"]
+        ]
     _write(os.path.join(staging, "metrics.json"), metrics)
     with open(os.path.join(staging, "MODEL_CARD.md"), "w") as f:
         f.write(model_card(metrics, spec, model))
@@ -326,13 +380,61 @@ def package(name):
     print(f"packaged {final}/{version}")
 
 
+def _examples(test):
+    """What the NLL was measured on: test images, or the targets of fixed test episodes (memory per batch)."""
+    if test["split_examples"] is None:
+        return f"{test['examples']:,} targets of fixed test episodes, each given its episode's memory"
+    return f"{test['examples']:,}" + (" (all)" if test["examples"] == test["split_examples"] else "") + " test images"
+
+
 def _nll(test):
-    examples = f"{test['examples']:,}" + (" (all)" if test["examples"] == test["split_examples"] else "")
-    return f"{test['nll_nats']:.2f} ± {test['nll_stderr']:.2f} nats (k = {test['num_samples']:,}, {examples} test images)"
+    return f"{test['nll_nats']:.2f} ± {test['nll_stderr']:.2f} nats (k = {test['num_samples']:,}, {_examples(test)})"
+
+
+def _few_shot_lines(metrics):
+    """The few-shot accuracies against the issue's targets and the paper (models with `few_shot`)."""
+    lines = []
+    for row in metrics.get("few_shot", {"results": []})["results"]:
+        accuracy = 100 * row["accuracy"]
+        verdict = "meets" if accuracy >= row["target"] else f"misses by {row['target'] - accuracy:.1f} points"
+        lines.append(f"| {row['ways']}-way {row['shots']}-shot | {accuracy:.1f} % ± {100 * row['stderr']:.1f} | "
+                     f"{row['episodes']} | {row['target']} % ({verdict}) | {row['paper']} % |")
+    return lines
+
+
+def _few_shot_section(metrics):
+    lines = _few_shot_lines(metrics)
+    if not lines:
+        return ""
+    return "\n".join([
+        "\n## Few-shot classification on the held-out alphabets\n",
+        "`model.classify(queries, support_set, labels)`: p(c | x) = the posterior address mass q(a | x) on the "
+        "class's entries, no retraining; one query per class and episode, accuracy ± standard error over episodes "
+        f"(`python experiments/pretrained.py --evaluate --only={metrics['name']}`). tests/test_pretrained.py "
+        f"re-classifies the first {metrics['few_shot_check'][0]['episodes']} episodes of each setting with the served model.\n",
+        "| setting | accuracy | episodes | target | paper |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *lines,
+        "",
+    ])
 
 
 def _paper(paper):
     return (f"{paper['nll']:.2f} nats: " if paper["nll"] is not None else "") + paper["source"]
+
+
+def _budget(metrics):
+    epochs = f"{metrics['epochs']} epochs"
+    if metrics["batch_size"] is None:  # episodes
+        steps = metrics["steps_per_epoch"]
+        return f"{epochs} of {steps} episodes ({metrics['epochs'] * steps:,} updates, one episode each)"
+    return f"{epochs}, batch {metrics['batch_size']}"
+
+
+def _check_of(check):
+    if check.get("episodes"):
+        return f"{check['episodes']} test episodes ({check['examples']} targets)"
+    return f"{check['examples']} test images"
 
 
 def model_card(metrics, spec, model):
@@ -350,16 +452,16 @@ parameters.
 | | |
 | --- | --- |
 | data | {spec['data']} |
-| training | {metrics['epochs']} epochs, batch {metrics['batch_size']}, learning rate {metrics['learning_rate']:g}, seed {metrics['seed']} |
+| training | {_budget(metrics)}, learning rate {metrics['learning_rate']:g}, seed {metrics['seed']} |
 | training wall time | {metrics['train_seconds']:,.0f} s on {metrics['machine']} ({metrics['cores']} cores, no GPU; shared with other jobs, so an upper bound) |
 | test NLL | {_nll(test)}; -ELBO {test['bound_nats']:.2f} nats; evaluation {test['seconds']:,.0f} s |
 | paper | {_paper(spec['paper'])} |
 | commit | `{metrics['commit']}` (training code), packaged at `{metrics['packaged_at_commit']}` |
 
-The NLL is the importance-sampled estimate of -log p(x) (Burda et al. 2016) with evaluation seed 0;
-on the first {metrics['check']['examples']} test images the same estimator gives {metrics['check']['nll_nats']:.2f} ±
+The NLL is the importance-sampled estimate of -log p(x{' | memory' if metrics['check'].get('episodes') else ''}) (Burda et al. 2016) with evaluation seed 0;
+on the first {_check_of(metrics['check'])} the same estimator gives {metrics['check']['nll_nats']:.2f} ±
 {metrics['check']['nll_stderr']:.2f} nats (`metrics.json`: `check`; tests/test_pretrained.py re-measures it).
-
+{_few_shot_section(metrics)}
 ## Commands
 
     {metrics['train_command']}
@@ -402,7 +504,8 @@ def scoreboard():
         test = metrics["test"]
         rows.append(
             f"| [{name}](savedmodels/{name}/MODEL_CARD.md) | {metrics['dataset']} | {test['nll_nats']:.2f} ± "
-            f"{test['nll_stderr']:.2f} | {test['num_samples']:,} | {test['examples']:,} | {_paper_nll(metrics['paper'])} | "
+            f"{test['nll_stderr']:.2f} | {test['num_samples']:,} | {test['examples']:,}"
+            f"{' targets' if test['split_examples'] is None else ''} | {_paper_nll(metrics['paper'])} | "
             f"{metrics['epochs']} | {metrics['train_seconds'] / 60:,.0f} min | {metrics['machine']}, "
             f"`{metrics['commit']}` |"
         )
@@ -413,6 +516,7 @@ def scoreboard():
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *rows,
         *_comparisons(),
+        *_few_shot_scoreboard(),
         SCOREBOARD_END,
     ])
 
@@ -440,6 +544,20 @@ def _comparisons():
             f"taken as independent; same seed, data order and {model['epochs']} epochs): it {verdict} the target "
             f"of {target:.1f} nats ({claim})."
         )
+    return lines
+
+
+def _few_shot_scoreboard():
+    """Few-shot accuracy against the targets, for every packaged model that has them."""
+    lines = []
+    for name in sorted(os.listdir(SAVEDMODELS)) if os.path.isdir(SAVEDMODELS) else []:
+        metrics = _read(os.path.join(SAVEDMODELS, name, "metrics.json"))
+        if metrics and metrics.get("few_shot"):
+            lines += [f"\n{name}: few-shot classification on the held-out alphabets "
+                      f"({metrics['few_shot']['protocol']['episodes']} episodes per setting); its NLL row is "
+                      "-log p(x | memory) of episode targets, not comparable with the other rows.\n",
+                      "| setting | accuracy | episodes | target | paper |", "| --- | ---: | ---: | ---: | ---: |",
+                      *_few_shot_lines(metrics)]
     return lines
 
 

@@ -35,12 +35,24 @@ def _metrics(name):
 
 
 # Data read from a file rather than through TFDS: the copies in ../shared.
-DATA_FILES = {"frey_faces": SHARED_DATASETS / "frey_faces" / "frey_rawface.mat"}
+DATA_FILES = {"frey_faces": SHARED_DATASETS / "frey_faces" / "frey_rawface.mat", "omniglot": SHARED_DATASETS / "omniglot"}
+
+
+def _data_options(dataset):
+    return {"path": str(DATA_FILES[dataset])} if dataset in DATA_FILES else {}
 
 
 def _test_images(metrics, count):
-    options = {"path": str(DATA_FILES[metrics["dataset"]])} if metrics["dataset"] in DATA_FILES else {}
+    options = _data_options(metrics["dataset"])
     return next(iter(zoo.data.load(metrics["dataset"], split="test", batch_size=count, shuffle=False, **options))).numpy()
+
+
+def _test_episodes(name, count, seed):
+    """The first `count` test episodes of a model whose memory comes with each batch, as it trained on them."""
+    config = json.loads((ROOT / "savedmodels" / name / "config.json").read_text())
+    sizes = {key: value for key, value in config["episodes"].items() if key != "kind"}
+    return zoo.data.load_episodes(config["dataset"], "test", num_episodes=count, seed=seed,
+                                  **sizes, **_data_options(config["dataset"]))
 
 
 class ServedModel:
@@ -116,14 +128,46 @@ def test_every_signature_serves_the_keras_models_numbers(pretrained):
 def test_the_served_model_reproduces_the_card(pretrained):
     name, metrics, served, _ = pretrained
     check, test = metrics["check"], metrics["test"]
-    x = _test_images(metrics, check["examples"])
-    nll = -served("log_likelihood", x=x, num_samples=np.int32(check["num_samples"]),
-                  seed=np.array([0, 0], np.int32))["log_likelihood"]
+    k, seed = np.int32(check["num_samples"]), np.array([0, 0], np.int32)
+    if "episodes" in check:  # each episode's targets given its memory
+        nll = np.concatenate([
+            -served("log_likelihood", x=episode["x"].numpy(), memory=episode["memory"].numpy(), num_samples=k,
+                    seed=seed)["log_likelihood"]
+            for episode in _test_episodes(name, check["episodes"], check["episode_seed"])
+        ])
+        assert len(nll) == check["examples"]
+    else:
+        nll = -served("log_likelihood", x=_test_images(metrics, check["examples"]), num_samples=k,
+                      seed=seed)["log_likelihood"]
     # The packaging step's estimate on these images, exactly (same estimator, seed and chunks) ...
     assert abs(nll.mean() - check["nll_nats"]) < 0.02, (name, nll.mean(), check)
     # ... and, as a sample of the test split, within two of its standard errors of the card's full estimate.
     stderr = nll.std(ddof=1) / np.sqrt(len(nll))
     assert abs(nll.mean() - test["nll_nats"]) < 2 * stderr, (name, nll.mean(), stderr, test["nll_nats"])
+
+
+FEW_SHOT = [name for name in PRETRAINED if "few_shot_check" in _metrics(name)]
+
+
+@pytest.mark.parametrize("name", FEW_SHOT)
+def test_the_served_model_classifies_as_the_card_says(name):
+    """The served `classify` gives the packaging step's few-shot accuracies on the same test episodes."""
+    metrics = _metrics(name)
+    served = ServedModel(_latest_version(name))
+    for check in metrics["few_shot_check"]:
+        ways, shots = check["ways"], check["shots"]
+        episodes = zoo.data.omniglot.few_shot_episodes(
+            "test", ways=ways, shots=shots, queries_per_class=1, num_episodes=check["episodes"],
+            seed=metrics["few_shot"]["protocol"]["seed"], **_data_options("omniglot"))
+        correct = []
+        for episode in episodes:
+            probabilities = served("classify", x=episode["queries"].numpy(), memory=episode["memory"].numpy(),
+                                   memory_labels=episode["memory_labels"].numpy(), num_classes=np.int32(ways))
+            correct.append(np.argmax(probabilities["probabilities"], axis=-1) == episode["query_labels"].numpy())
+        # One query in all may flip on a near tie between the two float paths.
+        assert abs(np.mean(correct) - check["accuracy"]) <= 1 / np.size(correct), (name, ways, shots, check)
+        assert np.mean(correct) > 2 / ways  # well above chance: a trained model
+    served.session.close()
 
 
 def test_served_inputs_are_checked(pretrained):
@@ -136,11 +180,14 @@ def test_served_inputs_are_checked(pretrained):
     ]
     if model.likelihood == "bernoulli":
         cases.append(("reconstruct", {"x": x * 0.5}, "expects x binary"))
+    memory = {"memory": x} if "memory" in served.signatures["reconstruct"].inputs else {}
+    if memory:
+        cases.append(("reconstruct", {"x": x, "memory": np.full_like(x, np.nan)}, "memory contains NaN or Inf values"))
     for signature, inputs, reason in cases:
         with pytest.raises(tf.errors.InvalidArgumentError, match=reason):
-            served(signature, **inputs)
+            served(signature, **{**memory, **inputs})
     with pytest.raises(ValueError, match="Cannot feed value of shape"):  # TF Serving rejects it the same way
-        served("reconstruct", x=x[:, :14])
+        served("reconstruct", x=x[:, :14], **memory)
 
 
 def test_cards_state_the_metrics(pretrained):
@@ -151,6 +198,8 @@ def test_cards_state_the_metrics(pretrained):
                  metrics["train_command"], metrics["evaluate_command"], metrics["commit"], metrics["machine"],
                  f"{metrics['parameters']:,} trainable", metrics["paper"]["source"]):
         assert fact in card, (name, fact)
+    for row in metrics.get("few_shot", {"results": []})["results"]:
+        assert f"| {row['ways']}-way {row['shots']}-shot | {100 * row['accuracy']:.1f} % ±" in card, (name, row)
     assert metrics["parameters"] == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert metrics["preset"] in metrics["train_command"]
 
