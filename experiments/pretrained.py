@@ -19,8 +19,9 @@ A packaged model, `savedmodels/<name>/`:
     metrics.json        what the card says, for programs
     MODEL_CARD.md       data, budget, machine, test NLL, commands, commit, intended use and limitations
 
-Each run directory also gets `provenance.json` (commit, CPU, training wall time of every round),
-written by `--train`; the hierarchies trained by experiments/hierarchies.py take theirs from
+Each run directory also gets `provenance.json` (commit, CPU, training wall time of every round,
+including the time of interrupted attempts: stop a training with Ctrl-C or by killing its zoo.train
+process, and the next `--train` resumes it), written by `--train`; the hierarchies trained by experiments/hierarchies.py take theirs from
 experiments/results/hierarchies.json.
 """
 
@@ -107,7 +108,7 @@ MODELS = {
     "vma_omniglot_conv": dict(
         train=["--preset=vma_omniglot_conv", "--dataset=omniglot", "--data_path=../shared/datasets/omniglot",
                "--seed=0", "--steps_per_epoch=250"],
-        epochs=100,
+        epochs=50,
         # -log p(x | memory) of the targets of 32 fixed test episodes (k = 5000 of a conv model on every
         # target would take hours here), and few-shot classification on the held-out alphabets.
         evaluate=dict(num_samples=1000, max_examples=1024),
@@ -208,8 +209,15 @@ def _train_round(name, epochs):
                                          "rounds": []})
     if provenance["rounds"] and provenance["rounds"][-1]["epochs"] >= epochs:
         return
-    seconds = _run("zoo.train", *MODELS[name]["train"], f"--epochs={epochs}", f"--model_dir={directory}",
-                   "--verbose=2")
+    start = time.perf_counter()
+    try:
+        _run("zoo.train", *MODELS[name]["train"], f"--epochs={epochs}", f"--model_dir={directory}", "--verbose=2")
+    except BaseException:
+        # An interrupted training resumes from its last checkpoint; the time it ran still counts.
+        provenance["interrupted_seconds"] = provenance.get("interrupted_seconds", 0) + time.perf_counter() - start
+        _write(provenance_path, provenance)
+        raise
+    seconds = time.perf_counter() - start + provenance.pop("interrupted_seconds", 0)
     provenance["rounds"].append({"epochs": epochs, "seconds": round(seconds, 1),
                                  "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
     _write(provenance_path, provenance)
