@@ -56,6 +56,30 @@ CONFIGURATIONS = {
         evaluate=dict(num_samples=100, max_examples=1000),
         paper="Vahdat & Kautz 2020: NVAE 78.01 (dynamically binarized MNIST, paper-scale model)",
     ),
+    # The autoregressive decoders (issue 13), each beside the same model with a factorised decoder and the
+    # same budget: does the PixelCNN turn latents off? nvae_small is the hierarchy's factorised twin.
+    "pixel_hierarchy": dict(
+        train=["--preset=pixelvae_hierarchical_mnist", "--batch_size=32", "--epochs=1",
+               "--override=kl_warmup_steps=1000"],
+        evaluate=dict(num_samples=100, max_examples=1000),
+        paper="Gulrajani et al. 2017, sec. 3.2: hierarchical PixelVAE (a paper-scale model, not this one)",
+    ),
+    "pixel_hierarchy_no_concatenation": dict(
+        train=["--preset=pixelvae_hierarchical_mnist_no_concatenation", "--batch_size=32", "--epochs=1",
+               "--override=kl_warmup_steps=1000"],
+        evaluate=dict(num_samples=100, max_examples=1000),
+        paper="the review's ablation of the seed model without the concatenation (no number quoted here)",
+    ),
+    "pixelvae": dict(
+        train=["--preset=pixelvae_mnist", "--batch_size=100", "--epochs=5"],
+        evaluate=dict(num_samples=100, max_examples=1000),
+        paper="Gulrajani et al. 2017: PixelVAE (convolutional encoder and decoder, not this MLP one)",
+    ),
+    "pixelvae_factorized": dict(
+        train=["--preset=pixelvae_mnist", "--batch_size=100", "--epochs=5", "--override=decoder_type=factorized"],
+        evaluate=dict(num_samples=100, max_examples=1000),
+        paper="the PixelVAE's encoder and decoder with a factorised Bernoulli p(x|z): its baseline here",
+    ),
     "iwae_2layer_k50": dict(
         train=["--preset=iwae_mnist_2layer", "--num_importance_samples=50", "--batch_size=100", "--epochs=15"],
         evaluate=dict(num_samples=5000, max_examples=None),
