@@ -104,6 +104,16 @@ MODELS = {
         limitations=MNIST_LIMITATIONS + " Softmax attention and element-wise sum, so that each slot maps to an "
                     "image (`zoo.evaluation` slot images); same seed and data order as memvae_mnist_500_500_100.",
     ),
+    "vma_mnist_mlp": dict(
+        train=["--preset=vma_mnist_mlp", "--dataset=binarized_mnist", "--seed=0"],
+        epochs=100,
+        evaluate=FULL_TEST,
+        paper=dict(nll=None, source="Bornschein et al. 2017, sec. 4: the MNIST MLP architecture; no likelihood "
+                   "of a learned 256-entry memory is quoted here"),
+        data=BINARIZED_MNIST,
+        limitations=MNIST_LIMITATIONS + " VMA with a learned memory of 256 images (the memory size is our choice): "
+                    "`model.memory` holds them; the served signatures take it (or any other memory) as an input.",
+    ),
     "vma_omniglot_conv": dict(
         train=["--preset=vma_omniglot_conv", "--dataset=omniglot", "--data_path=../shared/datasets/omniglot",
                "--seed=0", "--steps_per_epoch=250"],
