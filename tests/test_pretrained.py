@@ -126,7 +126,7 @@ def test_every_signature_serves_the_keras_models_numbers(pretrained):
 
 
 def test_the_served_model_reproduces_the_card(pretrained):
-    name, metrics, served, _ = pretrained
+    name, metrics, served, model = pretrained
     check, test = metrics["check"], metrics["test"]
     k, seed = np.int32(check["num_samples"]), np.array([0, 0], np.int32)
     if "episodes" in check:  # each episode's targets given its memory
@@ -136,9 +136,10 @@ def test_the_served_model_reproduces_the_card(pretrained):
             for episode in _test_episodes(name, check["episodes"], check["episode_seed"])
         ])
         assert len(nll) == check["examples"]
-    else:
-        nll = -served("log_likelihood", x=_test_images(metrics, check["examples"]), num_samples=k,
-                      seed=seed)["log_likelihood"]
+    else:  # a learned memory is served as an input too: the model's own
+        memory = {"memory": model.memory.numpy()} if "memory" in served.signatures["log_likelihood"].inputs else {}
+        nll = -served("log_likelihood", x=_test_images(metrics, check["examples"]), num_samples=k, seed=seed,
+                      **memory)["log_likelihood"]
     # The packaging step's estimate on these images, exactly (same estimator, seed and chunks) ...
     assert abs(nll.mean() - check["nll_nats"]) < 0.02, (name, nll.mean(), check)
     # ... and, as a sample of the test split, within two of its standard errors of the card's full estimate.
