@@ -216,6 +216,7 @@ def _train_round(name, epochs):
     provenance_path = os.path.join(directory, "provenance.json")
     provenance = _read(provenance_path, {"commit": commit(), "machine": cpu_model(), "cores": os.cpu_count(),
                                          "rounds": []})
+    os.makedirs(directory, exist_ok=True)
     if provenance["rounds"] and provenance["rounds"][-1]["epochs"] >= epochs:
         return
     start = time.perf_counter()
@@ -272,16 +273,25 @@ def evaluate(name):
         _run("zoo.evaluate", *_evaluate_args(name))
     if "few_shot" in MODELS[name] and _few_shot(name) is None:
         sys.path.insert(0, ROOT)  # this checkout's zoo
-        from zoo import train as zoo_train
-
-        model, config = zoo_train.load_trained_model(run_dir(name), "best")
+        model, config = _trained(run_dir(name))
         protocol = MODELS[name]["few_shot"]
         results = []
         for ways, shots, target, paper in protocol["settings"]:
             result = _few_shot_accuracy(model, config, ways, shots, protocol["episodes"], protocol["seed"])
             results.append({**result, "target": target, "paper": paper})
             print(json.dumps(results[-1]), flush=True)
-        _write(os.path.join(run_dir(name), "few_shot.json"), {"protocol": protocol, "results": results})
+        _write(os.path.join(run_dir(name), "few_shot.json"),
+               {"protocol": protocol, "epochs": config["epochs"], "results": results})
+
+
+def _trained(directory):
+    """The run's best-validation model and its configuration, a relative data path resolved as the CLI resolves it."""
+    from zoo import train as zoo_train
+
+    model, config = zoo_train.load_trained_model(directory, "best")
+    if config.get("data_path"):
+        config = {**config, "data_path": os.path.join(ROOT, os.path.expanduser(config["data_path"]))}
+    return model, config
 
 
 def _few_shot_accuracy(model, config, ways, shots, episodes, seed):
@@ -295,17 +305,19 @@ def _few_shot_accuracy(model, config, ways, shots, episodes, seed):
 
 
 def _few_shot(name):
-    """The run's few_shot.json if it follows the model's protocol, else None."""
+    """The run's few_shot.json if it follows the model's protocol and is of the run's last epoch, else None."""
     few_shot = _read(os.path.join(run_dir(name), "few_shot.json"))
     protocol = json.loads(json.dumps(MODELS[name]["few_shot"]))  # tuples as JSON lists
-    return few_shot if few_shot is not None and few_shot["protocol"] == protocol else None
+    epochs = _read(os.path.join(run_dir(name), "config.json"))["epochs"]
+    fits = few_shot is not None and few_shot["protocol"] == protocol and few_shot["epochs"] == epochs
+    return few_shot if fits else None
 
 
 # Test images of the card's exact re-measurement (tests/test_pretrained.py repeats it): the first 100.
 CHECK_EXAMPLES = 100
-# Test episodes of an episode model's re-measurement: the first 2 (a conv model's k = 1000 on each
+# Test episodes of an episode model's re-measurement: the first 4 (a conv model's k = 1000 on each
 # episode's targets takes seconds per episode).
-CHECK_EPISODES = 2
+CHECK_EPISODES = 4
 # Few-shot episodes per setting that the served model re-classifies in the tests: the first 20.
 FEW_SHOT_CHECK_EPISODES = 20
 
@@ -324,8 +336,10 @@ def package(name):
     evaluation = _evaluation(name)
     if evaluation is None:
         raise app.UsageError(f"{name}: no evaluation with k = {MODELS[name]['evaluate']} yet; run --evaluate first")
+    if "few_shot" in MODELS[name] and _few_shot(name) is None:
+        raise app.UsageError(f"{name}: no few-shot evaluation of the card's protocol yet; run --evaluate first")
     directory = run_dir(name)
-    model, config = zoo_train.load_trained_model(directory, "best")
+    model, config = _trained(directory)
     final = os.path.join(SAVEDMODELS, name)
     staging = os.path.join(SAVEDMODELS, f".{name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -382,8 +396,6 @@ def package(name):
     }
     if "few_shot" in spec:
         metrics["few_shot"] = _few_shot(name)
-        if metrics["few_shot"] is None:
-            raise app.UsageError(f"{name}: no few-shot evaluation of the card's protocol yet; run --evaluate first")
         # The served `classify` must reproduce these exactly (tests/test_pretrained.py).
         metrics["few_shot_check"] = [
             _few_shot_accuracy(model, config, ways, shots, FEW_SHOT_CHECK_EPISODES, spec["few_shot"]["seed"])

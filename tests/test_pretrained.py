@@ -166,7 +166,7 @@ def test_the_served_model_classifies_as_the_card_says(name):
                                    memory_labels=episode["memory_labels"].numpy(), num_classes=np.int32(ways))
             correct.append(np.argmax(probabilities["probabilities"], axis=-1) == episode["query_labels"].numpy())
         # One query in all may flip on a near tie between the two float paths.
-        assert abs(np.mean(correct) - check["accuracy"]) <= 1 / np.size(correct), (name, ways, shots, check)
+        assert abs(np.mean(correct) - check["accuracy"]) <= 1 / np.size(correct) + 1e-9, (name, ways, shots, check)
         assert np.mean(correct) > 2 / ways  # well above chance: a trained model
     served.session.close()
 
