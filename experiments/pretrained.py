@@ -422,10 +422,10 @@ def _nll(test):
     return f"{test['nll_nats']:.2f} ± {test['nll_stderr']:.2f} nats (k = {test['num_samples']:,}, {_examples(test)})"
 
 
-def _few_shot_lines(metrics):
-    """The few-shot accuracies against the issue's targets and the paper (models with `few_shot`)."""
-    lines = []
-    for row in metrics.get("few_shot", {"results": []})["results"]:
+def _few_shot_table(metrics):
+    """The few-shot accuracies against the issue's targets and the paper (models with `few_shot`), as table lines."""
+    lines = ["| setting | accuracy | episodes | target | paper |", "| --- | ---: | ---: | ---: | ---: |"]
+    for row in metrics["few_shot"]["results"]:
         accuracy = 100 * row["accuracy"]
         verdict = "meets" if accuracy >= row["target"] else f"misses by {row['target'] - accuracy:.1f} points"
         lines.append(f"| {row['ways']}-way {row['shots']}-shot | {accuracy:.1f} % ± {100 * row['stderr']:.1f} | "
@@ -434,8 +434,7 @@ def _few_shot_lines(metrics):
 
 
 def _few_shot_section(metrics):
-    lines = _few_shot_lines(metrics)
-    if not lines:
+    if not metrics.get("few_shot"):
         return ""
     return "\n".join([
         "\n## Few-shot classification on the held-out alphabets\n",
@@ -443,9 +442,7 @@ def _few_shot_section(metrics):
         "class's entries, no retraining; one query per class and episode, accuracy ± standard error over episodes "
         f"(`python experiments/pretrained.py --evaluate --only={metrics['name']}`). tests/test_pretrained.py "
         f"re-classifies the first {metrics['few_shot_check'][0]['episodes']} episodes of each setting with the served model.\n",
-        "| setting | accuracy | episodes | target | paper |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        *lines,
+        *_few_shot_table(metrics),
         "",
     ])
 
@@ -527,12 +524,12 @@ def _paper_nll(paper):
 
 def scoreboard():
     """The RESULTS.md table: one row per savedmodels/*/metrics.json."""
+    packaged = [_read(os.path.join(SAVEDMODELS, name, "metrics.json"))
+                for name in (sorted(os.listdir(SAVEDMODELS)) if os.path.isdir(SAVEDMODELS) else [])]
+    packaged = [metrics for metrics in packaged if metrics is not None]
     rows = []
-    for name in sorted(os.listdir(SAVEDMODELS)) if os.path.isdir(SAVEDMODELS) else []:
-        metrics = _read(os.path.join(SAVEDMODELS, name, "metrics.json"))
-        if metrics is None:
-            continue
-        test = metrics["test"]
+    for metrics in packaged:
+        name, test = metrics["name"], metrics["test"]
         rows.append(
             f"| [{name}](savedmodels/{name}/MODEL_CARD.md) | {metrics['dataset']} | {test['nll_nats']:.2f} ± "
             f"{test['nll_stderr']:.2f} | {test['num_samples']:,} | {test['examples']:,}"
@@ -547,7 +544,7 @@ def scoreboard():
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *rows,
         *_comparisons(),
-        *_few_shot_scoreboard(),
+        *_few_shot_scoreboard(packaged),
         SCOREBOARD_END,
     ])
 
@@ -578,17 +575,15 @@ def _comparisons():
     return lines
 
 
-def _few_shot_scoreboard():
+def _few_shot_scoreboard(packaged):
     """Few-shot accuracy against the targets, for every packaged model that has them."""
     lines = []
-    for name in sorted(os.listdir(SAVEDMODELS)) if os.path.isdir(SAVEDMODELS) else []:
-        metrics = _read(os.path.join(SAVEDMODELS, name, "metrics.json"))
-        if metrics and metrics.get("few_shot"):
-            lines += [f"\n{name}: few-shot classification on the held-out alphabets "
+    for metrics in packaged:
+        if metrics.get("few_shot"):
+            lines += [f"\n{metrics['name']}: few-shot classification on the held-out alphabets "
                       f"({metrics['few_shot']['protocol']['episodes']} episodes per setting); its NLL row is "
                       "-log p(x | memory) of episode targets, not comparable with the other rows.\n",
-                      "| setting | accuracy | episodes | target | paper |", "| --- | ---: | ---: | ---: | ---: |",
-                      *_few_shot_lines(metrics)]
+                      *_few_shot_table(metrics)]
     return lines
 
 

@@ -128,7 +128,7 @@ class SkipDecoder(keras.layers.Layer):
         """`layer(concat([h, gather(skips, rows)]))` for a `Conv2DTranspose`, its kernel split by input channels."""
         kernel = tf.cast(layer.kernel, h.dtype)  # [3, 3, filters, channels of h + channels of skips]
         channels = h.shape[-1]
-        up = lambda v, k: keras.ops.conv_transpose(v, k, layer.strides, padding="same")  # noqa: E731
+        up = lambda v, k: keras.ops.conv_transpose(v, k, layer.strides, padding=layer.padding)  # noqa: E731
         y = up(h, kernel[..., :channels]) + tf.gather(up(tf.cast(skips, h.dtype), kernel[..., channels:]), rows)
         return layer.activation(tf.nn.bias_add(y, tf.cast(layer.bias, h.dtype)))
 
