@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy import special
 
 from zoo.layers.stochastic_address import StochasticAddress
 
@@ -94,3 +95,32 @@ def test_residual_scale_is_validated_and_round_trips():
             address(False, residual_scale=bad)
     layer = address(False, residual_scale=0.3)
     assert StochasticAddress.from_config(layer.get_config()).residual_scale == 0.3
+
+
+def test_kl_log_prob_and_learned_prior_against_numpy():
+    # Identity embeddings (one linear hidden layer, both maps I), so e_a = m_a and e_q = x and every
+    # number below is computed in NumPy from the hand-set memory, queries and prior query e^p.
+    layer = StochasticAddress(event_shape=(3,), matching_dim=3, hidden_units=(3,), activation="linear",
+                              prior="learned", seed=0)
+    layer.build(None)
+    eye = np.eye(3, dtype=np.float32)
+    layer.memory_embedding.set_weights([eye, np.zeros(3, np.float32), eye, np.zeros(3, np.float32)])
+    prior_query = np.array([2.0, -1.0, 0.5], np.float32)
+    layer.prior_query.assign(prior_query)
+    memory = np.array([[1, 0, 0], [0, 2, 0], [1, 1, 1], [-1, 0, 2]], np.float32)
+    query = np.array([[0, 3, -1], [0, -1, 2]], np.float32)
+    out = layer({"query": query, "memory": memory}, num_samples=5, seed=[1, 2])
+
+    keys = memory / np.linalg.norm(memory, axis=1, keepdims=True)
+    log_q = special.log_softmax(query @ keys.T, axis=1)  # [2, 4]
+    log_p = special.log_softmax(keys @ prior_query)  # [4]
+    # A non-uniform prior and posteriors far from it: KL(q || p) and KL(p || q) differ by > 0.2 nats.
+    assert np.ptp(log_p) > 1.0
+    kl = np.sum(np.exp(log_q) * (log_q - log_p), axis=1)
+    assert np.all(np.abs(kl - np.sum(np.exp(log_p) * (log_p - log_q), axis=1)) > 0.2)
+    np.testing.assert_allclose(out["prior_logits"], log_p, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["logits"], log_q, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["kl"], kl, rtol=1e-5, atol=1e-6)
+    samples = out["samples"].numpy()  # [5, 2]
+    assert samples.shape == (5, 2) and samples.min() >= 0 and samples.max() < 4 and len(np.unique(samples)) > 1
+    np.testing.assert_allclose(out["log_prob"], log_q[np.arange(2), samples], rtol=1e-5, atol=1e-6)
