@@ -207,6 +207,15 @@ def test_cards_state_the_metrics(pretrained):
     assert metrics["preset"] in metrics["train_command"]
 
 
+def test_cards_are_generated_from_the_registry():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "experiments" / "pretrained.py"), "--cards", "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_results_opens_with_the_generated_scoreboard():
     import subprocess
     import sys
@@ -219,6 +228,13 @@ def test_results_opens_with_the_generated_scoreboard():
     assert first < results.index(generated) < second, "RESULTS.md opens with the scoreboard"
     for name in PRETRAINED:
         assert f"[{name}](savedmodels/{name}/MODEL_CARD.md)" in generated
+    # A paper's number never stands without its protocol: binarization, k, test images, epochs.
+    numbered = [cells for cells in ([c.strip() for c in row.split("|")[1:-1]] for row in generated.splitlines())
+                if len(cells) == 10 and re.fullmatch(r"\d+\.\d\d", cells[6])]
+    assert numbered
+    for cells in numbered:
+        assert re.fullmatch(r"(dynamic|fixed) binarization, k (= [\d,]+|not stated), .*test images.*, .*epochs",
+                            cells[7]), cells
 
 
 def test_a_pretrained_directory_rebuilds_and_refuses_what_does_not_fit(tmp_path):
