@@ -5,6 +5,9 @@ from zoo import distributions, validation
 from zoo.layers.matching_embedding import MatchingEmbedding
 
 PRIORS = ("learned", "flat")
+# How an untied h^q is made (`query_network`) and which network p(a) scores entries with (`prior_network`).
+QUERY_NETWORKS = ("residual", "separate")
+PRIOR_NETWORKS = ("shared", "separate")
 # The constructor arguments passed through to both `MatchingEmbedding`s.
 # c in h^q = h^m + c r: under Adam, r's output layer then learns at c times the rate of h^m's.
 RESIDUAL_SCALE = 0.1
@@ -37,10 +40,15 @@ class StochasticAddress(keras.layers.Layer):
     in some runs and added a largely query-independent offset to e_q, which ranks the same
     entries high for every query; q(a|x) sharpened on those before the decoder learned to
     copy and did not recover (RESULTS.md). Two independently initialised networks did not
-    learn recall at all. `residual_scale` has no effect on tied networks.
+    learn recall at all there; they are still offered, as `query_network="separate"`
+    (h^q = r, r with its own initial weights), because that is how the paper describes its
+    Omniglot model (sec. 4.2). `residual_scale` has no effect on tied or separate networks.
 
-    The learned prior scores the entries against a learned query point e^p through the memory
-    embedding, p(a) = softmax_a <e_a, e^p> / ||e_a||; the flat prior is p(a) = 1 / |M|.
+    The learned prior scores the entries against a learned query point e^p,
+    p(a) = softmax_a <e^p_a, e^p> / ||e^p_a||, where e^p_a = h^m(m_a) (`prior_network="shared"`)
+    or the entry embedded by a network of its own, e^p_a = h^p(m_a) (`prior_network="separate"`:
+    the paper's "separate embedding networks for p(a) and q(a|x)", left untied). The flat prior
+    is p(a) = 1 / |M|.
 
     Call with `{"query": [B, *event_shape], "memory": [M, *event_shape]}`; returns a dict
     of tensors: `logits` `[B, M]` (normalized log q(a|x)), `prior_logits` `[M]` (log p(a)),
@@ -56,9 +64,13 @@ class StochasticAddress(keras.layers.Layer):
         strides: tuple of ints, conv strides. Default `(1, 2, 1, 2, 1, 2)`.
         activation: str, hidden activation. Default `"relu"`.
         prior: `"learned"` or `"flat"`. Default `"learned"`.
-        shared_embedding: bool, one network for queries and entries (h^q = h^m), or h^q = h^m + c r
-            (see above). Default `True`.
-        residual_scale: float > 0, c in h^q = h^m + c r (untied only). Default `0.1`.
+        shared_embedding: bool, one network for queries and entries (h^q = h^m), or an untied h^q
+            (see above and `query_network`). Default `True`.
+        query_network: `"residual"` (h^q = h^m + c r) or `"separate"` (h^q = r, its own network), the
+            untied h^q; `shared_embedding=False` only. Default `"residual"`.
+        residual_scale: float > 0, c in h^q = h^m + c r (residual only). Default `0.1`.
+        prior_network: `"shared"` (the learned prior embeds entries with h^m) or `"separate"` (with its
+            own network h^p); `prior="learned"` only. Default `"shared"`.
         seed: int or None, seeds the layer's `keras.random.SeedGenerator`; a call given
             an explicit stateless `seed` uses that instead.
 
@@ -85,22 +97,45 @@ class StochasticAddress(keras.layers.Layer):
         prior="learned",
         shared_embedding=True,
         residual_scale=RESIDUAL_SCALE,
+        query_network="residual",
+        prior_network="shared",
         seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        if query_network not in QUERY_NETWORKS:
+            raise ValueError(f"query_network must be one of {QUERY_NETWORKS}, got {query_network!r}")
+        if prior_network not in PRIOR_NETWORKS:
+            raise ValueError(f"prior_network must be one of {PRIOR_NETWORKS}, got {prior_network!r}")
+        # Options that would build a network nothing reads are mistakes, not no-ops.
+        if shared_embedding and query_network != "residual":
+            raise ValueError(
+                f'query_network={query_network!r} unties h^q from h^m: it needs shared_embedding=False'
+            )
+        if prior == "flat" and prior_network != "shared":
+            raise ValueError(f'prior_network={prior_network!r} embeds entries for a learned prior: it needs prior="learned"')
         self.residual_scale = validation.positive_float("residual_scale", residual_scale)
+        self.query_network = query_network
+        self.prior_network = prior_network
         values = (event_shape, matching_dim, architecture, hidden_units, filters, strides, activation)
         embedding = dict(zip(EMBEDDING_ARGS, values))
         self.memory_embedding = MatchingEmbedding(
             **embedding, seed=validation.derived_seed(seed, 0), name="memory_embedding"
         )
         self.shared_embedding = bool(shared_embedding)
-        if not self.shared_embedding:
+        if not self.shared_embedding and query_network == "residual":
             self.query_residual = MatchingEmbedding(
                 **embedding, projection_initializer="zeros", seed=validation.derived_seed(seed, 1), name="query_residual"
+            )
+        elif not self.shared_embedding:
+            self.query_embedding_network = MatchingEmbedding(
+                **embedding, seed=validation.derived_seed(seed, 1), name="query_embedding"
+            )
+        if prior_network == "separate":
+            self.prior_embedding = MatchingEmbedding(
+                **embedding, seed=validation.derived_seed(seed, 2), name="prior_embedding"
             )
         for key in embedding:
             setattr(self, key, getattr(self.memory_embedding, key))
@@ -111,8 +146,9 @@ class StochasticAddress(keras.layers.Layer):
     def build(self, input_shape):
         shape = (None,) + self.event_shape
         self.memory_embedding.build(shape)
-        if not self.shared_embedding:
-            self.query_residual.build(shape)
+        for name in ("query_residual", "query_embedding_network", "prior_embedding"):
+            if hasattr(self, name):
+                getattr(self, name).build(shape)
         if self.prior == "learned":
             self.prior_query = self.add_weight(
                 shape=(self.matching_dim,), initializer="zeros", name="prior_query"
@@ -126,7 +162,19 @@ class StochasticAddress(keras.layers.Layer):
         """e_q = h^q(x), `[B, matching_dim]`."""
         if self.shared_embedding:
             return self.memory_embedding(query)
+        if self.query_network == "separate":
+            return self.query_embedding_network(query)
         return self.memory_embedding(query) + self.residual_scale * self.query_residual(query)
+
+    def prior_keys(self, memory, keys=None):
+        """e^p_a / ||e^p_a|| for every entry, `[M, matching_dim]`, what `prior_logits` scores.
+
+        With `prior_network="shared"` these are `memory_keys(memory)`: pass them as `keys` to
+        reuse them.
+        """
+        if self.prior_network == "separate":
+            return tf.math.l2_normalize(self.prior_embedding(memory), axis=-1)
+        return self.memory_keys(memory) if keys is None else keys
 
     def posterior_logits(self, query, keys):
         """Normalized log q(a|x) `[B, M]` for queries `[B, *event_shape]` and `memory_keys` `[M, d]`."""
@@ -134,7 +182,7 @@ class StochasticAddress(keras.layers.Layer):
         return tf.nn.log_softmax(tf.cast(scores, tf.float32), axis=-1)
 
     def prior_logits(self, keys):
-        """Normalized log p(a) `[M]` for `memory_keys` `[M, d]`."""
+        """Normalized log p(a) `[M]` for `prior_keys` `[M, d]`."""
         if self.prior == "flat":
             return tf.nn.log_softmax(tf.zeros(tf.shape(keys)[:1]))
         return tf.nn.log_softmax(tf.cast(tf.linalg.matvec(keys, self.prior_query), tf.float32))
@@ -142,7 +190,7 @@ class StochasticAddress(keras.layers.Layer):
     def call(self, inputs, num_samples=1, seed=None):
         keys = self.memory_keys(inputs["memory"])
         logits = self.posterior_logits(inputs["query"], keys)  # [B, M]
-        prior_logits = self.prior_logits(keys)  # [M]
+        prior_logits = self.prior_logits(self.prior_keys(inputs["memory"], keys))  # [M]
         posterior = distributions.tfd.Categorical(logits=logits)
         samples = posterior.sample(
             num_samples, seed=distributions.seed_pair(self.seed_generator if seed is None else seed)
@@ -160,5 +208,6 @@ class StochasticAddress(keras.layers.Layer):
         embedding = {key: getattr(self, key) for key in EMBEDDING_ARGS}
         return {
             **super().get_config(), **embedding, "prior": self.prior, "shared_embedding": self.shared_embedding,
-            "residual_scale": self.residual_scale, "seed": self.seed,
+            "residual_scale": self.residual_scale, "query_network": self.query_network,
+            "prior_network": self.prior_network, "seed": self.seed,
         }

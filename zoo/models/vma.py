@@ -1,10 +1,18 @@
+import math
+
 import keras
 import tensorflow as tf
 
 from zoo import distributions, objectives, validation
+from zoo.layers.conv_stack import ConvStack, checked_conv_args
+from zoo.layers.dense_stack import DenseStack
 from zoo.layers.gaussian_latent import GaussianLatent
 from zoo.layers.stochastic_address import PRIORS, RESIDUAL_SCALE, StochasticAddress
 from zoo.models.memory_base import MemoryConditionedModel
+
+# What q(z | x, m_a) reads: the tied down path's top features of x and of m_a, side by side, or x and m_a
+# themselves stacked on the channel axis, through a network of its own (Bornschein et al. 2017, sec. 4.2).
+POSTERIOR_INPUTS = ("features", "concatenated")
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -39,7 +47,16 @@ class VMA(MemoryConditionedModel):
     (for q(z|x, m_a)) and to m_a (for p(z|m_a), q(z|x, m_a) and the decoder's skips):
     tied between the encoder and the decoder as in the paper. The addressing network is one
     network for queries and entries (h^q = h^m) unless `shared_embedding=False` (then
-    h^q = h^m + c r, see `StochasticAddress`).
+    h^q = h^m + c r, or with `query_network="separate"` a network of its own, see
+    `StochasticAddress`); the learned p(a) embeds entries with h^m unless
+    `prior_network="separate"`.
+
+    q(z | x, m_a) (`posterior_input`): `"features"` reads the down path's top features of x and
+    of m_a, concatenated; `"concatenated"` is the paper's Omniglot encoder (sec. 4.2): x and m_a
+    stacked on the channel axis, `[H, W, 2C]`, through a conv stack of its own
+    (`posterior_filters`, `posterior_strides`; for `"mlp"` the two flattened images side by side)
+    and an MLP (`posterior_hidden_units`) before the Gaussian's linear heads. The down path is
+    then read only for memory entries (p(z | m_a) and the decoder's skips).
 
     Args:
         input_shape: tuple of ints, shape of one example. Default `(28, 28, 1)`.
@@ -54,7 +71,17 @@ class VMA(MemoryConditionedModel):
         shared_embedding: bool, one addressing network for queries and entries (h^q = h^m; see
             `StochasticAddress`). Default `True`.
         residual_scale: float > 0, c in the untied h^q = h^m + c r (see `StochasticAddress`); unused
-            when tied. Default `0.1`.
+            when tied or separate. Default `0.1`.
+        query_network: `"residual"` (h^q = h^m + c r) or `"separate"` (h^q its own network), the untied
+            h^q; needs `shared_embedding=False`. Default `"residual"`.
+        prior_network: `"shared"` or `"separate"`, whether the learned p(a) embeds entries with h^m or
+            with a network of its own; needs `address_prior="learned"`. Default `"shared"`.
+        posterior_input: `"features"` or `"concatenated"`, what q(z | x, m_a) reads (above).
+            Default `"features"`.
+        posterior_filters: tuple of ints, conv maps of q(z | x, m_a)'s own network (`"concatenated"`,
+            `"conv"` only). Default `(64, 64, 64, 64, 64, 64)`.
+        posterior_strides: tuple of ints (1 or 2), its strides. Default `(1, 2, 1, 2, 1, 2)`.
+        posterior_hidden_units: tuple of ints, its MLP widths (`"concatenated"` only). Default `(256,)`.
         activation: str, hidden activation. Default `"relu"`.
         likelihood: `"bernoulli"` or `"gaussian"`. Default `"bernoulli"`.
         num_importance_samples: int >= 2, K of the training bound. Default `4`.
@@ -92,6 +119,12 @@ class VMA(MemoryConditionedModel):
         address_prior="learned",
         shared_embedding=True,
         residual_scale=RESIDUAL_SCALE,
+        query_network="residual",
+        prior_network="shared",
+        posterior_input="features",
+        posterior_filters=(64, 64, 64, 64, 64, 64),
+        posterior_strides=(1, 2, 1, 2, 1, 2),
+        posterior_hidden_units=(256,),
         activation="relu",
         likelihood="bernoulli",
         num_importance_samples=4,
@@ -118,11 +151,29 @@ class VMA(MemoryConditionedModel):
         self.address_prior = address_prior
         self.shared_embedding = bool(shared_embedding)
         self.residual_scale = validation.positive_float("residual_scale", residual_scale)
+        if posterior_input not in POSTERIOR_INPUTS:
+            raise ValueError(f"posterior_input must be one of {POSTERIOR_INPUTS}, got {posterior_input!r}")
+        self.posterior_input = posterior_input
+        self.posterior_filters, self.posterior_strides = checked_conv_args(posterior_filters, posterior_strides)
+        self.posterior_hidden_units = validation.positive_ints("posterior_hidden_units", posterior_hidden_units)
         self.address = StochasticAddress(
             self.input_shape, self.matching_dim, architecture, self.hidden_units, self.filters, self.strides,
             activation, prior=address_prior, shared_embedding=self.shared_embedding,
-            residual_scale=self.residual_scale, seed=self._seed_offset(1), name="address",
+            residual_scale=self.residual_scale, query_network=query_network, prior_network=prior_network,
+            seed=self._seed_offset(1), name="address",
         )
+        self.query_network = self.address.query_network
+        self.prior_network = self.address.prior_network
+        if posterior_input == "concatenated":
+            if architecture == "conv":
+                self.posterior_encoder = ConvStack(
+                    self.posterior_filters, self.posterior_strides, activation,
+                    seed=validation.derived_seed(self.seed, 50), name="posterior_encoder",
+                )
+            self.posterior_mlp = DenseStack(
+                self.posterior_hidden_units, activation, batch_norm=False, seed=validation.derived_seed(self.seed, 51),
+                name="posterior_mlp",
+            )
         self.posterior = GaussianLatent(self.latent_dim, seed=self._seed_offset(2), name="posterior")
         self.conditional_prior = GaussianLatent(self.latent_dim, seed=self._seed_offset(3), name="conditional_prior")
         self.address_kl_tracker = keras.metrics.Mean(name="address_kl")
@@ -131,7 +182,17 @@ class VMA(MemoryConditionedModel):
     def build(self, input_shape):
         self.build_memory_and_coder()
         self.address.build((None,) + self.input_shape)
-        self.posterior.build((None, 2 * self.feature_dim))
+        if self.posterior_input == "features":
+            self.posterior.build((None, 2 * self.feature_dim))
+        else:
+            pair_shape = self.input_shape[:-1] + (2 * self.input_shape[-1],)
+            if self.architecture == "conv":
+                self.posterior_encoder.build((None,) + pair_shape)
+                width = math.prod(self.posterior_encoder.feature_shapes(pair_shape)[-1])
+            else:
+                width = math.prod(pair_shape)
+            self.posterior_mlp.build((None, width))
+            self.posterior.build((None, self.posterior_hidden_units[-1]))
         self.conditional_prior.build((None, self.feature_dim))
         self.built = True
 
@@ -147,8 +208,9 @@ class VMA(MemoryConditionedModel):
         flat_addresses = tf.reshape(address["samples"], [-1])  # [K * B], sample-major
         entries = self.read_entries(memory, flat_addresses)
         entry_summary = entries["summary"]  # [K * B, F]
-        x_summary = tf.tile(self.summary(self.features(x)), [num_samples, 1])  # [K * B, F]
-        posterior = self.posterior(tf.concat([x_summary, entry_summary], axis=-1), seed=z_seed)
+        posterior = self.posterior(
+            self.posterior_features(x, memory, flat_addresses, entry_summary, num_samples), seed=z_seed
+        )
         z = posterior["z"][0]  # [K * B, D]
         prior = self.conditional_prior(entry_summary, seed=0)
         prior_dist = distributions.diagonal_gaussian(prior["mean"], prior["log_variance"])
@@ -158,15 +220,22 @@ class VMA(MemoryConditionedModel):
         log_px_z = unflatten(self.log_px(x_tiled, params))
         log_pz = unflatten(prior_dist.log_prob(z))
         log_qz = unflatten(posterior["log_prob"][0])
-        log_pa = tf.gather(address["prior_logits"], address["samples"])
+        log_pa = 0.0 * tf.gather(address["prior_logits"], address["samples"])  # MUTATION
         kl_z = unflatten(
             distributions.tfd.kl_divergence(
                 distributions.diagonal_gaussian(posterior["mean"], posterior["log_variance"]), prior_dist
             )
         )
-        return {
-            "log_weights": log_px_z + log_pz - log_qz + log_pa - address["log_prob"],
+        parts = {
             "log_px_z": log_px_z,
+            "z_log_ratio": log_pz - log_qz,  # log p(z|a) - log q(z|a,x)
+            "address_log_ratio": log_pa - address["log_prob"],  # log p(a) - log q(a|x)
+        }
+        return {
+            **parts,
+            "log_weights": parts["log_px_z"] + parts["z_log_ratio"] + parts["address_log_ratio"],
+            "address": address["samples"],
+            "z": tf.reshape(z, tf.stack([num_samples, batch, self.latent_dim])),
             "address_log_prob": address["log_prob"],
             "z_kl": kl_z,
             "address_kl": address["kl"],  # [B]
@@ -202,6 +271,19 @@ class VMA(MemoryConditionedModel):
     def log_importance_weights(self, x, num_samples, seed):
         x, memory = x
         return self._sample_terms(x, memory, num_samples, seed)["log_weights"]
+
+    def log_weight_terms(self, x, num_samples, seed, *, memory=None):
+        """log w = log p(x|z,a) + [log p(z|a) - log q(z|a,x)] + [log p(a) - log q(a|x)], by part, for K samples.
+
+        (a_k, z_k) ~ q(a|x) q(z|a,x) are drawn as `log_importance_weights` draws them (stateless
+        `seed`). Returns `log_weights` (what `log_importance_weights` returns, the sum of the parts)
+        and the parts `log_px_z`, `z_log_ratio`, `address_log_ratio`, each `[K, B]`, and the
+        samples `address` `[K, B]` (int32) and `z` `[K, B, latent_dim]`.
+        """
+        x, memory = self.validate_inputs(self._inputs(x, memory))
+        terms = self._sample_terms(x, memory, num_samples, seed)
+        keys = ("log_weights", "log_px_z", "z_log_ratio", "address_log_ratio", "address", "z")
+        return {key: terms[key] for key in keys}
 
     # Public methods ---------------------------------------------------------------
 
@@ -264,22 +346,33 @@ class VMA(MemoryConditionedModel):
         context = self.features(tf.gather(memory, addresses))
         return {"context": context, "rows": None, "summary": self.summary(context)}
 
+    def posterior_features(self, x, memory, addresses, entry_summary, num_samples=1):
+        """What q(z | x, m_a) reads, `[num_samples * B, F_q]`, for queries `x` `[B, ...]` and reads of
+        `addresses` `[num_samples * B]` (sample-major) whose `read_entries` summary is `entry_summary`."""
+        if self.posterior_input == "features":
+            x_summary = tf.tile(self.summary(self.features(x)), [num_samples, 1])  # [K * B, F]
+            return tf.concat([x_summary, entry_summary], axis=-1)
+        x_tiled = tf.tile(x, tf.concat([[num_samples], tf.ones([len(self.input_shape)], tf.int32)], axis=0))
+        pair = tf.concat([x_tiled, tf.gather(memory, addresses)], axis=-1)  # [K * B, H, W, 2C]
+        if self.architecture == "conv":
+            h = self.summary(self.posterior_encoder(pair))
+        else:
+            h = tf.reshape(pair, [-1, 2 * math.prod(self.input_shape)])
+        return self.posterior_mlp(h)
+
     def _encode_given_memory(self, x, memory):
         """`encode`'s outputs on validated tensors, and `read_entries` of the chosen entries."""
         log_q = self.address.posterior_logits(x, self.address.memory_keys(memory))  # [B, M]
         addresses = tf.argmax(log_q, axis=-1, output_type=tf.int32)
         entries = self.read_entries(memory, addresses)
-        posterior = self.posterior(
-            tf.concat([self.summary(self.features(x)), entries["summary"]], axis=-1), seed=0
-        )  # z unused
+        posterior = self.posterior(self.posterior_features(x, memory, addresses, entries["summary"]), seed=0)  # z unused
         outputs = {"address_log_prob": log_q, "address": addresses}
         return {**outputs, "mean": posterior["mean"], "log_variance": posterior["log_variance"]}, entries
 
     def sample_given_memory(self, memory, num_samples, seed):
         """a ~ p(a), z ~ p(z | m_a), decoder mean E[x | z, m_a]: `{"samples": [N, ...], "address": [N]}`."""
         seed = distributions.seed_pair(seed)
-        keys = self.address.memory_keys(memory)
-        prior = distributions.tfd.Categorical(logits=self.address.prior_logits(keys))
+        prior = distributions.tfd.Categorical(logits=self.address.prior_logits(self.address.prior_keys(memory)))
         addresses = tf.cast(prior.sample(num_samples, seed=tf.random.experimental.stateless_fold_in(seed, 1)), tf.int32)
         entries = self.read_entries(memory, addresses)
         z = self.conditional_prior(entries["summary"], seed=tf.random.experimental.stateless_fold_in(seed, 2))["z"][0]
@@ -306,7 +399,10 @@ class VMA(MemoryConditionedModel):
         def address_posterior(x, memory):
             x, memory = self.validate_inputs((x, memory))
             keys = self.address.memory_keys(memory)
-            return {"log_posterior": self.address.posterior_logits(x, keys), "log_prior": self.address.prior_logits(keys)}
+            return {
+                "log_posterior": self.address.posterior_logits(x, keys),
+                "log_prior": self.address.prior_logits(self.address.prior_keys(memory, keys)),
+            }
 
         def classify(x, memory, memory_labels, num_classes):
             x, memory = self.validate_inputs((x, memory))
@@ -330,5 +426,8 @@ class VMA(MemoryConditionedModel):
     def get_config(self):
         return {
             **super().get_config(), "address_prior": self.address_prior, "shared_embedding": self.shared_embedding,
-            "residual_scale": self.residual_scale, "vimco_baseline": self.vimco_baseline,
+            "residual_scale": self.residual_scale, "query_network": self.query_network,
+            "prior_network": self.prior_network, "posterior_input": self.posterior_input,
+            "posterior_filters": self.posterior_filters, "posterior_strides": self.posterior_strides,
+            "posterior_hidden_units": self.posterior_hidden_units, "vimco_baseline": self.vimco_baseline,
         }
