@@ -50,6 +50,9 @@ DATASETS = {
     "frey_faces": ("train", None, "test", (28, 20, 1)),
     "omniglot": ("train", None, "test", (28, 28, 1)),
 }
+# Other example shapes a dataset gives, with the loader options that give them: Omniglot at 26x26 is the
+# 104x104 crop max-pooled 4x4 (Bornschein et al. 2017; zoo.data.omniglot.preprocess).
+DATASET_VARIANTS = {"omniglot": {(26, 26, 1): {"image_size": 26}}}
 # Keys of the resolved configuration that must match to resume a run in the same model_dir. Not the
 # strategy: a run may resume on other devices, and its global batch (batch_size) keeps the steps the same.
 _RUN_IDENTITY = ("preset", "dataset", "data_path", "train_split", "batch_size", "episodes", "seed", "overrides",
@@ -138,6 +141,7 @@ def resolve_config(
         "epochs": epochs,
         "batch_size": batch_size or recipe.get("batch_size", 100),
         "episodes": _episode_config(model, dataset, episode_classes, episode_targets, episode_memory),
+        "data_options": _data_options(dataset, model.input_shape),
         "learning_rate": learning_rate or recipe.get("learning_rate", 1e-3),
         "optimizer": {
             **{key: recipe[key] for key in ("epsilon", "max_global_norm", "max_value") if key in recipe},
@@ -201,9 +205,9 @@ def check_flags(preset, dataset, epochs, batch_size=None, learning_rate=None, st
     ):
         raise UsageError(f"--skip_gradient_norm must be a finite number > 0, got {skip_gradient_norm!r}")
     input_shape = (overrides or {}).get("input_shape", PRESETS[preset]["config"]["input_shape"])
-    if isinstance(input_shape, (tuple, list)) and tuple(input_shape) != DATASETS[dataset][3]:
+    if isinstance(input_shape, (tuple, list)) and _data_options(dataset, input_shape) is None:
         input_shape = tuple(input_shape)
-        fitting = sorted(name for name, spec in DATASETS.items() if spec[3] == input_shape)
+        fitting = sorted(name for name in DATASETS if _data_options(name, input_shape) is not None)
         raise UsageError(
             f"preset {preset!r} takes {'x'.join(map(str, input_shape))} inputs but dataset {dataset!r} gives "
             f"{'x'.join(map(str, DATASETS[dataset][3]))}; datasets that fit: {', '.join(fitting) or 'none in zoo.data'}"
@@ -216,6 +220,13 @@ def check_flags(preset, dataset, epochs, batch_size=None, learning_rate=None, st
                          "not --data_path")
     if data_path and not os.path.exists(data_path):
         raise UsageError(f"--data_path {data_path!r} does not exist")
+
+
+def _data_options(dataset, input_shape):
+    """The loader options that give `dataset` in `input_shape` (`{}`: its own shape), None if it has no such shape."""
+    if tuple(input_shape) == DATASETS[dataset][3]:
+        return {}
+    return DATASET_VARIANTS.get(dataset, {}).get(tuple(input_shape))
 
 
 def _check_tf_config():
@@ -416,6 +427,8 @@ def load_split(config, split, batch_size, dataset=None, **kwargs):
     dataset = dataset or config["dataset"]
     if config.get("data_path"):
         kwargs["path"] = config["data_path"]
+    if dataset == config["dataset"]:
+        kwargs.update(config.get("data_options") or {})
     try:
         return zoo.data.load(dataset, split=split, batch_size=batch_size, **kwargs)
     except (ValueError, FileNotFoundError) as error:
@@ -429,6 +442,7 @@ def load_episodes(config, split, num_episodes, seed):
     options = {key: value for key, value in config["episodes"].items() if key != "kind"}
     if config.get("data_path"):
         options["path"] = config["data_path"]
+    options.update(config.get("data_options") or {})
     try:
         return zoo.data.load_episodes(config["dataset"], split, num_episodes=num_episodes, seed=seed, **options)
     except (ValueError, FileNotFoundError) as error:
