@@ -110,6 +110,15 @@ def _balanced_by_hand(kl_levels, beta, alpha):
     return beta * (kl_levels * gamma).sum(-1)
 
 
+def test_kl_warm_up_starts_at_the_authors_floor():
+    # NVlabs/NVAE's kl_coeff never goes below --kl_const_coeff 1e-4; a plain linear warm-up would give 1 / 50,000.
+    model = tiny(kl_warmup_steps=50_000)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    np.testing.assert_allclose(model.kl_weight(), 1e-4)
+    model.optimizer.iterations.assign(9_999)
+    np.testing.assert_allclose(model.kl_weight(), 0.2, rtol=1e-6)
+
+
 def test_kl_balancing_applies_during_warm_up_only():
     x = binary_images((6, 8, 8, 1))
     model = tiny(kl_warmup_steps=10, kl_balancing=True)

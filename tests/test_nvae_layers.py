@@ -12,7 +12,6 @@ import pytest
 import tensorflow as tf
 
 from zoo import distributions, objectives
-from zoo.distributions import tfd
 from zoo.layers import ResidualCell, SpectralNormRegularizer, SqueezeExcitation
 from zoo.layers.residual_cell import align_corners_upsampling_matrix
 from zoo.layers.spectral_norm_regularizer import conv_kernel_matrix
@@ -41,27 +40,6 @@ def test_residual_normal_shifts_the_prior_then_clamps_and_floors_as_the_authors_
     assert q.scale.dtype == tf.float32
     hot = distributions.residual_normal(prior_mean, prior_log_scale, delta_mean, delta_log_scale, temperature=0.5)
     np.testing.assert_allclose(hot.scale, 0.5 * q.scale.numpy(), rtol=1e-6)
-
-
-def test_residual_normal_kl_matches_a_hand_value_and_tfp():
-    # dmu = 1, dsigma = 2, sigma_p = 0.5: 0.5 (1 / 0.25 + 4 - log 4 - 1) = 2.80685...
-    kl = objectives.residual_normal_kl(tf.constant(1.0), tf.constant(math.log(2.0)), tf.constant(math.log(0.5)))
-    np.testing.assert_allclose(kl, 0.5 * (4.0 + 4.0 - math.log(4.0) - 1.0), rtol=1e-6)
-    np.testing.assert_allclose(kl, 2.8068528194400546, rtol=1e-6)
-
-    rng = np.random.default_rng(0)
-    prior_mean, prior_log_scale, delta_mean, delta_log_scale = rng.normal(size=(4, 3, 5)).astype(np.float64)
-    expected = tfd.kl_divergence(
-        tfd.Normal(prior_mean + delta_mean, np.exp(prior_log_scale + delta_log_scale)),
-        tfd.Normal(prior_mean, np.exp(prior_log_scale)),
-    )
-    np.testing.assert_allclose(
-        objectives.residual_normal_kl(delta_mean, delta_log_scale, prior_log_scale), expected, rtol=1e-10
-    )
-    assert np.all(objectives.residual_normal_kl(np.zeros(3), np.zeros(3), prior_log_scale[0, :3]).numpy() == 0)
-
-
-# KL balancing and schedules -------------------------------------------------------------
 
 
 def authors_kl_balancer_coeff(num_scales, groups_per_scale, fun):
@@ -135,20 +113,16 @@ def test_kl_warmup_is_the_authors_kl_coeff():
 
     for step in (0, 1, 50, 99, 100, 250):
         np.testing.assert_allclose(objectives.kl_warmup(step, 100, 1e-4), authors(step, 100, 0, 1e-4), rtol=1e-6)
-        np.testing.assert_allclose(
-            objectives.kl_warmup(tf.constant(step), 100, 0.01, constant_steps=10), authors(step, 100, 10, 0.01), rtol=1e-6
-        )
+        np.testing.assert_allclose(objectives.kl_warmup(tf.constant(step), 100, 0.0), min(step / 100, 1.0), rtol=1e-6)
     np.testing.assert_allclose(objectives.kl_warmup(50, 100, 1e-4), 0.5)
     with pytest.raises(ValueError, match="warmup_steps must be a positive number, got 0"):
         objectives.kl_warmup(3, 0)
 
 
-def test_batch_norm_scale_penalty_and_annealed_lambda():
+def test_batch_norm_scale_penalty():
     penalty = objectives.batch_norm_scale_penalty([tf.constant([1.0, -3.0]), tf.constant([0.5, 0.2, -0.1])])
     np.testing.assert_allclose(penalty, 3.5)
     assert objectives.batch_norm_scale_penalty([]).numpy() == 0.0
-    coefficient = objectives.spectral_regularization_coefficient
-    np.testing.assert_allclose([coefficient(b, 10.0, 0.01) for b in (0.0, 0.5, 1.0)], [10.0, math.sqrt(0.1), 0.01], rtol=1e-6)
 
 
 # Layers --------------------------------------------------------------------------------------

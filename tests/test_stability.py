@@ -112,6 +112,6 @@ def test_training_with_gradient_skipping_from_the_command_line(tmp_path):
     import json
 
     with open(os.path.join(model_dir, "config.json")) as f:
-        assert json.load(f)["optimizer"] == {"skip_threshold": 1e-6}
+        assert json.load(f)["skip_gradient_norm"] == 1e-6
     code, err = _train("--epochs=1", "--skip_gradient_norm=-1", f"--model_dir={model_dir}_bad")
     assert code == 2 and err.strip() == "train.py: --skip_gradient_norm must be a finite number > 0, got -1.0", err

@@ -243,8 +243,8 @@ def residual_normal(prior_mean, prior_log_scale, delta_mean, delta_log_scale, te
 
     built as `nvae_normal(prior_mean + delta_mean, prior_log_scale + delta_log_scale)`, i.e. the
     sums are soft-clamped and floored as in the authors' `Normal(mu_p + mu_q, log_sig_p + log_sig_q)`
-    (`model.py`, `res_dist`). `zoo.objectives.residual_normal_kl` is its KL to the prior in closed
-    form (eq. 2, without the clamp).
+    (`model.py`, `res_dist`). Its KL to the prior is taken on these clamped parameters, as the
+    authors' `Normal.kl` does; the paper's eq. 2 is the same KL without the clamp.
 
     Args:
         prior_mean, prior_log_scale: float tensors, the prior's parameters mu_p and log sigma_p.

@@ -139,34 +139,6 @@ def vimco_surrogate(log_weights, discrete_log_prob, baseline="geometric"):
 # NVAE (Vahdat & Kautz 2020) ------------------------------------------------------------
 
 
-def residual_normal_kl(delta_mean, delta_log_scale, prior_log_scale):
-    """KL(q || p) of NVAE's residual Normal posterior to its prior, element-wise (NVAE eq. 2).
-
-    With p = N(mu_p, sigma_p^2) and q = N(mu_p + dmu, (sigma_p * dsigma)^2),
-
-        KL(q || p) = 0.5 * (dmu^2 / sigma_p^2 + dsigma^2 - log dsigma^2 - 1)
-
-    which does not depend on mu_p. The authors' code evaluates the same KL on soft-clamped,
-    floored parameters (`zoo.distributions.residual_normal`); this is the paper's formula.
-
-    Args:
-        delta_mean: float tensor, dmu.
-        delta_log_scale: float tensor, log dsigma.
-        prior_log_scale: float tensor, log sigma_p.
-
-    Returns:
-        float tensor of the broadcast shape; sum it over a group's axes for the group's KL.
-    """
-    delta_mean = tf.convert_to_tensor(delta_mean)
-    dtype = delta_mean.dtype
-    delta_log_scale = tf.cast(delta_log_scale, dtype)
-    prior_log_scale = tf.cast(prior_log_scale, dtype)
-    return 0.5 * (
-        tf.square(delta_mean) * tf.exp(-2.0 * prior_log_scale)
-        + tf.exp(2.0 * delta_log_scale) - 2.0 * delta_log_scale - 1.0
-    )
-
-
 KL_BALANCE_SCALINGS = ("equal", "linear", "sqrt", "square")
 
 
@@ -252,19 +224,20 @@ def balanced_kl(kl_per_group, kl_coefficient, alpha=None):
     return kl_coefficient * tf.reduce_sum(kl_per_group * gamma, axis=-1)
 
 
-def kl_warmup(step, warmup_steps, min_coefficient=1e-4, constant_steps=0):
-    """NVAE's KL warm-up coefficient, as the authors' `utils.kl_coeff`.
+def kl_warmup(step, warmup_steps, min_coefficient=1e-4):
+    """The KL warm-up coefficient, as NVAE's `utils.kl_coeff`; `LevelStack.kl_weight` calls it.
 
-        beta(step) = max(min((step - constant_steps) / warmup_steps, 1), min_coefficient)
+        beta(step) = max(min(step / warmup_steps, 1), min_coefficient)
 
-    NVAE uses warmup_steps = 30% and constant_steps = 0.01% of the training steps and
-    min_coefficient 1e-4.
+    NVAE uses warmup_steps = 30% of the training updates (`--kl_anneal_portion`) and
+    min_coefficient 1e-4 (`--kl_const_coeff`); min_coefficient 0 is a plain linear warm-up.
+    The authors also hold beta at the floor for the first 0.01% of the updates
+    (`--kl_const_portion`), a handful of updates: left out.
 
     Args:
         step: int or integer/float scalar tensor, the training step.
         warmup_steps: positive number, steps over which beta rises linearly to 1.
         min_coefficient: float in [0, 1], beta's floor. Default 1e-4.
-        constant_steps: non-negative number, steps held at the floor before the rise. Default 0.
 
     Returns:
         float32 scalar tensor.
@@ -273,10 +246,8 @@ def kl_warmup(step, warmup_steps, min_coefficient=1e-4, constant_steps=0):
         raise ValueError(f"warmup_steps must be a positive number, got {warmup_steps!r}")
     if isinstance(min_coefficient, bool) or not isinstance(min_coefficient, (int, float)) or not 0 <= min_coefficient <= 1:
         raise ValueError(f"min_coefficient must be a number in [0, 1], got {min_coefficient!r}")
-    if isinstance(constant_steps, bool) or not isinstance(constant_steps, (int, float)) or not constant_steps >= 0:
-        raise ValueError(f"constant_steps must be a non-negative number, got {constant_steps!r}")
     step = tf.cast(step, tf.float32)
-    return tf.maximum(tf.minimum((step - constant_steps) / warmup_steps, 1.0), min_coefficient)
+    return tf.maximum(tf.minimum(step / warmup_steps, 1.0), min_coefficient)
 
 
 def batch_norm_scale_penalty(scales):
@@ -297,22 +268,3 @@ def batch_norm_scale_penalty(scales):
     if not scales:
         return tf.constant(0.0)
     return tf.add_n([tf.reduce_max(tf.abs(tf.cast(s, tf.float32))) for s in scales])
-
-
-def spectral_regularization_coefficient(kl_coefficient, initial, final):
-    """NVAE's annealed lambda (`--weight_decay_norm_anneal`): log-linear from `initial` to `final` with beta.
-
-        lambda = exp((1 - beta) log(initial) + beta log(final)),   beta = the KL warm-up coefficient
-
-    Args:
-        kl_coefficient: float scalar (Python or tensor) in [0, 1].
-        initial, final: positive floats (NVAE: 10 and e.g. 1e-2).
-
-    Returns:
-        float32 scalar tensor.
-    """
-    for name, value in (("initial", initial), ("final", final)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-    beta = tf.cast(kl_coefficient, tf.float32)
-    return tf.exp((1.0 - beta) * math.log(initial) + beta * math.log(final))

@@ -1,8 +1,8 @@
 """Named model configurations: plain data, built with `Model.from_preset(name, **overrides)`.
 
 Each preset: `class` (registered zoo class name), `config` (constructor kwargs),
-`description`, `reference`, and optionally `recipe` (the paper's training schedule, for
-reference and for the training CLI).
+`description`, `reference`, and optionally `recipe` (the paper's training schedule: the keys
+`zoo.recipes` knows, which the training CLI applies).
 """
 
 # thu-ml/MEM_DGM's schedule (mem_dgm_mlp.py), the same for its VAE and MEM-VAE runs: Adam 1e-3
@@ -20,6 +20,17 @@ MEM_DGM_RECIPE = {
     "decay_per_epoch": 0.998,
 }
 MEM_DGM_MNIST_RECIPE = {**MEM_DGM_RECIPE, "train_split": "train+validation"}
+
+# NVlabs/NVAE train.py's optimisation defaults (--learning_rate, --learning_rate_min, --warmup_epochs,
+# --weight_decay, Adamax's eps), which its README's command lines keep.
+NVAE_RECIPE = {
+    "optimizer": "adamax",
+    "learning_rate": 1e-2,
+    "learning_rate_min": 1e-4,
+    "warmup_epochs": 5,
+    "weight_decay": 3e-4,
+    "epsilon": 1e-3,
+}
 
 PRESETS = {
     "vae_mnist_500_500_100": {
@@ -352,7 +363,9 @@ PRESETS = {
     # Both use the 8-bit discretized logistic mixture of 10 components (--num_mixture_dec 10), one
     # mixture per channel (the authors couple R, G, B; see zoo.distributions). Left out: the
     # normalizing flow cell (--num_nf 1).
-    # kl_warmup_steps is the authors' default --warmup_portion 0.3 of the training updates.
+    # kl_warmup_steps is the authors' default --kl_anneal_portion 0.3 of the training updates. The recipe is
+    # their train.py's defaults: Adamax (eps 1e-3, coupled L2 3e-4), lr 1e-2 warmed up over 5 epochs, then
+    # cosine decay to 1e-4.
     "nvae_cifar10": {
         "class": "NVAE",
         "config": {
@@ -374,7 +387,7 @@ PRESETS = {
         "description": "NVAE on CIFAR-10: one latent scale (16x16) of 30 groups of 20 channels, 128-channel stem "
         "(256 in the tower), 2 cells per group, SE, residual Normal, spectral regularisation 1e-2.",
         "reference": "Vahdat & Kautz 2020, Table 6; NVlabs/NVAE README (CIFAR-10 command line)",
-        "recipe": {"optimizer": "adamax", "learning_rate": 1e-2, "batch_size": 32, "epochs": 400},
+        "recipe": {**NVAE_RECIPE, "batch_size": 32, "epochs": 400},
     },
     "nvae_celeba64": {
         "class": "NVAE",
@@ -401,7 +414,7 @@ PRESETS = {
         "description": "NVAE on CelebA 64: latent scales 8x8, 16x16, 32x32 with 5, 10, 20 groups of 20 channels "
         "(--ada_groups), 64-channel stem (512 at the top), 2 cells per group, spectral regularisation 1e-1.",
         "reference": "Vahdat & Kautz 2020, Table 6; NVlabs/NVAE README (CelebA 64 command line)",
-        "recipe": {"optimizer": "adamax", "learning_rate": 1e-2, "batch_size": 16, "epochs": 90},
+        "recipe": {**NVAE_RECIPE, "batch_size": 16, "epochs": 90},
     },
     # PixelVAE (Gulrajani et al. 2017): a PixelCNN decoder on the VAE's latent features. igul222/PixelVAE's
     # MNIST decoder ends in a 5x5 mask-A convolution and four gated 3x3 residual blocks of 32 channels

@@ -1,7 +1,88 @@
-"""The papers' training recipes as Keras objects: a per-epoch learning-rate decay, Adam with gradient clipping."""
+"""The papers' training recipes: what a preset's `recipe` may say, and its optimizer as Keras objects.
+
+A recipe (`zoo.presets`) is plain data. `check_recipe` rejects keys and optimizers the zoo does
+not know; `build_optimizer` builds the optimizer and learning-rate schedule it names.
+"""
 
 import keras
 import tensorflow as tf
+
+# Keys a training run applies (the CLI's flags override batch_size and learning_rate).
+APPLIED_KEYS = {
+    "optimizer": "'adam' (default) or 'adamax'",
+    "learning_rate": "the (peak) learning rate",
+    "batch_size": "examples per update",
+    "epsilon": "the optimizer's epsilon",
+    "max_global_norm": "Adam only: rescale gradients to this total norm (ClippedAdam)",
+    "max_value": "Adam only: clip gradient elements to [-max_value, max_value] (ClippedAdam)",
+    "decay_start_epoch": "with decay_per_epoch: constant rate for these epochs, then per-epoch decay (EpochDecay)",
+    "decay_per_epoch": "the factor per epoch after decay_start_epoch",
+    "warmup_epochs": "with learning_rate_min: linear warm-up over these epochs, then cosine decay",
+    "learning_rate_min": "the rate the cosine decay ends at, on the run's last step",
+    "weight_decay": "L2 penalty added to the gradient (torch.optim.Adamax's coupled weight_decay)",
+}
+# Keys that record the paper's protocol for the reader; a run's flags (--epochs, --train_split) choose its own.
+REFERENCE_KEYS = {"epochs": "the paper's training length", "train_split": "the paper's training split"}
+OPTIMIZERS = ("adam", "adamax")
+
+
+def check_recipe(name, recipe):
+    """Raises ValueError if preset `name`'s `recipe` has a key, optimizer or schedule the zoo does not build."""
+    unknown = sorted(set(recipe) - set(APPLIED_KEYS) - set(REFERENCE_KEYS))
+    if unknown:
+        raise ValueError(f"preset {name!r}: unknown recipe key(s) {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(sorted({**APPLIED_KEYS, **REFERENCE_KEYS}))}")
+    optimizer = recipe.get("optimizer", "adam")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"preset {name!r}: unknown recipe optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+    if optimizer != "adam" and {"max_global_norm", "max_value"} & set(recipe):
+        raise ValueError(f"preset {name!r}: gradient clipping (max_global_norm, max_value) is built for adam only, "
+                         f"not {optimizer!r}")
+    for pair in (("decay_start_epoch", "decay_per_epoch"), ("warmup_epochs", "learning_rate_min")):
+        if len(set(pair) & set(recipe)) == 1:
+            raise ValueError(f"preset {name!r}: recipe keys {pair[0]!r} and {pair[1]!r} go together")
+    if "decay_start_epoch" in recipe and "warmup_epochs" in recipe:
+        raise ValueError(f"preset {name!r}: a recipe has one schedule: per-epoch decay or warm-up + cosine, not both")
+
+
+def learning_rate_schedule(recipe, learning_rate, steps_per_epoch, epochs):
+    """The recipe's learning rate: a float, `EpochDecay`, or linear warm-up then cosine decay over `epochs`.
+
+    Warm-up + cosine is NVlabs/NVAE's train.py: the rate rises linearly from 0 over `warmup_epochs`,
+    then follows a cosine from `learning_rate` down to `learning_rate_min`, reached on the run's last
+    step (the authors step their CosineAnnealingLR once per epoch; this decays every step).
+    """
+    if recipe.get("decay_start_epoch"):
+        return EpochDecay(learning_rate, steps_per_epoch, recipe["decay_start_epoch"], recipe["decay_per_epoch"])
+    if "warmup_epochs" in recipe:
+        warmup_steps = recipe["warmup_epochs"] * steps_per_epoch
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(1, epochs * steps_per_epoch - 1 - warmup_steps),  # the last update: lr_min
+            alpha=recipe["learning_rate_min"] / learning_rate, warmup_target=learning_rate, warmup_steps=warmup_steps,
+        )
+    return learning_rate
+
+
+def build_optimizer(recipe, learning_rate, steps_per_epoch, epochs, skip_threshold=None):
+    """The optimizer a `check_recipe`-ed `recipe` names (see `APPLIED_KEYS`), at `learning_rate`, for a run of
+    `epochs` epochs of `steps_per_epoch` updates.
+
+    `skip_threshold` (Adam only) skips updates with larger gradient norms (`ClippedAdam`).
+    """
+    schedule = learning_rate_schedule(recipe, learning_rate, steps_per_epoch, epochs)
+    options = {key: recipe[key] for key in ("epsilon",) if key in recipe}
+    if recipe.get("optimizer", "adam") == "adamax":
+        if skip_threshold is not None:
+            raise ValueError("skip_threshold is built for adam only, not 'adamax'")
+        return L2Adamax(schedule, weight_decay_l2=recipe.get("weight_decay", 0.0), **options)
+    if "weight_decay" in recipe:
+        raise ValueError("weight_decay (coupled L2) is built for adamax only, not 'adam'")
+    clipping = {key: recipe[key] for key in ("max_global_norm", "max_value") if key in recipe}
+    if skip_threshold is not None:
+        clipping["skip_threshold"] = skip_threshold
+    if clipping:
+        return ClippedAdam(schedule, **options, **clipping)
+    return keras.optimizers.Adam(schedule, **options)
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -146,3 +227,37 @@ class ClippedAdam(keras.optimizers.Adam):
             "skip_threshold": self.skip_threshold,
             "max_consecutive_skips": self.max_consecutive_skips,
         }
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class L2Adamax(keras.optimizers.Adamax):
+    """`keras.optimizers.Adamax` with an L2 penalty added to the gradient before the update.
+
+        g <- g + weight_decay_l2 * w
+
+    This is `torch.optim.Adamax`'s `weight_decay`, which NVAE trains with (3e-4). Keras's own
+    `weight_decay` is decoupled (AdamW-style, w <- w - lr * wd * w): a different update.
+
+    Args:
+        weight_decay_l2: float >= 0, the L2 coefficient. Default `0`.
+        *args, **kwargs: as `keras.optimizers.Adamax`.
+
+    Example:
+
+    >>> model.compile(optimizer=L2Adamax(1e-2, weight_decay_l2=3e-4, epsilon=1e-3))
+
+    References:
+        Vahdat & Kautz 2020; NVlabs/NVAE train.py (Adamax, eps 1e-3, --weight_decay 3e-4).
+    """
+
+    def __init__(self, *args, weight_decay_l2=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.weight_decay_l2 = float(weight_decay_l2)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.weight_decay_l2:
+            gradient = gradient + tf.cast(self.weight_decay_l2, gradient.dtype) * tf.cast(variable, gradient.dtype)
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "weight_decay_l2": self.weight_decay_l2}

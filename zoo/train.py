@@ -126,6 +126,13 @@ def resolve_config(
                 overrides=overrides, skip_gradient_norm=skip_gradient_norm, strategy=strategy,
                 mixed_precision=mixed_precision)
     recipe = zoo.presets.PRESETS[preset].get("recipe", {})
+    try:
+        zoo.recipes.check_recipe(preset, recipe)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if skip_gradient_norm is not None and recipe.get("optimizer", "adam") != "adam":
+        raise UsageError(f"--skip_gradient_norm is built for adam only; preset {preset!r} trains with "
+                         f"{recipe['optimizer']!r}")
     default_train, default_validation, _, _ = DATASETS[dataset]
     model_overrides = dict(overrides or {})
     model_overrides.setdefault("seed", seed)
@@ -143,12 +150,10 @@ def resolve_config(
         "episodes": _episode_config(model, dataset, episode_classes, episode_targets, episode_memory),
         "data_options": _data_options(dataset, model.input_shape),
         "learning_rate": learning_rate or recipe.get("learning_rate", 1e-3),
-        "optimizer": {
-            **{key: recipe[key] for key in ("epsilon", "max_global_norm", "max_value") if key in recipe},
-            **({"skip_threshold": skip_gradient_norm} if skip_gradient_norm is not None else {}),
-        },
-        "decay_start_epoch": recipe.get("decay_start_epoch"),
-        "decay_per_epoch": recipe.get("decay_per_epoch"),
+        # The optimizer and schedule the recipe names (zoo.recipes.APPLIED_KEYS).
+        "recipe": {key: value for key, value in recipe.items()
+                   if key in zoo.recipes.APPLIED_KEYS and key not in ("batch_size", "learning_rate")},
+        "skip_gradient_norm": skip_gradient_norm,
         "seed": seed,
         "steps_per_epoch": steps_per_epoch,
         "steps_per_execution": steps_per_execution,
@@ -399,25 +404,31 @@ def load_trained_model(model_dir, weights="best"):
 
 
 def build_optimizer(config):
-    """The run's Adam: the recipe's epsilon and clipping, constant or per-epoch decayed learning rate."""
+    """The run's optimizer: its recipe's (see `zoo.recipes.build_optimizer`), with loss scaling for float16."""
     import keras
 
     from zoo import recipes
 
-    learning_rate = config["learning_rate"]
-    if config["decay_start_epoch"]:
-        learning_rate = recipes.EpochDecay(
-            learning_rate, config["steps_per_epoch"], config["decay_start_epoch"], config["decay_per_epoch"]
-        )
-    options = dict(config.get("optimizer") or {})
-    if {"max_global_norm", "max_value", "skip_threshold"} & set(options):
-        optimizer = recipes.ClippedAdam(learning_rate, **options)
-    else:
-        optimizer = keras.optimizers.Adam(learning_rate, **options)
+    optimizer = recipes.build_optimizer(optimizer_recipe(config), config["learning_rate"], config["steps_per_epoch"],
+                                        config["epochs"], skip_threshold=_skip_gradient_norm(config))
     if config.get("mixed_precision") == "mixed_float16":
         # float16 gradients underflow without loss scaling (bfloat16 has float32's range and needs none).
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def optimizer_recipe(config):
+    """The run's optimizer recipe; a config.json written before runs recorded it keeps Adam's options apart."""
+    if "recipe" in config:
+        return config["recipe"]
+    recipe = {key: value for key, value in config["optimizer"].items() if key != "skip_threshold"}
+    if config["decay_start_epoch"]:
+        recipe.update(decay_start_epoch=config["decay_start_epoch"], decay_per_epoch=config["decay_per_epoch"])
+    return recipe
+
+
+def _skip_gradient_norm(config):
+    return config["skip_gradient_norm"] if "recipe" in config else config["optimizer"].get("skip_threshold")
 
 
 def load_split(config, split, batch_size, dataset=None, **kwargs):
@@ -724,7 +735,7 @@ def _train_locked(config, model_dir, verbose, strategy, write_dir):
     state = _RunState(model, model_dir, config, write_dir=None if write_dir == model_dir else write_dir)
     if state.restore():
         print(f"Resuming {model_dir} after epoch {int(state.epoch.numpy())} of {config['epochs']}", flush=True)
-        if not config["decay_start_epoch"]:
+        if isinstance(model.optimizer.learning_rate, tf.Variable):
             # A constant rate is an optimizer variable, restored with the others: the run's (possibly
             # changed) --learning_rate wins over the checkpoint's.
             model.optimizer.learning_rate = config["learning_rate"]

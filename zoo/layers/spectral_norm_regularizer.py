@@ -65,8 +65,7 @@ class SpectralNormRegularizer(keras.layers.Layer):
     the stored vectors. Gradients flow to the kernels through u^T W v only (u and v are held
     constant), so d L_SR / d W_i = u_i v_i^T. Computed in float32 under any dtype policy.
 
-    A model adds `lambda * L_SR` to its loss (NVAE: lambda between 1e-2 and 1e-1, optionally
-    annealed with `zoo.objectives.spectral_regularization_coefficient`), plus the same
+    A model adds `lambda * L_SR` to its loss (NVAE: lambda between 1e-2 and 1e-1), plus the same
     lambda times `zoo.objectives.batch_norm_scale_penalty`. Build it in the model's `build`
     (the matrix shapes fix its weights), then call it in `compute_loss`.
 

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from zoo import distributions, validation
+from zoo import distributions, objectives, validation
 from zoo.layers.pixelcnn import DECODERS
 from zoo.models.base import LatentVariableModel
 
@@ -35,6 +35,8 @@ class LevelStack(LatentVariableModel):
 
     # The order of the groups in `kl_levels`, `kl_units` and the `kl_i` metrics, for readers and plots.
     group_order = "from x upward"
+    # The KL weight's floor during warm-up: 0 is Sønderby et al. (2016)'s linear warm-up from 0.
+    kl_warmup_floor = 0.0
 
     def __init__(self, kl_warmup_steps=0, **kwargs):
         super().__init__(**kwargs)
@@ -80,11 +82,11 @@ class LevelStack(LatentVariableModel):
         self.concatenate_input = concatenate_input
 
     def kl_weight(self):
-        """beta = min(1, t / kl_warmup_steps) at the optimizer's update t (1-based); 1.0 without warm-up or optimizer."""
+        """beta = max(min(1, t / kl_warmup_steps), kl_warmup_floor) at the optimizer's update t (1-based)
+        (`zoo.objectives.kl_warmup`); 1.0 without warm-up or optimizer."""
         if not self.kl_warmup_steps or getattr(self, "optimizer", None) is None:
             return 1.0
-        step = tf.cast(self.optimizer.iterations + 1, tf.float32)
-        return tf.minimum(1.0, step / self.kl_warmup_steps)
+        return objectives.kl_warmup(self.optimizer.iterations + 1, self.kl_warmup_steps, self.kl_warmup_floor)
 
     def batch_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = super().batch_loss(x, y, y_pred, sample_weight, training)

@@ -79,7 +79,8 @@ class NVAE(LevelStack):
         likelihood: `"bernoulli"` (binary images), `"gaussian"` or `"logistic_mixture"` (8-bit
             images k / 255, the paper's CIFAR-10 / CelebA likelihood). Default `"bernoulli"`.
         num_importance_samples: int, K of the training bound. Default 1.
-        kl_warmup_steps: int >= 0, updates over which the KL weight rises to 1. Default 0.
+        kl_warmup_steps: int >= 0, updates over which the KL weight rises to 1 from the authors' floor 1e-4
+            (`zoo.objectives.kl_warmup`; they warm up over 30% of the training updates). Default 0.
         kl_balancing: bool, balance the groups' KL during warm-up (needs K = 1). Default True.
         spectral_regularization: float >= 0, lambda of L_SR + L_BN (0: off). Default 0.
         squeeze_excitation: bool, SE in every cell (`--use_se`). Default True.
@@ -109,6 +110,7 @@ class NVAE(LevelStack):
     """
 
     group_order = "from the top down"
+    kl_warmup_floor = 1e-4  # NVlabs/NVAE's --kl_const_coeff: beta never falls below it
 
     def __init__(
         self,

@@ -1,0 +1,105 @@
+"""zoo.recipes: every preset's recipe builds the optimizer and schedule it names; bad recipes fail clearly."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo import recipes
+from zoo import train as zoo_train
+from zoo.presets import PRESETS
+
+STEPS_PER_EPOCH = 10
+
+
+def expected_rates(recipe, epochs):
+    """(step, learning rate) at step 0, at the end of any warm-up and at the last step, from the recipe alone."""
+    lr = recipe.get("learning_rate", 1e-3)
+    last = epochs * STEPS_PER_EPOCH - 1  # the run's last update (Keras counts iterations from 0)
+    if "warmup_epochs" in recipe:
+        return [(0, 0.0), (recipe["warmup_epochs"] * STEPS_PER_EPOCH, lr), (last, recipe["learning_rate_min"])]
+    if "decay_start_epoch" in recipe:
+        decayed = max(0, epochs - recipe["decay_start_epoch"])  # epochs after decay_start_epoch, the last included
+        return [(0, lr), (last, lr * recipe["decay_per_epoch"] ** decayed)]
+    return [(0, lr), (last, lr)]
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_builds_the_optimizer_and_schedule_its_recipe_names(preset):
+    recipe = PRESETS[preset].get("recipe", {})
+    epochs = recipe.get("epochs", 20)
+    config = {"recipe": {k: v for k, v in recipe.items() if k in recipes.APPLIED_KEYS},
+              "learning_rate": recipe.get("learning_rate", 1e-3), "skip_gradient_norm": None,
+              "steps_per_epoch": STEPS_PER_EPOCH, "epochs": epochs}
+    optimizer = zoo_train.build_optimizer(config)
+    if recipe.get("optimizer") == "adamax":
+        assert type(optimizer) is recipes.L2Adamax
+        assert optimizer.weight_decay_l2 == recipe["weight_decay"] and optimizer.epsilon == recipe["epsilon"]
+    elif {"max_global_norm", "max_value"} & set(recipe):
+        assert type(optimizer) is recipes.ClippedAdam
+    else:
+        assert type(optimizer) is keras.optimizers.Adam
+    assert optimizer.epsilon == recipe.get("epsilon", 1e-7)
+    for step, rate in expected_rates(recipe, epochs):
+        optimizer.iterations.assign(step)
+        np.testing.assert_allclose(float(optimizer.learning_rate), rate, rtol=1e-4, atol=1e-12, err_msg=f"step {step}")
+
+
+def test_nvae_recipe_is_the_authors_warm_up_then_cosine():
+    # NVlabs/NVAE train.py: lr * t / warmup_iters, then cosine from lr to learning_rate_min.
+    recipe = PRESETS["nvae_cifar10"]["recipe"]
+    assert (recipe["optimizer"], recipe["learning_rate"], recipe["learning_rate_min"], recipe["warmup_epochs"],
+            recipe["weight_decay"], recipe["epsilon"]) == ("adamax", 1e-2, 1e-4, 5, 3e-4, 1e-3)
+    schedule = recipes.learning_rate_schedule(recipe, 1e-2, STEPS_PER_EPOCH, epochs=25)
+    warmup, total = 5 * STEPS_PER_EPOCH, 25 * STEPS_PER_EPOCH - 1  # the cosine ends on the last update
+    for step in (1, 25, 49):
+        np.testing.assert_allclose(float(schedule(step)), 1e-2 * step / warmup, rtol=1e-5)
+    middle = (warmup + total) / 2  # half way down the cosine: (lr + lr_min) / 2
+    np.testing.assert_allclose(float(schedule(middle)), (1e-2 + 1e-4) / 2, rtol=1e-5)
+    quarter = warmup + (total - warmup) / 4
+    np.testing.assert_allclose(float(schedule(quarter)), 1e-4 + (1e-2 - 1e-4) * (1 + math.cos(math.pi / 4)) / 2,
+                               rtol=1e-5)
+
+
+def test_l2_adamax_adds_the_penalty_to_the_gradient_as_torch_adamax():
+    variable = tf.Variable([1.0, -2.0, 0.5])
+    optimizer = recipes.L2Adamax(0.1, weight_decay_l2=0.3, epsilon=1e-3)
+    gradients = [np.array([0.2, 0.0, -1.0]), np.array([-0.4, 0.1, 0.3])]
+    # torch.optim.Adamax: g += wd * w; m = b1 m + (1 - b1) g; u = max(b2 u, |g| + eps); w -= lr / (1 - b1^t) m / u
+    w, m, u = variable.numpy().astype(np.float64), np.zeros(3), np.zeros(3)
+    for t, g in enumerate(gradients, start=1):
+        optimizer.apply([tf.constant(g, tf.float32)], [variable])
+        g = g + 0.3 * w
+        m = 0.9 * m + 0.1 * g
+        u = np.maximum(0.999 * u, np.abs(g) + 1e-3)
+        w = w - 0.1 / (1 - 0.9 ** t) * m / u
+    np.testing.assert_allclose(variable.numpy(), w, rtol=1e-5)
+
+
+def test_l2_adamax_round_trips_its_config():
+    optimizer = recipes.L2Adamax(1e-2, weight_decay_l2=3e-4, epsilon=1e-3)
+    clone = recipes.L2Adamax.from_config(optimizer.get_config())
+    assert (clone.weight_decay_l2, clone.epsilon) == (3e-4, 1e-3)
+
+
+@pytest.mark.parametrize("recipe, message", [
+    ({"optimiser": "adam"}, "unknown recipe key(s) 'optimiser'; known: "),
+    ({"optimizer": "sgd"}, "unknown recipe optimizer 'sgd'; known: adam, adamax"),
+    ({"optimizer": "adamax", "max_value": 1.0}, "gradient clipping (max_global_norm, max_value) is built for adam only"),
+    ({"warmup_epochs": 5}, "recipe keys 'warmup_epochs' and 'learning_rate_min' go together"),
+    ({"decay_start_epoch": 5, "decay_per_epoch": 0.9, "warmup_epochs": 1, "learning_rate_min": 0.0},
+     "one schedule: per-epoch decay or warm-up + cosine, not both"),
+])
+def test_a_recipe_the_zoo_does_not_build_fails_with_a_clear_error(recipe, message):
+    with pytest.raises(ValueError) as error:
+        recipes.check_recipe("p", recipe)
+    assert str(error.value).startswith("preset 'p': ") and message in str(error.value), str(error.value)
+
+
+def test_training_a_preset_with_an_unknown_recipe_key_is_a_usage_error(monkeypatch):
+    monkeypatch.setitem(PRESETS, "vae_mnist_500_500_100",
+                        {**PRESETS["vae_mnist_500_500_100"], "recipe": {"learning_rate": 1e-3, "lr_min": 0.0}})
+    with pytest.raises(zoo_train.UsageError, match="unknown recipe key\\(s\\) 'lr_min'"):
+        zoo_train.resolve_config("vae_mnist_500_500_100", "binarized_mnist", epochs=1)
