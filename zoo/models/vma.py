@@ -220,7 +220,7 @@ class VMA(MemoryConditionedModel):
         log_px_z = unflatten(self.log_px(x_tiled, params))
         log_pz = unflatten(prior_dist.log_prob(z))
         log_qz = unflatten(posterior["log_prob"][0])
-        log_pa = 0.0 * tf.gather(address["prior_logits"], address["samples"])  # MUTATION
+        log_pa = tf.gather(address["prior_logits"], address["samples"])
         kl_z = unflatten(
             distributions.tfd.kl_divergence(
                 distributions.diagonal_gaussian(posterior["mean"], posterior["log_variance"]), prior_dist
