@@ -183,6 +183,22 @@ MODEL_GOLDENS = {
         input_data=binary_images,
         deterministic_outputs=eager_deterministic_outputs,
     ),
+    # vma_omniglot_paper's code paths: separate h^q and p(a) networks, q(z|x,m_a) on concat(x, m_a), eq. 8's baseline.
+    # p(a)'s query point e^p starts at 0 (a flat prior), so no gradient reaches h^p at initialisation;
+    # tests/test_vma_omniglot_paper.py checks that one does once e^p has moved.
+    "VMAPaper": dict(
+        cls=zoo.VMA,
+        init_kwargs=dict(
+            input_shape=(8, 8, 1), architecture="conv", filters=(4, 8), strides=(1, 2), latent_dim=2,
+            matching_dim=4, memory_size=5, num_importance_samples=2, shared_embedding=False,
+            query_network="separate", prior_network="separate", posterior_input="concatenated",
+            posterior_filters=(4, 8), posterior_strides=(1, 2), posterior_hidden_units=(6,),
+            vimco_baseline="arithmetic", seed=1,
+        ),
+        input_data=binary_images,
+        deterministic_outputs=eager_deterministic_outputs,
+        zero_gradient=r"address/prior_embedding/",
+    ),
     "VAE": dict(
         cls=zoo.VAE,
         init_kwargs=dict(input_shape=(8, 8, 1), hidden_units=(16, 8), latent_dim=2, seed=1),
@@ -354,6 +370,10 @@ REFERENCE_OUTPUTS = {
     "VMA": {
         "log_weights": [[-45.53792 , -46.95326 ], [-44.222893, -46.712574], [-46.227413, -47.270367]],
         "reconstruct": [[0.5404497, 0.5375317, 0.4878212, 0.5731722], [0.5022829, 0.5493568, 0.5221388, 0.5247635]],
+    },
+    "VMAPaper": {
+        "log_weights": [[-45.42236 , -46.65949 ], [-44.670776, -46.40576 ], [-45.77237 , -46.431812]],
+        "reconstruct": [[0.5267774, 0.526918 , 0.5256482, 0.5499397], [0.5025842, 0.5484946, 0.5217052, 0.5233527]],
     },
 }
 
