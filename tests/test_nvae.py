@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from scipy import special
+from scipy import special, stats
 
 import zoo
 from tests.conftest import has_binarized_mnist
@@ -90,6 +90,74 @@ def test_log_likelihood_chunks_are_the_hand_combined_weights():
     np.testing.assert_allclose(unchunked, special.logsumexp(one, axis=0) - np.log(10), rtol=1e-5)
     # Fixed seeds: repeatable.
     np.testing.assert_array_equal(unchunked, model.log_likelihood(x, num_samples=10, seed=3).numpy())
+
+
+def _set_bias_only(conv, bias):
+    """The conv reads nothing: its output is `bias` at every position."""
+    conv.set_weights([np.zeros(conv.kernel.shape, np.float32), np.asarray(bias, np.float32)])
+
+
+def _nvae_normal(mean, log_scale):
+    """loc and scale of `zoo.distributions.nvae_normal` in NumPy: soft clamp at 5, scale floored at 0.01."""
+    clamp = lambda v: 5.0 * np.tanh(np.asarray(v, np.float64) / 5.0)  # noqa: E731
+    return clamp(mean), np.exp(clamp(log_scale)) + 0.01
+
+
+def _heads_model(top, prior, delta, logit):
+    """tiny() with every head reading nothing: q(z_0|x) = N(top), p(z_g|z_<g) = N(prior) and residual deltas
+    `delta` for the lower groups, a Bernoulli logit `logit` for every pixel; (mean, log_scale) pairs per channel."""
+    model = tiny(num_importance_samples=3, kl_balancing=False)
+    _set_bias_only(model.posterior_heads[0], np.concatenate(top))
+    for g in (1, 2):
+        _set_bias_only(model.prior_heads[g - 1], np.concatenate(prior))
+        _set_bias_only(model.posterior_heads[g], np.concatenate(delta))
+    _set_bias_only(model.likelihood_conv, [logit])
+    return model
+
+
+def test_kl_per_group_and_log_weights_are_the_closed_form():
+    x = binary_images((2, 8, 8, 1), 3)
+    logit = 0.7
+    # log p(x|z) with one logit for every pixel, whatever z.
+    log_px_z = np.sum(x * -np.logaddexp(0.0, -logit) + (1 - x) * -np.logaddexp(0.0, logit), axis=(1, 2, 3))
+
+    # Posterior heads zeroed: q = p in every lower group (KL 0 whatever the prior), and q(z_0|x) = N(0, 1)
+    # (log-scale 5 artanh(log 0.99 / 5): exp of the clamp + the 0.01 floor = 1), so log w = log p(x|z).
+    unit_scale = 5.0 * np.arctanh(np.log(0.99) / 5.0)
+    model = _heads_model(top=([0, 0], [unit_scale] * 2), prior=([0.3, -0.2, 1.0], [0.4, -0.6, 0.1]),
+                         delta=([0, 0, 0], [0, 0, 0]), logit=logit)
+    out = model(x)
+    np.testing.assert_allclose(out["kl_levels"], 0.0, atol=1e-5)
+    np.testing.assert_allclose(model.log_importance_weights(tf.constant(x), 3, tf.constant([1, 2])),
+                               np.tile(log_px_z, (3, 1)), rtol=1e-6, atol=1e-4)
+
+    # Hand-set deltas. Residual Normal: for q = N(mu_p + dmu, sigma_p dsigma) per unit
+    # KL = 0.5 (dmu^2 / sigma_p^2 + dsigma^2 - 1) - log dsigma, with dmu, dsigma read after the clamp and floor.
+    top, prior, delta = ([0.5, -1.0], [-0.3, 0.4]), ([0.3, -0.2, 1.0], [0.4, -0.6, 0.1]), ([0.8, 0.0, -1.5], [0.5, -0.7, 0.0])
+    model = _heads_model(top, prior, delta, logit)
+    loc_0, scale_0 = _nvae_normal(*top)
+    kl_top = 4 * np.sum(-np.log(scale_0) + 0.5 * (scale_0**2 + loc_0**2) - 0.5)  # vs N(0, 1), 2 x 2 positions
+    loc_p, scale_p = _nvae_normal(*prior)
+    loc_q, scale_q = _nvae_normal(np.add(prior[0], delta[0]), np.add(prior[1], delta[1]))
+    dmu, dsigma = loc_q - loc_p, scale_q / scale_p
+    kl_lower = 16 * np.sum(0.5 * (dmu**2 / scale_p**2 + dsigma**2 - 1) - np.log(dsigma))  # 4 x 4 positions
+    out = model(x)
+    np.testing.assert_allclose(out["kl_levels"], [[kl_top, kl_lower, kl_lower]] * 2, rtol=1e-5)
+    assert kl_top > 0.5 and kl_lower > 5.0
+
+    # log w = log p(x|z) + sum_g log p(z_g) - log q(z_g) at z_g = loc_q + scale_q eps_g, where eps_g is the
+    # model's per-group draw: stateless normals on the seed folded with g, [S * B, h, w, c].
+    seed, size = tf.constant([1, 2]), 3 * 2
+    expected = np.tile(log_px_z, (3, 1))
+    for g, shape in enumerate(model.group_shapes):
+        eps = tf.random.stateless_normal((size, *shape), tf.random.experimental.stateless_fold_in(
+            zoo.distributions.seed_pair(seed), g)).numpy().astype(np.float64)
+        (q_loc, q_scale), (p_loc, p_scale) = ((loc_0, scale_0), ((0.0, 0.0), (1.0, 1.0))) if g == 0 else (
+            (loc_q, scale_q), (loc_p, scale_p))
+        z = q_loc + q_scale * eps
+        log_ratio = stats.norm.logpdf(z, p_loc, p_scale) - stats.norm.logpdf(z, q_loc, q_scale)
+        expected += log_ratio.sum(axis=(1, 2, 3)).reshape(3, 2)
+    np.testing.assert_allclose(model.log_importance_weights(tf.constant(x), 3, seed), expected, rtol=1e-5, atol=1e-3)
 
 
 def test_temperature_zero_sampling_is_deterministic():
