@@ -103,3 +103,15 @@ def test_training_a_preset_with_an_unknown_recipe_key_is_a_usage_error(monkeypat
                         {**PRESETS["vae_mnist_500_500_100"], "recipe": {"learning_rate": 1e-3, "lr_min": 0.0}})
     with pytest.raises(zoo_train.UsageError, match="unknown recipe key\\(s\\) 'lr_min'"):
         zoo_train.resolve_config("vae_mnist_500_500_100", "binarized_mnist", epochs=1)
+
+
+def test_mem_dgm_recipe_is_clipped_adam_with_per_epoch_decay():
+    recipe = PRESETS["memvae_mnist_500_500_100"]["recipe"]
+    config = {"recipe": {k: v for k, v in recipe.items() if k in recipes.APPLIED_KEYS}, "learning_rate": 1e-3,
+              "skip_gradient_norm": None, "steps_per_epoch": STEPS_PER_EPOCH, "epochs": recipe["epochs"]}
+    optimizer = zoo_train.build_optimizer(config)
+    assert (optimizer.epsilon, optimizer.max_global_norm, optimizer.max_value) == (1e-4, 5.0, 1.0)
+    # Epochs 1..1000 (1-based) at 1e-3, then x 0.998 after each further epoch, as thu-ml/MEM_DGM anneals.
+    for epoch, rate in ((0, 1e-3), (999, 1e-3), (1000, 1e-3 * 0.998), (1002, 1e-3 * 0.998 ** 3)):
+        optimizer.iterations.assign(epoch * STEPS_PER_EPOCH + 3)
+        np.testing.assert_allclose(float(optimizer.learning_rate), rate, rtol=1e-5)

@@ -409,26 +409,12 @@ def build_optimizer(config):
 
     from zoo import recipes
 
-    optimizer = recipes.build_optimizer(optimizer_recipe(config), config["learning_rate"], config["steps_per_epoch"],
-                                        config["epochs"], skip_threshold=_skip_gradient_norm(config))
+    optimizer = recipes.build_optimizer(config["recipe"], config["learning_rate"], config["steps_per_epoch"],
+                                        config["epochs"], skip_threshold=config["skip_gradient_norm"])
     if config.get("mixed_precision") == "mixed_float16":
         # float16 gradients underflow without loss scaling (bfloat16 has float32's range and needs none).
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
-
-
-def optimizer_recipe(config):
-    """The run's optimizer recipe; a config.json written before runs recorded it keeps Adam's options apart."""
-    if "recipe" in config:
-        return config["recipe"]
-    recipe = {key: value for key, value in config["optimizer"].items() if key != "skip_threshold"}
-    if config["decay_start_epoch"]:
-        recipe.update(decay_start_epoch=config["decay_start_epoch"], decay_per_epoch=config["decay_per_epoch"])
-    return recipe
-
-
-def _skip_gradient_norm(config):
-    return config["skip_gradient_norm"] if "recipe" in config else config["optimizer"].get("skip_threshold")
 
 
 def load_split(config, split, batch_size, dataset=None, **kwargs):
