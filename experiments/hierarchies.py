@@ -129,7 +129,7 @@ def measure(name, configuration, runs):
     return {
         "train_command": train_command,
         "evaluate_command": evaluate_command,
-        "train_seconds": round(training_seconds(model_dir), 1),
+        "train_seconds": round(zoo_train.training_seconds(model_dir), 1),
         "evaluate_seconds": round(evaluation["seconds"], 1),
         "epochs": epochs,
         "evaluation": evaluation,
@@ -141,22 +141,6 @@ def measure(name, configuration, runs):
         "kl_png": os.path.relpath(png, ROOT),
         "parameters": int(sum(w.numpy().size for w in model.trainable_weights)),
     }
-
-
-def training_seconds(model_dir):
-    """Training wall time from the run's TensorBoard event times: from the opening of its first event
-    file (training start) to the last epoch's event; it includes any time between resumptions."""
-    import glob
-
-    import tensorflow as tf
-
-    # The first event of a file is written when training opens it, the last after the last epoch.
-    times = [
-        event.wall_time
-        for path in glob.glob(os.path.join(model_dir, "logs", "train", "events.out.tfevents.*"))
-        for event in tf.compat.v1.train.summary_iterator(path)
-    ]
-    return max(times) - min(times)
 
 
 def _finished_evaluation(model_dir, wanted):
@@ -220,8 +204,11 @@ def main(argv):
         return
     runs = os.path.expanduser(FLAGS.runs)
     if FLAGS.retime:
+        sys.path.insert(0, ROOT)
+        from zoo import train as zoo_train
+
         for name, r in results["configurations"].items():
-            r["train_seconds"] = round(training_seconds(os.path.join(runs, name)), 1)
+            r["train_seconds"] = round(zoo_train.training_seconds(os.path.join(runs, name)), 1)
         _write(results)
         return
     for name, configuration in CONFIGURATIONS.items():

@@ -33,7 +33,8 @@ import tempfile
 from absl import flags
 
 from zoo.cli import (
-    LOCK_FILE, TrainingDiverged, UsageError, atomic_write, quiet_libraries, run_app, run_dir_lock, write_json,
+    LOCK_FILE, DiskFull, TrainingDiverged, UsageError, atomic_write, ensure_space, quiet_libraries, run_app,
+    run_dir_lock, write_json,
 )
 
 CONFIG_FILE = "config.json"
@@ -403,6 +404,89 @@ def load_trained_model(model_dir, weights="best"):
     return model, config
 
 
+
+def _events(model_dir, subdirectory):
+    """The TensorBoard events in `<model_dir>/logs/<subdirectory>`, from every event file (one per training session)."""
+    import glob
+
+    import tensorflow as tf
+
+    events = []
+    for path in sorted(glob.glob(os.path.join(model_dir, LOG_DIR, subdirectory, "events.out.tfevents.*"))):
+        # File by file: a session killed mid-write leaves a torn last record, which costs that record, not the files after.
+        for record in tf.data.TFRecordDataset(path).ignore_errors():
+            events.append(tf.compat.v1.Event.FromString(record.numpy()))
+    return events
+
+
+def _scalars(model_dir, subdirectory):
+    """`{tag: {step: value}}` of the scalar summaries in `<model_dir>/logs/<subdirectory>`."""
+    import tensorflow as tf
+
+    scalars = {}
+    # In the order written: an epoch logged twice (re-run after a lost checkpoint) keeps the value training went on from.
+    for event in sorted(_events(model_dir, subdirectory), key=lambda event: event.wall_time):
+        for value in event.summary.value:
+            kind = value.WhichOneof("value")
+            if kind == "simple_value":
+                number = value.simple_value
+            elif kind == "tensor" and value.metadata.plugin_data.plugin_name == "scalars":
+                number = float(tf.make_ndarray(value.tensor))
+            else:
+                continue
+            scalars.setdefault(value.tag, {})[event.step] = number
+    return scalars
+
+
+def learning_curve(model_dir):
+    """The per-epoch bounds a `zoo.train` run logged to TensorBoard (`logs/train`, `logs/validation`).
+
+    Args:
+        model_dir: str, a directory written by `zoo.train`.
+
+    Returns:
+        dict: `epochs`, one dict per epoch found in the logs, in order: `epoch` (from 1), `train_bound`
+        and `validation_bound` (the mean bound per example in nats, a lower bound on log p(x) that
+        Keras logged as `bound` and `val_bound`; None where not logged) and, when the run logged
+        `val_log_likelihood` (`zoo.tuning.ValidationLogLikelihood`), `validation_nll` (-log p(x),
+        importance-sampled); `missing_epochs`, epochs before the last one found that have no
+        training bound in the logs (a session killed before TensorBoard flushed them);
+        `selected_by`, `"validation_bound"` or, for runs without a validation split,
+        `"train_bound"`; `best_epoch`, the epoch whose weights `best.weights.h5` holds (the first
+        with the highest finite `selected_by`, as training keeps them).
+
+    Raises:
+        UsageError: the directory holds no per-epoch training bound.
+    """
+    train_bounds = _scalars(model_dir, "train").get("epoch_bound")
+    if not train_bounds:
+        raise UsageError(f"--model_dir {model_dir!r} holds no TensorBoard epoch logs ({LOG_DIR}/train): "
+                         "no epoch has finished, or the logs were not kept")
+    validation = _scalars(model_dir, "validation")
+    # Keras logs epoch e (from 0) at step e.
+    epochs = []
+    for step in sorted(train_bounds):
+        row = {"epoch": step + 1, "train_bound": train_bounds[step],
+               "validation_bound": validation.get("epoch_bound", {}).get(step)}
+        if "epoch_log_likelihood" in validation:
+            log_likelihood = validation["epoch_log_likelihood"].get(step)
+            row["validation_nll"] = None if log_likelihood is None else -log_likelihood
+        epochs.append(row)
+    selected_by = "validation_bound" if validation.get("epoch_bound") else "train_bound"
+    finite = [row for row in epochs if row[selected_by] is not None and math.isfinite(row[selected_by])]
+    best = max(finite, key=lambda row: row[selected_by], default=None)  # max keeps the first of equal values
+    logged = {row["epoch"] for row in epochs}
+    return {"epochs": epochs, "missing_epochs": [e for e in range(1, max(logged) + 1) if e not in logged],
+            "selected_by": selected_by, "best_epoch": None if best is None else best["epoch"]}
+
+
+def training_seconds(model_dir):
+    """Training wall time from the run's TensorBoard event times: from the opening of its first event
+    file (training start) to the last epoch's event; it includes any time between resumptions."""
+    # The first event of a file is written when training opens it, the last after the last epoch.
+    times = [event.wall_time for event in _events(model_dir, "train")]
+    return max(times) - min(times)
+
 def build_optimizer(config):
     """The run's optimizer: its recipe's (see `zoo.recipes.build_optimizer`), with loss scaling for float16."""
     import keras
@@ -559,8 +643,30 @@ class _RunState:
         return False
 
     def save(self, epochs_done):
+        import tensorflow as tf
+
+        directory = self.manager.directory
+        # Room for a checkpoint as large as the last one (or the variables, with the index's overhead), before
+        # the older one is deleted.
+        previous = self.manager.latest_checkpoint
+        needed = (sum(os.path.getsize(path) for path in tf.io.gfile.glob(previous + ".*")) if previous
+                  else _variable_bytes(self.manager.checkpoint) + 2**16)
+        ensure_space(os.path.join(directory, "checkpoint"), needed)
         self.epoch.assign(epochs_done)
-        self.manager.save(checkpoint_number=epochs_done)
+        try:
+            self.manager.save(checkpoint_number=epochs_done)
+        except (OSError, tf.errors.OpError) as error:
+            if "No space left on device" in str(error):
+                raise DiskFull(os.path.join(directory, f"epoch-{epochs_done}")) from None
+            raise
+
+
+def _variable_bytes(checkpoint):
+    import tensorflow as tf
+
+    variables = tf.nest.flatten([getattr(checkpoint, name) for name in ("model", "optimizer", "epoch", "best")
+                                 if hasattr(checkpoint, name)])
+    return sum(v.numpy().nbytes for v in variables)
 
 
 def _identity(config, key):
@@ -670,7 +776,14 @@ def _make_callbacks(model, state, config, model_dir, write_dir):
 
 
 def write_weights(model, path):
-    """`model.save_weights(path)` through a temporary file: a kill mid-write never leaves a torn file at `path`."""
+    """`model.save_weights(path)` through a temporary file: a kill mid-write never leaves a torn file at `path`.
+
+    Needs room for the temporary file beside the old one: as large as the old one, or the weights plus
+    HDF5's overhead (under 16 KiB a variable).
+    """
+    needed = os.path.getsize(path) if os.path.exists(path) else sum(
+        w.numpy().nbytes + 2**14 for w in model.weights)
+    ensure_space(path, needed)
     atomic_write(path, model.save_weights)
 
 
