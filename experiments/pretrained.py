@@ -18,6 +18,8 @@ A packaged model, `savedmodels/<name>/`:
     model.weights.h5    its Keras weights: `zoo.LatentVariableModel.from_preset("savedmodels/<name>")`
     metrics.json        what the card says, for programs
     MODEL_CARD.md       data, budget, machine, test NLL, commands, commit, intended use and limitations
+    learning_curve.json the run's bound per epoch (zoo.train.learning_curve) and the test NLL at the packaged epoch
+    learning_curve.png  its plot, shown on the card (models packaged before curves were kept: the card says so)
 
 Each run directory also gets `provenance.json` (commit, CPU, training wall time of every round,
 including the time of interrupted attempts: stop a training with Ctrl-C or by killing its zoo.train
@@ -463,6 +465,7 @@ def package(name):
             _few_shot_accuracy(model, config, ways, shots, FEW_SHOT_CHECK_EPISODES, spec["few_shot"]["seed"])
             for ways, shots, _, _ in spec["few_shot"]["settings"]
         ]
+    metrics["learning_curve"] = write_learning_curve(directory, staging, name, epochs, metrics["test"])
     _write(os.path.join(staging, "metrics.json"), metrics)
     signatures = "\n".join(
         f"- `{endpoint}`: " + ", ".join(f"`{s.name}` {s.dtype.name} {list(s.shape)}" for s in signature)
@@ -476,6 +479,75 @@ def package(name):
     shutil.rmtree(final + ".old", ignore_errors=True)
     print(f"packaged {final}/{version}")
 
+
+LEARNING_CURVE_JSON, LEARNING_CURVE_PNG = "learning_curve.json", "learning_curve.png"
+# The card's trend: the change of the bound over the last epochs, at most this many.
+TREND_EPOCHS = 5
+
+
+def write_learning_curve(run_directory, directory, name, epochs, test):
+    """Writes the run's learning curve (`zoo.train.learning_curve`) into `directory` as learning_curve.json and
+    learning_curve.png, with `test` (metrics.json's) at the epoch of the packaged (best) weights, for a run of
+    `epochs` epochs; returns what metrics.json keeps of it for the card."""
+    sys.path.insert(0, ROOT)  # this checkout's zoo
+    import zoo
+    from zoo import train as zoo_train
+
+    curve = zoo_train.learning_curve(run_directory)
+    logged = {row["epoch"] for row in curve["epochs"]}
+    # Trained but not in the logs: gaps, and epochs after the last one logged.
+    curve["missing_epochs"] = [epoch for epoch in range(1, epochs + 1) if epoch not in logged]
+    curve["test"] = {"epoch": curve["best_epoch"],
+                     **{key: test[key] for key in ("split", "num_samples", "examples", "nll_nats", "nll_stderr")}}
+    _write(os.path.join(directory, LEARNING_CURVE_JSON), curve)
+    zoo.evaluation.plot_learning_curve(curve, os.path.join(directory, LEARNING_CURVE_PNG),
+                                       title=f"{name}: bound per epoch", test=curve["test"])
+    key, rows = curve["selected_by"], curve["epochs"]
+    best = next(row for row in rows if row["epoch"] == curve["best_epoch"])
+    earlier = rows[max(0, len(rows) - 1 - TREND_EPOCHS)]
+    return {"json": LEARNING_CURVE_JSON, "png": LEARNING_CURVE_PNG, "epochs": epochs, "missing_epochs":
+            curve["missing_epochs"], "selected_by": key, "best_epoch": best["epoch"], "best_bound": best[key],
+            "earlier_epoch": earlier["epoch"], "earlier_bound": earlier[key], "last_epoch": rows[-1]["epoch"],
+            "last_bound": rows[-1][key]}
+
+
+def _epoch_list(epochs):
+    return ", ".join(map(str, epochs[:10])) + (f" and {len(epochs) - 10} more" if len(epochs) > 10 else "")
+
+
+def _learning_curve_section(metrics):
+    """The card's learning curve: the plot and its JSON, or that the run's logs were not kept."""
+    curve = metrics.get("learning_curve")
+    if curve is None:
+        return ("\n## Learning curve\n\n"
+                "Not kept. This run logged its bound per epoch to TensorBoard only on the machine that trained it, "
+                "and that machine and the run directory are gone. The curve will be regenerated when the model is "
+                f"next retrained: packaging a run (`{metrics['package_command']}`) writes `{LEARNING_CURVE_JSON}` "
+                f"and `{LEARNING_CURVE_PNG}` beside this card and links them here.\n")
+    which = curve["selected_by"].split("_")[0]
+    best, last, earlier = curve["best_epoch"], curve["last_epoch"], curve["earlier_epoch"]
+    if last == earlier:
+        trend = "one epoch is logged, so the curve shows no trend yet"
+    else:
+        change = -(curve["last_bound"] - curve["earlier_bound"])
+        trend = (f"from epoch {earlier} to epoch {last} the {which} -bound went from {-curve['earlier_bound']:.2f} to "
+                 f"{-curve['last_bound']:.2f} nats ({change:+.2f})")
+        trend += ("; the best epoch is the last one logged, so the bound was still improving when training stopped"
+                  if best == last else f"; none of the {last - best} epochs after the best one improved on it")
+    several = len(curve["missing_epochs"]) > 1
+    missing = (f" Epoch{'s' if several else ''} {_epoch_list(curve['missing_epochs'])} {'are' if several else 'is'} "
+               "not in the logs (a training session stopped before TensorBoard wrote them)."
+               if curve["missing_epochs"] else "")
+    return "\n".join([
+        "\n## Learning curve\n",
+        f"![learning curve]({curve['png']})\n",
+        f"The bound per epoch of this run (training{' and validation' if which == 'validation' else ''}, from its "
+        "TensorBoard logs) is in "
+        f"[{curve['json']}]({curve['json']}) and plotted in [{curve['png']}]({curve['png']}), with the test NLL at the "
+        f"packaged weights' epoch. Those weights are epoch {best} of {curve['epochs']}, the best {which} bound "
+        f"(-bound {-curve['best_bound']:.2f} nats); {trend}.{missing}",
+        "",
+    ])
 
 def _examples(test):
     """What the NLL was measured on: test images, or the targets of fixed test episodes (memory per batch)."""
@@ -569,7 +641,7 @@ parameters.
 The NLL is the importance-sampled estimate of -log p(x{' | memory' if metrics['check'].get('episodes') else ''}) (Burda et al. 2016) with evaluation seed 0;
 on the first {_check_of(metrics['check'])} the same estimator gives {metrics['check']['nll_nats']:.2f} ±
 {metrics['check']['nll_stderr']:.2f} nats (`metrics.json`: `check`; tests/test_pretrained.py re-measures it).
-{_few_shot_section(metrics)}
+{_few_shot_section(metrics)}{_learning_curve_section(metrics)}
 ## Commands
 
     {metrics['train_command']}

@@ -246,6 +246,12 @@ def test_a_pretrained_directory_rebuilds_and_refuses_what_does_not_fit(tmp_path)
     assert any(not np.array_equal(a, b) for a, b in zip(fresh.get_weights(), trained.get_weights()))
     with pytest.raises(ValueError, match="without config.json"):
         zoo.LatentVariableModel.from_preset(str(tmp_path))
+    for corrupt, error in (('{"preset": "vae_mnist_500', "JSONDecodeError"), ('{"preset": "vae_mnist_500_500_100"}', "KeyError"),
+                           (b"\xff\xfe", "UnicodeDecodeError")):
+        (tmp_path / "config.json").write_bytes(corrupt if isinstance(corrupt, bytes) else corrupt.encode())
+        with pytest.raises(ValueError) as raised:
+            zoo.LatentVariableModel.from_preset(str(tmp_path))
+        assert str(raised.value).startswith(f"{tmp_path / 'config.json'} is not a zoo.train config.json ({error}: ")
     with pytest.raises(ValueError, match="do not fit"):
         zoo.LatentVariableModel.from_preset(directory, input_shape=(14, 14, 1))
 
@@ -328,3 +334,94 @@ def test_build_md_grpc_request_fits_its_signature_and_serves(build_md_clients):
     inputs["num_samples"] = np.int32(100)
     assert_allclose(served(request.model_spec.signature_name, **inputs),
                     _keras_outputs(model, request.model_spec.signature_name, inputs), atol=1e-4, rtol=1e-4)
+
+
+def test_cards_show_the_learning_curve_or_say_it_was_not_kept():
+    for name in PRETRAINED:
+        directory = ROOT / "savedmodels" / name
+        card, curve = (directory / "MODEL_CARD.md").read_text(), _metrics(name).get("learning_curve")
+        if curve is None:  # packaged before curves were kept, from a run directory that is gone
+            assert "## Learning curve\n\nNot kept." in card and "next retrained" in card, name
+            continue
+        assert f"![learning curve]({curve['png']})" in card and f"[{curve['json']}]({curve['json']})" in card, name
+        assert (directory / curve["png"]).read_bytes().startswith(b"\x89PNG"), name
+        logged = json.loads((directory / curve["json"]).read_text())
+        assert logged["best_epoch"] == curve["best_epoch"] == logged["test"]["epoch"], name
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A 2-epoch zoo.train run made in two sessions (1 epoch, then resumed), with the History of each."""
+    from tests.conftest import has_binarized_mnist
+    from zoo import train as zoo_train
+
+    if not has_binarized_mnist():
+        pytest.skip("binarized_mnist is not prepared in TFDS_DATA_DIR")
+    model_dir = str(tmp_path_factory.mktemp("tiny") / "run")
+    config = zoo_train.resolve_config("vae_mnist_500_500_100", "binarized_mnist", 2, batch_size=20,
+                                      overrides={"hidden_units": (8,), "latent_dim": 2}, steps_per_epoch=3,
+                                      train_split="train[:100]", validation_split="validation[:40]")
+    histories = [zoo_train.train({**config, "epochs": epochs}, model_dir, verbose=0).history for epochs in (1, 2)]
+    return model_dir, {key: histories[0][key] + histories[1][key] for key in ("bound", "val_bound")}
+
+
+def test_the_learning_curve_is_what_training_logged(tiny_run, tmp_path):
+    import shutil
+
+    from zoo import train as zoo_train
+
+    model_dir, history = tiny_run
+    curve = zoo_train.learning_curve(model_dir)
+    assert len(list((pathlib.Path(model_dir) / "logs" / "train").glob("events.out.tfevents.*"))) == 2  # two sessions
+    assert [row["epoch"] for row in curve["epochs"]] == [1, 2] and curve["missing_epochs"] == []
+    np.testing.assert_allclose([row["train_bound"] for row in curve["epochs"]], history["bound"], rtol=1e-6)
+    np.testing.assert_allclose([row["validation_bound"] for row in curve["epochs"]], history["val_bound"], rtol=1e-6)
+    assert curve["selected_by"] == "validation_bound"
+    assert curve["best_epoch"] == 1 + int(np.argmax(history["val_bound"]))
+    assert "validation_nll" not in curve["epochs"][0]  # this run logged no NLL estimate
+    assert zoo_train.training_seconds(model_dir) > 0
+
+    # A torn last record in the first session's file, an epoch logged again later (re-run after a lost checkpoint)
+    # and a validation NLL estimate (zoo.tuning.ValidationLogLikelihood's `val_log_likelihood`) of epoch 2.
+    copy = str(tmp_path / "run")
+    shutil.copytree(model_dir, copy)
+    first = sorted((pathlib.Path(copy) / "logs" / "train").glob("events.out.tfevents.*"))[0]
+    with open(first, "ab") as f:
+        f.write(b"\x10\x00\x00\x00\x00\x00\x00\x00torn")
+    writer = tf.summary.create_file_writer(str(pathlib.Path(copy) / "logs" / "validation"))
+    with writer.as_default():
+        tf.summary.scalar("epoch_bound", 10.0, step=0)
+        tf.summary.scalar("epoch_log_likelihood", -123.5, step=1)
+    writer.close()
+    changed = zoo_train.learning_curve(copy)
+    assert [row["train_bound"] for row in changed["epochs"]] == [row["train_bound"] for row in curve["epochs"]]
+    assert [row["validation_bound"] for row in changed["epochs"]] == [10.0, curve["epochs"][1]["validation_bound"]]
+    assert [row["validation_nll"] for row in changed["epochs"]] == [None, 123.5]
+    assert changed["best_epoch"] == 1
+    with pytest.raises(zoo.cli.UsageError, match="no TensorBoard epoch logs"):
+        zoo_train.learning_curve(str(tmp_path))
+
+
+def test_packaging_writes_the_learning_curve_and_the_card_links_it(tiny_run, tmp_path, monkeypatch):
+    import importlib
+
+    from zoo import train as zoo_train
+
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    pretrained = importlib.import_module("pretrained")
+    model_dir, _ = tiny_run
+    name = "vae_mnist_530_530_100"  # any packaged model's metrics, given the tiny run's curve
+    metrics = _metrics(name)
+    # Three epochs trained, two logged: the third is reported missing.
+    metrics["learning_curve"] = pretrained.write_learning_curve(model_dir, str(tmp_path), name, 3, metrics["test"])
+    written = json.loads((tmp_path / "learning_curve.json").read_text())
+    curve = zoo_train.learning_curve(model_dir)
+    assert written["epochs"] == curve["epochs"] and written["missing_epochs"] == [3]
+    assert written["test"] == {"epoch": curve["best_epoch"], **{key: metrics["test"][key] for key in (
+        "split", "num_samples", "examples", "nll_nats", "nll_stderr")}}
+    assert (tmp_path / "learning_curve.png").read_bytes().startswith(b"\x89PNG")
+    card = pretrained.model_card(metrics, pretrained.MODELS[name], "- `sample`")
+    assert "## Learning curve\n\n![learning curve](learning_curve.png)" in card
+    assert "[learning_curve.json](learning_curve.json)" in card and "Not kept" not in card
+    assert f"Those weights are epoch {curve['best_epoch']} of 3" in card
+    assert "Epoch 3 is not in the logs" in card

@@ -113,6 +113,48 @@ def plot_kl_per_group(kl_per_group, path=None, title="KL per latent group", grou
     return axes
 
 
+
+def plot_learning_curve(curve, path=None, title="learning curve", test=None, axes=None):
+    """The bounds per epoch of `zoo.train.learning_curve(model_dir)` as -bound in nats (lower is better, the
+    scale of an NLL); returns its matplotlib `Axes`.
+
+    Draws the training and validation -bound, the validation NLL where the run logged it, the best
+    epoch, and `test` (a dict with `epoch`, `nll_nats`, `num_samples`: a test NLL of one epoch's
+    weights) as one point. Draws into `axes` or into a new figure not registered with pyplot; with
+    `path`, the figure is written to that PNG.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    if not curve["epochs"]:
+        raise ValueError("the learning curve holds no epoch")
+    if axes is None:
+        axes = Figure(figsize=(6.0, 3.5)).add_subplot()
+    epochs = [row["epoch"] for row in curve["epochs"]]
+    for key, label, color in (("train_bound", "training -bound", "tab:blue"),
+                              ("validation_bound", "validation -bound", "tab:orange")):
+        values = [np.nan if row.get(key) is None else -row[key] for row in curve["epochs"]]
+        if not np.all(np.isnan(values)):
+            axes.plot(epochs, values, marker="o", markersize=3, color=color, label=label)
+    if any(row.get("validation_nll") is not None for row in curve["epochs"]):
+        values = [np.nan if row["validation_nll"] is None else row["validation_nll"] for row in curve["epochs"]]
+        axes.plot(epochs, values, marker="o", markersize=3, color="tab:green", label="validation NLL")
+    if curve.get("best_epoch") is not None:
+        axes.axvline(curve["best_epoch"], color="grey", linestyle="--", linewidth=1,
+                     label=f"best epoch ({curve['best_epoch']}, by {curve['selected_by'].replace('_', ' ')})")
+    if test is not None:
+        axes.plot([test["epoch"]], [test["nll_nats"]], marker="*", markersize=10, linestyle="none", color="black",
+                  label=f"test NLL (k = {test['num_samples']:,})")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("nats per example")
+    axes.set_title(title, fontsize=9)
+    axes.legend(fontsize=7)
+    if path is not None:
+        axes.figure.tight_layout()
+        axes.figure.savefig(path, dpi=100)
+    return axes
+
 def memory_size_sweep(model, make_episodes, num_classes=(1, 2, 4, 8, 16), examples_per_class=(1, 2, 4, 8, 16),
                       num_samples=1000, seed=0):
     """Conditional NLL of targets given memories of growing size (Bornschein et al. 2017, Figure 5).
