@@ -93,6 +93,41 @@ def test_a_run_made_before_recipes_were_recorded_resumes(tmp_path, capsys):
                                                           "decay_per_epoch": 0.998}
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (needs root, as in this project's CI), unmounted afterwards."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@needs_mnist
+def test_a_full_disk_ends_in_one_line_naming_the_file_and_the_run_resumes(small_disk):
+    model_dir = str(small_disk / "run")
+    tiny = [*TINY[:4], "--steps_per_epoch=2", "--keep_checkpoints=1", "--validation_split=validation[:100]",
+            "--verbose=0", f"--model_dir={model_dir}"]
+    code, _, err = _run("zoo.train", *tiny, "--epochs=1")
+    assert code == 0, err
+    saved = {path: _md5(os.path.join(model_dir, path)) for path in (zoo_train.BEST_WEIGHTS, "checkpoints/epoch-1.index")}
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    filler = small_disk / "filler"
+    filler.write_bytes(bytes(free - 24 * 1024))  # room for config.json, not for the next epoch's weights
+    code, _, err = _run("zoo.train", *tiny, "--epochs=2")
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith(
+        f"train.py: no space left on device for {model_dir}/{zoo_train.BEST_WEIGHTS} (about "), err
+    assert err.rstrip().endswith("free some space and run the same command again: it resumes after the last saved epoch")
+    assert {path: _md5(os.path.join(model_dir, path)) for path in saved} == saved  # the earlier results are intact
+    filler.unlink()
+    code, out, err = _run("zoo.train", *tiny, "--epochs=2")
+    assert code == 0 and f"Resuming {model_dir} after epoch 1 of 2" in out, err
+    assert _checkpointed_epoch(model_dir) == 2
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A run killed with SIGKILL mid-epoch 2 and resumed, beside an uninterrupted one."""

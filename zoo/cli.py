@@ -5,6 +5,7 @@ Imports nothing heavy: the apps check their flags first and import TensorFlow on
 """
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -17,6 +18,30 @@ LOCK_FILE = "lock"
 
 class UsageError(ValueError):
     """A bad command line or model_dir: reported as one line, exit status 2."""
+
+
+class DiskFull(UsageError):
+    """No room on the device for a run's file: one line naming it, exit status 2; the run resumes once there is."""
+
+    def __init__(self, path, needed=None, free=None):
+        amounts = "" if needed is None else f" (about {needed / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free)"
+        super().__init__(f"no space left on device for {path}{amounts}; free some space and run the same command "
+                         "again: it resumes after the last saved epoch")
+
+
+def ensure_space(path, needed):
+    """Raises `DiskFull` naming `path` unless its file system has `needed` bytes free.
+
+    Checked before a write, because HDF5 (Keras's weights format) can crash the process, not
+    raise, when a write hits a full disk.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(directory):  # a directory the write will create
+        directory = os.path.dirname(directory)
+    stat = os.statvfs(directory)
+    free = stat.f_bavail * stat.f_frsize
+    if free < needed:
+        raise DiskFull(path, needed, free)
 
 
 class TrainingDiverged(RuntimeError):
@@ -35,6 +60,10 @@ def atomic_write(path, write):
     try:
         write(temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise DiskFull(path) from None
+        raise
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)

@@ -97,9 +97,15 @@ class LatentVariableModel(keras.Model):
             if not os.path.isfile(config_path):
                 raise ValueError(f"{name!r} is a directory without {PRETRAINED_CONFIG}; expected a pretrained "
                                  f"model's directory (e.g. savedmodels/<name>) or a preset name")
-            with open(config_path) as f:
-                trained = json.load(f)
-            model = cls.from_preset(trained["preset"], **{**trained["overrides"], **overrides})
+            try:
+                with open(config_path) as f:
+                    trained = json.load(f)
+                preset, trained_overrides = trained["preset"], dict(trained["overrides"])
+            except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                raise ValueError(f"{config_path} is not a zoo.train config.json ({type(error).__name__}: "
+                                 f"{str(error).splitlines()[0]}); expected a JSON object with 'preset' and "
+                                 "'overrides'") from None
+            model = cls.from_preset(preset, **{**trained_overrides, **overrides})
             if load_weights:
                 try:
                     model.load_weights(os.path.join(name, PRETRAINED_WEIGHTS))
