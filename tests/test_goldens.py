@@ -70,7 +70,8 @@ class TestModelGoldens(testing.TestCase):
 @pytest.mark.parametrize("name", sorted(goldens.MODEL_GOLDENS))
 def test_reference_outputs(name):
     golden = goldens.MODEL_GOLDENS[name]
-    outputs = goldens.reference_outputs(golden["cls"](**golden["init_kwargs"]), golden["input_data"]())
+    outputs = goldens.reference_outputs(golden)
     assert name in goldens.REFERENCE_OUTPUTS, f"no reference outputs for {name}: run python -m tests.goldens"
+    assert set(goldens.REFERENCE_OUTPUTS[name]) == set(outputs), f"{name}: run python -m tests.goldens"
     for key, expected in goldens.REFERENCE_OUTPUTS[name].items():
         np.testing.assert_allclose(outputs[key], expected, rtol=1e-4, atol=1e-4, err_msg=f"{name} {key}")
