@@ -3,9 +3,10 @@
 A subclass implements `call(x, training)` returning a dict of batch-major tensors
 (at least `log_weights` `[B, K]`, `log_px_z` `[B, K]`, `kl` `[B]`, `reconstruction`
 `[B, *input_shape]`) and `log_importance_weights(x, num_samples, seed)` returning
-`[S, B]`. The base class turns those into the training loss and metrics, the
-importance-sampled log-likelihood and the serving endpoints, and calls `zoo.validation` at
-every public entry point.
+`[S, B]` (and, where the inference pass is deterministic given x, `importance_features`).
+The base class turns those into the training loss and metrics, the importance-sampled
+log-likelihood and the serving endpoints, and calls `zoo.validation` at every public entry
+point.
 
 The protocol every model follows (same names and argument order in the serving signatures):
 `encode(x)`, `decode(z)`, `sample(num_samples, *, seed=None)`, `reconstruct(x)`,
@@ -65,7 +66,7 @@ class LatentVariableModel(keras.Model):
         self.bound_tracker = keras.metrics.Mean(name="bound")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
-        self._log_weights_fn = None
+        self._features_fn = self._log_weights_fn = None
 
     @classmethod
     def from_preset(cls, name, load_weights=True, **overrides):
@@ -203,14 +204,34 @@ class LatentVariableModel(keras.Model):
         return objectives.iwae_bound(tf.transpose(log_weights))
 
     def log_importance_weights(self, x, num_samples, seed):
-        """log p(x, z_s) - log q(z_s | x) for S posterior samples, `[S, B]`; subclasses implement."""
+        """log p(x, z_s) - log q(z_s | x) for S posterior samples, `[S, B]`; subclasses implement.
+
+        A model whose `importance_features` returns something also takes it as `features=`.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement log_importance_weights")
+
+    def importance_features(self, x):
+        """What every importance sample of `x` shares, or None (here: nothing is shared).
+
+        A model whose inference pass is deterministic given x (e.g. NVAE's bottom-up tower, its
+        batch norm in inference mode) returns that pass's output; `importance_sampling` and the
+        served `log_likelihood` then compute it once per call and give it to every chunk as
+        `log_importance_weights(x, size, seed, features=...)`, which must return what it returns
+        without it.
+        """
+        del x
+        return None
+
+    def _shared_features(self, features):
+        # Keyword arguments for `log_importance_weights`: models without shared features keep their signature.
+        return {} if features is None else {"features": features}
 
     def importance_sampling(self, x, num_samples=5000, seed=None):
         """Importance-sampled estimates from `num_samples` posterior samples, in chunks.
 
         Chunks hold at most 50,000 sample-rows, so k = 5000 on a batch of 100 runs in
-        bounded memory. Returns `{"log_likelihood": [B], "elbo": [B]}` in nats:
+        bounded memory; what the samples share (`importance_features`) is computed once per
+        call. Returns `{"log_likelihood": [B], "elbo": [B]}` in nats:
 
             log p(x) ~= log (1/S) sum_s p(x, z_s) / q(z_s | x)   (Burda et al. 2016, eq. 13)
             ELBO     ~= (1/S) sum_s log p(x, z_s) / q(z_s | x)
@@ -224,14 +245,16 @@ class LatentVariableModel(keras.Model):
         if self._log_weights_fn is None:
             # Not XLA: from the same seeds, XLA's random-number generator draws other samples
             # than the served (graph) estimator, whose numbers this must equal.
+            self._features_fn = tf.function(self.importance_features, jit_compile=False, reduce_retracing=True)
             self._log_weights_fn = tf.function(
                 self.log_importance_weights, jit_compile=False, reduce_retracing=True
             )
+        shared = self._shared_features(self._features_fn(x))  # once per call, not once per chunk
         log_sum, weight_sum = None, 0.0
         for i, start in enumerate(range(0, num_samples, chunk)):
             size = min(chunk, num_samples - start)
             seed_i = tf.random.experimental.stateless_fold_in(base_seed, i)
-            log_weights = self._log_weights_fn(x, size, seed_i)  # [size, B]
+            log_weights = self._log_weights_fn(x, size, seed_i, **shared)  # [size, B]
             lse = tf.reduce_logsumexp(log_weights, axis=0)
             log_sum = lse if log_sum is None else tf.experimental.numpy.logaddexp(log_sum, lse)
             weight_sum += tf.reduce_sum(log_weights, axis=0)
@@ -336,10 +359,12 @@ class LatentVariableModel(keras.Model):
         batch = tf.shape(tf.nest.flatten(x)[0])[:1]
         rows = self.rows_per_chunk or _ROWS_PER_CHUNK
         chunk = tf.maximum(1, tf.minimum(num_samples, rows // tf.maximum(batch[0], 1)))
+        shared = self._shared_features(self.importance_features(x))  # outside the loop: once per call
 
         def add_chunk(i, log_sum):
             size = tf.minimum(chunk, num_samples - i * chunk)
-            log_weights = self.log_importance_weights(x, size, tf.random.experimental.stateless_fold_in(seed, i))
+            seed_i = tf.random.experimental.stateless_fold_in(seed, i)
+            log_weights = self.log_importance_weights(x, size, seed_i, **shared)
             return i + 1, tf.experimental.numpy.logaddexp(log_sum, tf.reduce_logsumexp(log_weights, axis=0))
 
         _, log_sum = tf.while_loop(lambda i, _: i * chunk < num_samples, add_chunk, (0, tf.fill(batch, -math.inf)))

@@ -17,9 +17,10 @@ class LevelStack(LatentVariableModel):
     A subclass builds its levels, calls `track_groups(num_groups)` before it is built, sets
     `prior` (the top level's N(0, I)) and implements
 
-    - `_posterior_terms(x, num_samples, training, seed)`: a dict with `log_px_z`, `log_pz`,
-      `log_qz` `[S, B]`, `kl_levels` `[B, L]` (each level's KL, averaged over the S samples),
-      `kl_units` `[B, U]` (the same per latent unit) and `reconstruction` `[B, *input_shape]`;
+    - `_posterior_terms(x, num_samples, training, seed)` (and `features=` if `importance_features`
+      returns any): a dict with `log_px_z`, `log_pz`, `log_qz` `[S, B]`, `kl_levels` `[B, L]`
+      (each level's KL, averaged over the S samples), `kl_units` `[B, U]` (the same per latent
+      unit) and `reconstruction` `[B, *input_shape]`;
     - `_generate(z_top, temperature, seed, **options)`: the likelihood's parameters after
       ancestral sampling below a top-level draw, every prior's scale times `temperature`.
 
@@ -97,8 +98,9 @@ class LevelStack(LatentVariableModel):
             tracker.update_state(y_pred["kl_levels"][:, l])
         return loss
 
-    def log_importance_weights(self, x, num_samples, seed):
-        terms = self._posterior_terms(x, num_samples, False, seed)
+    def log_importance_weights(self, x, num_samples, seed, **shared):
+        # `shared`: `features=importance_features(x)` for the stacks that compute it once per estimate (NVAE).
+        terms = self._posterior_terms(x, num_samples, False, seed, **shared)
         return terms["log_px_z"] + terms["log_pz"] - terms["log_qz"]
 
     def sample(self, num_samples, *, seed=None, temperature=1.0, **decode_options):

@@ -396,16 +396,27 @@ class NVAE(LevelStack):
         base = distributions.seed_pair(self.seed_generator if seed is None else seed)
         return [tf.random.experimental.stateless_fold_in(base, g) for g in range(self.num_groups)]
 
-    def _posterior_terms(self, x, num_samples, training=False, seed=None):
+    def importance_features(self, x):
+        """The bottom-up features of `x` (one map per group, top-down order), shared by all importance samples.
+
+        Deterministic given x: batch norm in inference mode normalises each example by the moving
+        statistics, so a feature map is the same whichever batch or chunk it is computed in.
+        """
+        return self._encoder_features(tf.cast(x, tf.float32), training=False)
+
+    def _posterior_terms(self, x, num_samples, training=False, seed=None, features=None):
         """Samples every group from q top-down (S samples folded into the batch) and returns the bound's terms.
 
-        `log_px_z`, `log_pz`, `log_qz` `[S, B]`; `kl_levels` `[B, G]` (groups top-down), `kl_units`
-        `[B, U]` (every latent unit, groups top-down, each flattened HWC), both averaged over the
-        S samples; `reconstruction` `[B, *input_shape]` (the first sample's mean).
+        `features`: `importance_features(x)` computed once for several calls (inference mode),
+        else the bottom-up pass runs here. Returns `log_px_z`, `log_pz`, `log_qz` `[S, B]`;
+        `kl_levels` `[B, G]` (groups top-down), `kl_units` `[B, U]` (every latent unit, groups
+        top-down, each flattened HWC), both averaged over the S samples; `reconstruction`
+        `[B, *input_shape]` (the first sample's mean).
         """
         x = tf.cast(x, tf.float32)
         batch = tf.shape(x)[0]
-        features = self._encoder_features(x, training)
+        if features is None:
+            features = self._encoder_features(x, training)
         if isinstance(num_samples, int) and num_samples == 1:
             tiled = features
         else:
