@@ -244,16 +244,18 @@ def test_seeds_fold_per_group_and_the_generator_is_used_without_one():
     assert not np.allclose(first, second)
 
 
-def test_readjust_batch_norm_averages_the_batch_statistics():
+def test_readjusted_batch_norm_moves_the_generative_statistics_for_sampling_only():
     model = tiny()
     x = binary_images((8, 8, 8, 1))
     model.compile()
     model.fit(x, epochs=2, batch_size=4, verbose=0)
-    encoder_bn = model.encoder_cells[0].bn_0
-    encoder_before = encoder_bn.moving_mean.numpy().copy()
-    trainable_before = [w.numpy().copy() for w in model.trainable_weights]
+    trained = {v.path: v.numpy().copy() for v in model.non_trainable_weights}
+    trainable = [w.numpy().copy() for w in model.trainable_weights]
+    log_likelihood = model.log_likelihood(x, num_samples=4, seed=3).numpy()
+    samples = model.sample(4, seed=0, temperature=0.8).numpy()
     probe = model.postprocess[-1].bn_1  # a generative BN
-    before = probe.moving_mean.numpy().copy()
+    momentum = probe.momentum
+    expected_mean, expected_variance = probe.moving_mean.numpy().copy(), probe.moving_variance.numpy().copy()
     inputs = []
     call = probe.call
 
@@ -263,23 +265,27 @@ def test_readjust_batch_norm_averages_the_batch_statistics():
 
     probe.call = recording
     try:
-        model.readjust_batch_norm(num_batches=3, batch_size=5, temperature=0.8, seed=4)
+        with model.readjusted_batch_norm(num_batches=3, batch_size=5, temperature=0.8, seed=4) as readjusted:
+            probe.call = call
+            assert readjusted is model and len(inputs) == 3 and inputs[0].shape[0] == 5
+            # The authors' EMA from the trained statistics: PyTorch momentum 0.05 is Keras's 0.95 kept.
+            for h in inputs:
+                expected_mean = momentum * expected_mean + (1 - momentum) * h.mean(axis=(0, 1, 2))
+                expected_variance = momentum * expected_variance + (1 - momentum) * h.var(axis=(0, 1, 2))
+            np.testing.assert_allclose(probe.moving_mean, expected_mean, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(probe.moving_variance, expected_variance, rtol=1e-3, atol=1e-6)
+            assert not np.allclose(model.sample(4, seed=0, temperature=0.8), samples)  # sampling sees them
+            encoder_bn = model.encoder_cells[0].bn_0  # the inference path's statistics stay as trained
+            np.testing.assert_array_equal(encoder_bn.moving_mean, trained[encoder_bn.moving_mean.path])
     finally:
         probe.call = call
-    assert len(inputs) == 3 and inputs[0].shape[0] == 5
-    batch_means = [h.mean(axis=(0, 1, 2)) for h in inputs]
-    batch_variances = [h.var(axis=(0, 1, 2)) for h in inputs]
-    np.testing.assert_allclose(probe.moving_mean, np.mean(batch_means, axis=0), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(probe.moving_variance, np.mean(batch_variances, axis=0), rtol=1e-3, atol=1e-5)
-    assert not np.allclose(before, probe.moving_mean)
-    assert probe.momentum == zoo.layers.residual_cell.BN_MOMENTUM  # restored
-    for bn in model.generative_batch_norms:
-        assert np.all(np.isfinite(bn.moving_mean.numpy())) and np.all(np.isfinite(bn.moving_variance.numpy()))
-    np.testing.assert_array_equal(encoder_bn.moving_mean, encoder_before)  # encoder BNs untouched
-    for w, b in zip(model.trainable_weights, trainable_before):
-        np.testing.assert_array_equal(w.numpy(), b)
-    samples = model.sample(4, seed=0, temperature=0.8).numpy()
-    assert samples.shape == (4, 8, 8, 1) and np.all(np.isfinite(samples))
+    # Afterwards: the trained model again (statistics, weights, likelihood, samples).
+    for v in model.non_trainable_weights:
+        np.testing.assert_array_equal(v.numpy(), trained[v.path])
+    for w, before in zip(model.trainable_weights, trainable):
+        np.testing.assert_array_equal(w.numpy(), before)
+    np.testing.assert_array_equal(model.log_likelihood(x, num_samples=4, seed=3), log_likelihood)
+    np.testing.assert_array_equal(model.sample(4, seed=0, temperature=0.8), samples)
 
 
 @pytest.mark.large  # ~30 s; test_distribution's mixed-precision test covers NVAE's loss and float32 outputs by default
@@ -335,8 +341,9 @@ def test_bad_inputs():
         model.decode(tf.zeros((2, model.latent_dim + 1)))
     with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
         model.sample(2, temperature=-1.0)
-    with pytest.raises(ValueError):
-        model.readjust_batch_norm(num_batches=0)
+    with pytest.raises(ValueError, match="num_batches must be an int >= 1, got 0"):
+        with model.readjusted_batch_norm(num_batches=0):
+            pass
 
 
 def test_config_round_trip_keeps_scales_as_a_list_of_dicts():

@@ -1,5 +1,6 @@
 """NVAE (Vahdat & Kautz 2020): a deep hierarchical VAE of convolutional latent groups over several scales."""
 
+import contextlib
 import math
 
 import keras
@@ -541,37 +542,40 @@ class NVAE(LevelStack):
         """Decoder mean with every group at its posterior mean: deterministic, `[B, *input_shape]`."""
         return self._posterior_means(x)[1]["mean"]
 
-    def readjust_batch_norm(self, num_batches=500, batch_size=16, temperature=1.0, seed=None):
-        """Re-estimates the generative path's BN statistics from samples, as the authors before sampling.
+    @contextlib.contextmanager
+    def readjusted_batch_norm(self, num_batches=500, batch_size=16, temperature=1.0, seed=None):
+        """A block in which the generative path's BN statistics are readjusted to the model's own samples.
 
-        The moving mean and variance of every BN in `generative_batch_norms` are reset, then
-        `num_batches` ancestral samples of `batch_size` at `temperature` run in training mode;
-        the k-th batch enters with momentum (k - 1) / k, so each moving statistic ends as the
-        average of its batch statistics (PyTorch's `momentum=None`). Momenta are restored and
-        nothing else changes (no trainable weight, no other BN). NVAE: 500 batches of 16
-        (`evaluate.py`, `--readjust_bn`) at the sampling temperature.
+        As the authors before sampling (`evaluate.py --readjust_bn`, `set_bn`): `num_batches`
+        ancestral samples of `batch_size` at `temperature` run in training mode, so every BN of
+        `generative_batch_norms` moves its statistics towards theirs as in training (an
+        exponential moving average with the layer's momentum, PyTorch's 0.05). Nothing else
+        changes. On leaving the block the trained statistics come back: readjusted statistics
+        define another generative model (the NVAE rebuttal), so `log_likelihood`, saving and
+        export always see the model as trained.
+
+        Example:
+
+        >>> with model.readjusted_batch_norm(temperature=0.7):
+        ...     images = model.sample(16, seed=0, temperature=0.7)
         """
         num_batches = validation.positive_int("num_batches", num_batches)
         batch_size = validation.positive_int("batch_size", batch_size)
         temperature = validation.temperature(temperature)
         base = distributions.seed_pair(validation.seed(seed) if seed is not None else self.seed_generator)
-        norms = self.generative_batch_norms
-        momenta = [bn.momentum for bn in norms]
-        for bn in norms:
-            bn.moving_mean.assign(tf.zeros_like(bn.moving_mean))
-            bn.moving_variance.assign(tf.ones_like(bn.moving_variance))
+        trained = [(bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in self.generative_batch_norms]
         try:
-            for k in range(1, num_batches + 1):
-                for bn in norms:
-                    bn.momentum = (k - 1) / k
+            for k in range(num_batches):
                 seed_k = tf.random.experimental.stateless_fold_in(base, k)
                 z_top = self.prior.sample(batch_size, seed=seed_k) * temperature
                 self._generative_features(
                     z_top, temperature, tf.random.experimental.stateless_fold_in(seed_k, 1), training=True
                 )
+            yield self
         finally:
-            for bn, momentum in zip(norms, momenta):
-                bn.momentum = momentum
+            for bn, (mean, variance) in zip(self.generative_batch_norms, trained):
+                bn.moving_mean.assign(mean)
+                bn.moving_variance.assign(variance)
 
     def get_config(self):
         return {
