@@ -192,7 +192,8 @@ MODELS = {
         evaluate=FULL_TEST,
         paper=reported(None, SONDERBY, "dynamic", test_images=10000, epochs=2000, found=False),
         data=BINARIZED_MNIST,
-        limitations=MNIST_LIMITATIONS + " KL warm-up over 10,000 steps.",
+        limitations=MNIST_LIMITATIONS + " KL warm-up over 10,000 steps. Trained with Keras's leaky ReLU (slope "
+                    "0.2), before the preset took the authors' 0.01; its config.json pins `activation` to it.",
     ),
     "nvae_mnist_small": dict(
         hierarchy="nvae_small",

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from zoo import validation
 from tests.goldens import binary_images
 
 
@@ -147,3 +148,15 @@ def test_fit_refuses_unknown_data_types():
     model.compile()
     with pytest.raises(ValueError, match="fit/evaluate take arrays or tensors, a tf.data.Dataset or a generator"):
         model.fit(42, verbose=0)
+
+
+def test_activation_names_keras_activations_and_lasagnes_leaky_rectify():
+    x = np.array([-2.0, -0.5, 0.0, 3.0], np.float32)
+    # Lasagne's leaky_rectify (the Ladder VAE authors'): slope 0.01 below zero, where Keras's leaky_relu has 0.2.
+    np.testing.assert_allclose(validation.activation("leaky_relu_0.01")(x), [-0.02, -0.005, 0.0, 3.0], rtol=1e-6)
+    np.testing.assert_allclose(validation.activation("leaky_relu")(x), [-0.4, -0.1, 0.0, 3.0], rtol=1e-6)
+    assert zoo.LadderVAE(input_shape=(4, 4, 1), levels=[{"hidden_units": (2,), "latent_dim": 1}]).activation == \
+        "leaky_relu_0.01"
+    with pytest.raises(ValueError, match=r"activation must be a Keras activation name or one of \['leaky_relu_0.01'\], "
+                                         r"got 'leaky_rectify'"):
+        validation.activation("leaky_rectify")

@@ -326,7 +326,7 @@ PRESETS = {
                 {"hidden_units": (units, units), "latent_dim": latent}
                 for units, latent in zip((512, 256, 128, 64, 32), (64, 32, 16, 8, 4))
             ),
-            "activation": "leaky_relu",
+            "activation": "leaky_relu_0.01",
             "batch_norm": True,
             "likelihood": "bernoulli",
             "kl_warmup_steps": 39_000,

@@ -395,3 +395,19 @@ def reraise_invalid_input():
             raise
         reason = error.message.split(INVALID_INPUT, 1)[1].split("\n", 1)[0]
         raise ValueError(reason.rstrip(" .'\"]")) from None
+
+
+# Activations the papers use that Keras names differently: Lasagne's leaky_rectify has slope 0.01 below zero
+# (Keras's leaky_relu: 0.2); the Ladder VAE's authors use it (casperkaae/LVAE run_models.py, -nonlin_enc/_dec).
+EXTRA_ACTIVATIONS = {"leaky_relu_0.01": lambda x: keras.activations.leaky_relu(x, negative_slope=0.01)}
+
+
+def activation(name):
+    """The activation function `name` names: one of `EXTRA_ACTIVATIONS` or a Keras activation."""
+    if isinstance(name, str) and name in EXTRA_ACTIVATIONS:
+        return EXTRA_ACTIVATIONS[name]
+    try:
+        return keras.activations.get(name)
+    except ValueError:
+        raise ValueError(f"activation must be a Keras activation name or one of {sorted(EXTRA_ACTIVATIONS)}, "
+                         f"got {name!r}") from None

@@ -80,7 +80,7 @@ class DenseStack(keras.layers.Layer):
             ) if slots else None
             for i, slots in enumerate(self.num_slots or (0,) * len(self.hidden_units))
         ]
-        self.activation_fn = keras.activations.get(activation)
+        self.activation_fn = validation.activation(activation)
 
     def build(self, input_shape):
         shape = (None, input_shape[-1])

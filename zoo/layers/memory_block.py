@@ -62,7 +62,7 @@ class MemoryBlock(keras.layers.Layer):
         self.attention = attention
         self.composition = composition
         self.activation = activation
-        self.activation_fn = keras.activations.get(activation)
+        self.activation_fn = validation.activation(activation)
         self.seed = validation.constructor_seed(seed)
 
     def build(self, input_shape):

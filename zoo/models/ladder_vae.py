@@ -32,7 +32,9 @@ class LadderVAE(HierarchicalVAE):
     Args:
         input_shape: tuple of ints, shape of one example. Default `(28, 28, 1)`.
         levels: sequence of `{"hidden_units": (ints), "latent_dim": int}` from x upward. Default: the paper's five.
-        activation: str. Default `"leaky_relu"`.
+        activation: str, a Keras activation or `"leaky_relu_0.01"` (`zoo.validation.EXTRA_ACTIVATIONS`). Default
+            `"leaky_relu_0.01"`: the paper says leaky ReLU; its authors' code uses Lasagne's `leaky_rectify`,
+            slope 0.01 below zero (casperkaae/LVAE), where Keras's `leaky_relu` has 0.2.
         batch_norm: bool. Default `True`.
         likelihood, num_importance_samples, seed: as in `HierarchicalVAE`.
         kl_warmup_steps: int >= 0, updates of KL warm-up. Default `0`.
@@ -55,7 +57,7 @@ class LadderVAE(HierarchicalVAE):
         self,
         input_shape=(28, 28, 1),
         levels=PAPER_LEVELS,
-        activation="leaky_relu",
+        activation="leaky_relu_0.01",
         batch_norm=True,
         likelihood="bernoulli",
         num_importance_samples=1,
