@@ -51,6 +51,15 @@ DESCRIPTIONS = {
         "no-concatenation ablation (the PixelCNN without the image input: one pass), interleaved in one "
         "process, median. The NVAE paper's ratio at batch 16 on a Titan V (PixelCNN++ / NVAE) is about 1,700x.",
     ),
+    "log_likelihood_speed": (
+        "Evaluation speed of the convolutional hierarchies, before and after a change",
+        "Samples x images per second of `model.log_likelihood(x, k, seed)` for `nvae_mnist_small` and "
+        "`pixelvae_hierarchical_mnist` (weights from savedmodels/, the first binarized-MNIST test images), "
+        "with the code of two commits (`before`, `after`), each measurement a fresh process, commits and "
+        "models alternating over the rounds; median call. Both commits draw the same samples from the same "
+        "seeds, so their estimates must agree (the notes give the largest difference). Issue 25: NVAE's "
+        "bottom-up pass once per image per call, not once per chunk of samples.",
+    ),
     "vma_speed": (
         "Hard (VMA) vs soft memory addressing as the memory grows",
         "Training updates/s of `vma_omniglot_conv` and the soft-attention baseline with the memory "
