@@ -867,7 +867,8 @@ def define_flags():
     flags.DEFINE_string("data_path", None, "A local copy of the data: frey_rawface.mat for frey_faces, a directory "
                         "of MNIST IDX files for mnist, of Lake's zip archives for omniglot.")
     flags.DEFINE_integer("batch_size", None, "Examples per step (default: preset recipe, else 100).")
-    flags.DEFINE_float("learning_rate", None, "Adam learning rate (default: preset recipe, else 1e-3).")
+    flags.DEFINE_float("learning_rate", None, "Learning rate, the peak of the recipe's schedule (default: preset "
+                       "recipe, else 1e-3).")
     flags.DEFINE_integer("num_importance_samples", None, "K of the training bound (default: the preset's).")
     flags.DEFINE_integer("seed", 0, "Seeds the model and the data order.")
     flags.DEFINE_multi_string("override", [], "Model config override key=value (Python literal), repeatable.")
