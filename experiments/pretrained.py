@@ -364,7 +364,8 @@ def _few_shot_accuracy(model, config, ways, shots, episodes, seed):
     import zoo
 
     data = zoo.data.omniglot.few_shot_episodes("test", ways=ways, shots=shots, queries_per_class=1,
-                                               num_episodes=episodes, seed=seed, path=config["data_path"])
+                                               num_episodes=episodes, seed=seed, path=config["data_path"],
+                                               **(config.get("data_options") or {}))  # e.g. 26x26 images
     result = zoo.evaluation.few_shot_accuracy(model, data)
     return {key: result[key] for key in ("ways", "shots", "episodes", "queries", "accuracy", "stderr", "seconds")}
 
