@@ -75,15 +75,15 @@ RUN_BEFORE_RECIPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "f
 
 
 @needs_mnist
-def test_a_run_made_before_recipes_were_recorded_resumes(tmp_path, capsys):
+def test_a_run_made_before_recipes_were_recorded_resumes(tmp_path):
     model_dir = str(tmp_path / "run")
     shutil.copytree(RUN_BEFORE_RECIPES, model_dir)
     before = _saved_state(model_dir)
-    config = zoo_train.resolve_config("vae_mnist_500_500_100", "binarized_mnist", 2, batch_size=10,
-                                      overrides={"hidden_units": (2,), "latent_dim": 2}, steps_per_epoch=2,
-                                      keep_checkpoints=1, validation_split="validation[:100]")
-    zoo_train.train(config, model_dir, verbose=0)
-    assert f"Resuming {model_dir} after epoch 1 of 2" in capsys.readouterr().out
+    code, out, err = _run("zoo.train", "--preset=vae_mnist_500_500_100", "--dataset=binarized_mnist", "--epochs=2",
+                          "--override=hidden_units=(2,)", "--override=latent_dim=2", "--batch_size=10",
+                          "--steps_per_epoch=2", "--keep_checkpoints=1", "--validation_split=validation[:100]",
+                          "--verbose=0", f"--model_dir={model_dir}")
+    assert code == 0 and f"Resuming {model_dir} after epoch 1 of 2" in out, err
     after = _saved_state(model_dir)
     assert _checkpointed_epoch(model_dir) == 2
     iterations = "optimizer/0/.ATTRIBUTES/VARIABLE_VALUE"  # Keras's first optimizer variable: its update count
