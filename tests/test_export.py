@@ -60,12 +60,12 @@ def exported(tmp_path_factory):
 
 # One golden per serving code path; the others repeat a path at more cost (IWAE and ConvVAE = VAE's
 # defaults, SoftAttentionVAE = the memory models' endpoints that VMA extends, HierarchicalMemVAE = the
-# bottom-up stack's with MemVAE's memory blocks).
+# bottom-up stack's with MemVAE's memory blocks, VMAPaper = VMA's endpoints with the paper's networks).
 # The PixelCNN decoders serve their own paths: the sampling loop (`sample`) and the greedy loop (`decode`).
 SERVED = ["VAE", "GaussianVAE", "MemVAE", "VMA", "HierarchicalVAE", "LadderVAE", "NVAE", "PixelVAE",
           "HierarchicalPixelVAE"] + [
     pytest.param(name, marks=pytest.mark.large)
-    for name in ("IWAE", "ConvVAE", "SoftAttentionVAE", "HierarchicalMemVAE")
+    for name in ("IWAE", "ConvVAE", "SoftAttentionVAE", "HierarchicalMemVAE", "VMAPaper")
 ]
 
 
