@@ -814,6 +814,7 @@ def train(config, model_dir, verbose="auto", strategy=None):
 
 
 def _train_locked(config, model_dir, verbose, strategy, write_dir):
+    import keras
     import tensorflow as tf
 
     from zoo.models.base import STEPS_PER_EXECUTION
@@ -834,7 +835,7 @@ def _train_locked(config, model_dir, verbose, strategy, write_dir):
     state = _RunState(model, model_dir, config, write_dir=None if write_dir == model_dir else write_dir)
     if state.restore():
         print(f"Resuming {model_dir} after epoch {int(state.epoch.numpy())} of {config['epochs']}", flush=True)
-        if isinstance(model.optimizer.learning_rate, tf.Variable):
+        if isinstance(model.optimizer.learning_rate, keras.Variable):
             # A constant rate is an optimizer variable, restored with the others: the run's (possibly
             # changed) --learning_rate wins over the checkpoint's.
             model.optimizer.learning_rate = config["learning_rate"]
