@@ -11,7 +11,7 @@ process that imports `zoo` from its tree (checked), traces with one untimed call
 `--calls` calls; processes alternate between the commits and the models over `--rounds`
 rounds, so drifts of machine load hit both alike. The rate is num_samples x batch_size over
 the median call. Both commits draw the same samples from the same seeds, so each worker also
-reports its estimate, and the two commits' must agree.
+reports its estimate, and the notes give the two commits' largest difference.
 
 `--pause_pids` stops those processes (SIGSTOP) while measuring, e.g. a training run sharing
 the machine, and always resumes them (SIGCONT), also on errors and on SIGTERM / SIGINT.

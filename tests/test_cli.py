@@ -93,6 +93,23 @@ def test_a_run_made_before_recipes_were_recorded_resumes(tmp_path):
                                                           "decay_per_epoch": 0.998}
 
 
+def test_a_run_of_another_recipe_is_refused_not_resumed(tmp_path):
+    # The checkpoint holds the state of the recipe's optimizer: another optimizer or schedule cannot continue it.
+    model_dir = str(tmp_path / "run")
+    shutil.copytree(RUN_BEFORE_RECIPES, model_dir)
+    path = os.path.join(model_dir, zoo_train.CONFIG_FILE)
+    with open(path) as f:
+        config = json.load(f)
+    config["decay_per_epoch"] = 0.5
+    with open(path, "w") as f:
+        json.dump(config, f)
+    code, out, err = _run("zoo.train", "--preset=vae_mnist_500_500_100", "--dataset=binarized_mnist", "--epochs=2",
+                          "--override=hidden_units=(2,)", "--override=latent_dim=2", "--batch_size=10",
+                          "--steps_per_epoch=2", f"--model_dir={model_dir}")
+    assert code == 2 and err.strip() == (f"train.py: --model_dir {model_dir!r} holds a run with different recipe; "
+                                         "resume it with the same flags or pick a new directory"), err
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MiB tmpfs (needs root, as in this project's CI), unmounted afterwards."""

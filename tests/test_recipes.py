@@ -88,6 +88,7 @@ def test_l2_adamax_round_trips_its_config():
     ({"optimiser": "adam"}, "unknown recipe key(s) 'optimiser'; known: "),
     ({"optimizer": "sgd"}, "unknown recipe optimizer 'sgd'; known: adam, adamax"),
     ({"optimizer": "adamax", "max_value": 1.0}, "gradient clipping (max_global_norm, max_value) is built for adam only"),
+    ({"weight_decay": 3e-4}, "weight_decay (coupled L2) is built for adamax only, not 'adam'"),
     ({"warmup_epochs": 5}, "recipe keys 'warmup_epochs' and 'learning_rate_min' go together"),
     ({"decay_start_epoch": 5, "decay_per_epoch": 0.9, "warmup_epochs": 1, "learning_rate_min": 0.0},
      "one schedule: per-epoch decay or warm-up + cosine, not both"),

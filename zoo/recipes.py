@@ -38,6 +38,8 @@ def check_recipe(name, recipe):
     if optimizer != "adam" and {"max_global_norm", "max_value"} & set(recipe):
         raise ValueError(f"preset {name!r}: gradient clipping (max_global_norm, max_value) is built for adam only, "
                          f"not {optimizer!r}")
+    if optimizer != "adamax" and "weight_decay" in recipe:
+        raise ValueError(f"preset {name!r}: weight_decay (coupled L2) is built for adamax only, not {optimizer!r}")
     for pair in (("decay_start_epoch", "decay_per_epoch"), ("warmup_epochs", "learning_rate_min")):
         if len(set(pair) & set(recipe)) == 1:
             raise ValueError(f"preset {name!r}: recipe keys {pair[0]!r} and {pair[1]!r} go together")
@@ -52,7 +54,7 @@ def learning_rate_schedule(recipe, learning_rate, steps_per_epoch, epochs):
     then follows a cosine from `learning_rate` down to `learning_rate_min`, reached on the run's last
     step (the authors step their CosineAnnealingLR once per epoch; this decays every step).
     """
-    if recipe.get("decay_start_epoch"):
+    if "decay_start_epoch" in recipe:
         return EpochDecay(learning_rate, steps_per_epoch, recipe["decay_start_epoch"], recipe["decay_per_epoch"])
     if "warmup_epochs" in recipe:
         warmup_steps = recipe["warmup_epochs"] * steps_per_epoch
@@ -75,8 +77,6 @@ def build_optimizer(recipe, learning_rate, steps_per_epoch, epochs, skip_thresho
         if skip_threshold is not None:
             raise ValueError("skip_threshold is built for adam only, not 'adamax'")
         return L2Adamax(schedule, weight_decay_l2=recipe.get("weight_decay", 0.0), **options)
-    if "weight_decay" in recipe:
-        raise ValueError("weight_decay (coupled L2) is built for adamax only, not 'adam'")
     clipping = {key: recipe[key] for key in ("max_global_norm", "max_value") if key in recipe}
     if skip_threshold is not None:
         clipping["skip_threshold"] = skip_threshold

@@ -57,7 +57,7 @@ DATASET_VARIANTS = {"omniglot": {(26, 26, 1): {"image_size": 26}}}
 # Keys of the resolved configuration that must match to resume a run in the same model_dir. Not the
 # strategy: a run may resume on other devices, and its global batch (batch_size) keeps the steps the same.
 _RUN_IDENTITY = ("preset", "dataset", "data_path", "train_split", "batch_size", "episodes", "seed", "overrides",
-                 "mixed_precision")
+                 "mixed_precision", "recipe")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 # Keras dtype policies: compute in 16 bits, variables (and the zoo's distribution parameters) in float32.
 MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
@@ -671,10 +671,16 @@ def _variable_bytes(checkpoint):
 
 def _identity(config, key):
     """What must match to resume: the value, but for the model its architecture, not Keras's automatic name
-    (`vae_3` in a process that built three models before)."""
+    (`vae_3` in a process that built three models before), and for the recipe the optimizer it builds."""
     value = config.get(key)
     if key == "model" and value:
         value = {**value, "config": {k: v for k, v in value["config"].items() if k != "name"}}
+    if key == "recipe":  # the optimizer whose state the checkpoint holds
+        if value is None:  # a config.json written before runs recorded their recipe (zoo.train at d200372)
+            value = {k: v for k, v in config["optimizer"].items() if k != "skip_threshold"}
+            if config.get("decay_start_epoch"):
+                value.update(decay_start_epoch=config["decay_start_epoch"], decay_per_epoch=config["decay_per_epoch"])
+        value = {"optimizer": "adam", **value}
     return value
 
 

@@ -54,7 +54,7 @@ class VMA(MemoryConditionedModel):
     q(z | x, m_a) (`posterior_input`): `"features"` reads the down path's top features of x and
     of m_a, concatenated; `"concatenated"` is the paper's Omniglot encoder (sec. 4.2): x and m_a
     stacked on the channel axis, `[H, W, 2C]`, through a conv stack of its own
-    (`posterior_filters`, `posterior_strides`; for `"mlp"` the two flattened images side by side)
+    (`posterior_filters`, `posterior_strides`; for `"mlp"` the stacked pair flattened)
     and an MLP (`posterior_hidden_units`) before the Gaussian's linear heads. The down path is
     then read only for memory entries (p(z | m_a) and the decoder's skips).
 
