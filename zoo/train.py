@@ -677,7 +677,7 @@ def _identity(config, key):
         value = {**value, "config": {k: v for k, v in value["config"].items() if k != "name"}}
     if key == "recipe":  # the optimizer whose state the checkpoint holds
         if value is None:  # a config.json written before runs recorded their recipe (zoo.train at d200372)
-            value = {k: v for k, v in config["optimizer"].items() if k != "skip_threshold"}
+            value = {k: v for k, v in config.get("optimizer", {}).items() if k != "skip_threshold"}
             if config.get("decay_start_epoch"):
                 value.update(decay_start_epoch=config["decay_start_epoch"], decay_per_epoch=config["decay_per_epoch"])
         value = {"optimizer": "adam", **value}
