@@ -70,7 +70,7 @@ def _md5(path):
         return hashlib.md5(f.read()).hexdigest()
 
 
-# A run directory zoo.train made at d200372, before runs recorded their optimizer recipe whole (logs left out).
+# A run directory zoo.train made before runs recorded their optimizer recipe whole (logs left out).
 RUN_BEFORE_RECIPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "run_before_recipes")
 
 

@@ -676,7 +676,7 @@ def _identity(config, key):
     if key == "model" and value:
         value = {**value, "config": {k: v for k, v in value["config"].items() if k != "name"}}
     if key == "recipe":  # the optimizer whose state the checkpoint holds
-        if value is None:  # a config.json written before runs recorded their recipe (zoo.train at d200372)
+        if value is None:  # a config.json written before runs recorded their recipe
             value = {k: v for k, v in config.get("optimizer", {}).items() if k != "skip_threshold"}
             if config.get("decay_start_epoch"):
                 value.update(decay_start_epoch=config["decay_start_epoch"], decay_per_epoch=config["decay_per_epoch"])
