@@ -2,7 +2,7 @@
 
     TFDS_DATA_DIR=../shared/tensorflow_datasets nohup nice -n 10 .venv/bin/python experiments/hierarchies.py \
         --runs=~/zoo-runs/hierarchies > ~/zoo-runs/hierarchies.log 2>&1 &
-    python experiments/hierarchies.py --table          # the RESULTS.md table from the JSON
+    python experiments/results_md.py --write           # RESULTS.md's table from the JSON
 
 Each configuration is trained with the project's CLI (`python -m zoo.train`, resumable: a
 restart continues after the last finished epoch) into `<runs>/<name>`, evaluated with
@@ -31,7 +31,6 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("runs", "~/zoo-runs/hierarchies", "Run directories (outside the repository).")
 flags.DEFINE_string("out", os.path.join(ROOT, "experiments/results/hierarchies.json"), "JSON results.")
 flags.DEFINE_list("only", [], "Run only these configurations (default: all).")
-flags.DEFINE_bool("table", False, "Print the RESULTS.md table of --out and exit.")
 flags.DEFINE_bool("replot", False, "Redraw the KL-per-group PNGs from --out and exit.")
 flags.DEFINE_bool("retime", False, "Re-read every configuration's training wall time from its run directory "
                   "(under --runs) into --out and exit.")
@@ -191,32 +190,12 @@ def group_order(name, result):
     return result.get("group_order", "from the top down" if name.startswith("nvae") else "from x upward")
 
 
-def table(results):
-    lines = [
-        "| configuration | epochs | test NLL (nats, k, ± s.e.) | -ELBO | KL per group | active units | "
-        "train wall time | paper |",
-        "| --- | ---: | --- | ---: | --- | --- | ---: | --- |",
-    ]
-    for name, r in results["configurations"].items():
-        e = r["evaluation"]
-        kl = ", ".join(f"{v:.1f}" for v in r["kl_per_group"]) + f" ({group_order(name, r)})"
-        lines.append(
-            f"| {name} | {r['epochs']} | {e['nll_nats']:.2f} ± {e['nll_stderr']:.2f} (k={e['num_samples']}, "
-            f"{e['examples']} images) | {e['bound_nats']:.2f} | {kl} | {r['active_units']} of {r['latent_units']} | "
-            f"{r['train_seconds'] / 60:.0f} min | {CONFIGURATIONS[name]['paper']} |"
-        )
-    return "\n".join(lines)
-
-
 def main(argv):
     del argv
     results = {"configurations": {}}
     if os.path.exists(FLAGS.out):
         with open(FLAGS.out) as f:
             results = json.load(f)
-    if FLAGS.table:
-        print(table(results))
-        return
     if FLAGS.replot:
         sys.path.insert(0, ROOT)
         import zoo
@@ -239,7 +218,7 @@ def main(argv):
             continue
         measured = measure(name, configuration, runs)
         results["configurations"][name] = {
-            **measured, "commit": commit(), "machine": cpu_model(), "cores": os.cpu_count(),
+            **measured, "paper": configuration["paper"], "commit": commit(), "machine": cpu_model(), "cores": os.cpu_count(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
         _write(results)

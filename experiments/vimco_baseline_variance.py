@@ -10,7 +10,8 @@ surrogates are built from that same pass, so every draw gives a paired pair of g
 the loss with respect to the address network's weights (h^q, h^m and, with a learned prior,
 e^p). Reported per baseline: the total variance (trace of the covariance over draws), the
 squared norm of the mean gradient, and the variance ratio with a paired bootstrap interval.
-The same is measured on the weights before training (stage "init"). Writes --out (JSON).
+The same is measured on the weights before training (stage "init"). Writes --out (JSON);
+`python experiments/results_md.py --write` puts its table into RESULTS.md.
 """
 
 import json
@@ -32,7 +33,6 @@ flags.DEFINE_integer("draws", 200, "Episodes (minibatch and sample draws) per me
 flags.DEFINE_integer("memory_size", 256, "|M| of the recall episodes (and the number of targets per episode).")
 flags.DEFINE_bool("shared_embedding", True, "h^q = h^m (the preset's default) or two networks.")
 flags.DEFINE_integer("seed", 0, "Seeds the model, the training episodes and the measurement episodes.")
-flags.DEFINE_bool("table", False, "Print the RESULTS.md table of --out and exit.")
 
 
 def measure(model, episodes, baselines):
@@ -87,31 +87,8 @@ def summarise(grads, baselines, rng):
     return stats
 
 
-def table(report):
-    """The RESULTS.md table of a results file."""
-    a, g = "arithmetic", "geometric"
-    rows = [
-        "| weights | total variance, arithmetic | total variance, geometric "
-        "| ratio arithmetic / geometric (95 % bootstrap) | squared norm of the mean gradient (arithmetic / geometric) |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for stage, label in (("init", "initial"), ("trained", f"after {report['train_steps']} updates")):
-        s = report["stages"][stage]
-        ratio = s[f"variance_ratio_{a}_over_{g}"]
-        rows.append(
-            f"| {label} | {s[a]['total_variance']:.4g} | {s[g]['total_variance']:.4g} | {ratio['estimate']:.3f} "
-            f"({ratio['bootstrap_95'][0]:.3f}-{ratio['bootstrap_95'][1]:.3f}) | "
-            f"{s[a]['mean_gradient_squared_norm']:.3g} / {s[g]['mean_gradient_squared_norm']:.3g} |"
-        )
-    return "\n".join(rows)
-
-
 def main(argv):
     del argv
-    if FLAGS.table:
-        with open(FLAGS.out) as f:
-            print(table(json.load(f)))
-        return
     import keras
 
     import zoo

@@ -10,6 +10,7 @@ residual h^q(x) - h^m(x) = c r(x), how constant that residual is across queries
 
     PYTHONPATH=. TFDS_DATA_DIR=/work/shared/tensorflow_datasets python experiments/vma_untied_dynamics.py \
         --seeds=5,6,7,8,9,10,11,12 --overrides='{"residual_scale": 1.0}' --out=experiments/results/vma_untied_dynamics_c1.json
+    python experiments/results_md.py --write     # RESULTS.md's table from the committed JSON files
 """
 import json
 import os
@@ -30,8 +31,6 @@ flags.DEFINE_integer("every", 250, "Updates between measurements (a multiple of 
 flags.DEFINE_string("overrides", "{}", "JSON dict of preset overrides, e.g. residual_scale.")
 flags.DEFINE_string("out", "", "JSON output: {seed: [measurements]}.")
 flags.DEFINE_bool("verbose_rows", True, "Print every measurement.")
-flags.DEFINE_list("table", [], "Print the RESULTS.md table of these saved JSON files instead of training.")
-flags.DEFINE_list("table_seeds", [], "Only these seeds in the table (default: all).")
 
 
 def stats(layer, probe, step, logs):
@@ -56,28 +55,8 @@ def stats(layer, probe, step, logs):
                 address_kl=float((logs or {}).get("address_kl", np.nan)), bound=float((logs or {}).get("bound", np.nan)))
 
 
-def table(paths):
-    lines = ["| c | seed | update | recall | rank of the copy | entropy of q(a\\|x) | ‖h^m(x)‖ | ‖c r(x)‖ "
-             "| ‖mean c r‖ / mean ‖c r‖ | cos(h^q, h^m) |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for path in paths:
-        with open(path) as f:
-            saved = json.load(f)
-        scale = saved["overrides"].get("residual_scale", 1.0)
-        for seed, rows in saved["runs"].items():
-            if FLAGS.table_seeds and seed not in FLAGS.table_seeds:
-                continue
-            for row in rows[1:]:
-                lines.append(f"| {scale:g} | {seed} | {row['step']} | {100 * row['recall']:.1f} % | {row['rank_copy']:.1f} "
-                             f"| {row['entropy']:.2f} | {row['hm_norm']:.1f} | {row['r_norm']:.1f} | {row['r_const']:.2f} "
-                             f"| {row['cos_q_m']:.2f} |")
-    return "\n".join(lines)
-
-
 def main(argv):
-    if FLAGS.table:
-        print(table(FLAGS.table))
-        return
+    del argv
     import keras
     import zoo
     images = next(iter(zoo.data.load("binarized_mnist", "train", batch_size=50_000, shuffle=False))).numpy()

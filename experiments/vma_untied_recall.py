@@ -2,14 +2,14 @@
 
 Each run is `benchmarks/vma_recall.py --noshared_embedding --seed=S ...`, writing
 `<model_dir>/recall.json`; this script gathers those files into
-`experiments/results/vma_untied_recall.json` and prints the RESULTS.md table from it:
+`experiments/results/vma_untied_recall.json`, whose table experiments/results_md.py writes into RESULTS.md:
 
     for s in 6 7 8 9 10; do       # c = 0.1, the default; --residual_scale=1.0 for h^q = h^m + r
         PYTHONPATH=. TFDS_DATA_DIR=/work/shared/tensorflow_datasets python benchmarks/vma_recall.py \\
             --noshared_embedding --seed=$s --epochs=12 --steps_per_epoch=250 --model_dir=~/zoo-runs/vma_untied_c01_s$s
     done
     python experiments/vma_untied_recall.py --model_dirs=~/zoo-runs/vma_untied_c01_s6,...   # -> the JSON
-    python experiments/vma_untied_recall.py --table                                         # the table
+    python experiments/results_md.py --write                                                # the table
 
 A run succeeds when its test recall (argmax_a q(a|x) is the stored copy) is >= `SUCCESS_RECALL`.
 """
@@ -21,8 +21,7 @@ import os
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("model_dirs", [], "Run directories holding recall.json; empty with --table.")
-flags.DEFINE_bool("table", False, "Print the markdown table of the saved summary instead of gathering.")
+flags.DEFINE_list("model_dirs", [], "Run directories holding recall.json.")
 flags.DEFINE_string("output", os.path.join(os.path.dirname(__file__), "results", "vma_untied_recall.json"), "Summary.")
 
 SUCCESS_RECALL = 0.95
@@ -78,38 +77,13 @@ def gather(model_dirs):
     }
 
 
-def table(summary):
-    lines = [
-        "| residual_scale c | seed | commit | wall time (train, eval) | first epoch with training address KL > 5 "
-        "| training bound, last epoch | address KL, test (max 5.55) | test -log p(x \\| M), nats | test recall |",
-        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for run in sorted(summary["runs"], key=lambda r: (-r["residual_scale"], r["seed"])):
-        recall = f"{100 * run['test_recall']:.1f} %"
-        lines.append(
-            f"| {run['residual_scale']:g} | {run['seed']} | `{run['commit']}` | {run['wall_seconds']:.0f} s "
-            f"({run['train_seconds']:.0f} s, {run['evaluation_seconds']:.0f} s) "
-            f"| {run['first_epoch_address_kl_above_5'] or 'never'} | {run['train_bound_last_epoch']:.1f} "
-            f"| {run['test_address_kl']:.3f} | {run['test_nll_nats']:.1f} ± {run['test_nll_stderr']:.1f} "
-            f"| {'**' + recall + '**' if run['success'] else recall} |"
-        )
-    lines.append("")
-    lines.append("Successes (" + summary["success_criterion"] + "): " + ", ".join(
-        f"c = {k}: {v}" for k, v in summary["success_by_residual_scale"].items()) + ".")
-    return "\n".join(lines)
-
-
 def main(argv):
     del argv
-    if FLAGS.table:
-        with open(FLAGS.output) as f:
-            print(table(json.load(f)))
-        return
     summary = gather(FLAGS.model_dirs)
     os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
     with open(FLAGS.output, "w") as f:
         json.dump(summary, f, indent=1)
-    print(table(summary))
+    print(json.dumps(summary["success_by_residual_scale"]))
 
 
 if __name__ == "__main__":
