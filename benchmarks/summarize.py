@@ -7,8 +7,12 @@ The scripts call this after appending a run; run it by hand after editing a desc
 
 import json
 import os
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # this checkout's zoo
+
+from zoo.runs.provenance import describe  # noqa: E402
 
 # What each benchmark measures and how to read it, in the order RESULTS.md shows them.
 DESCRIPTIONS = {
@@ -84,8 +88,6 @@ def table(rows):
 
 
 def render(entries):
-    import reporting
-
     latest = {}
     for entry in entries:
         latest[entry["benchmark"]] = entry
@@ -108,7 +110,7 @@ def render(entries):
             f"## {title}\n\n{text}\n\n"
             f"- command: `{entry['command']}`\n"
             f"- commit `{entry['commit']}`, {entry['date']}, wall time {entry['wall_seconds'] / 60:.1f} min\n"
-            f"- machine: {reporting.describe(entry['machine'])}; load average "
+            f"- machine: {describe(entry['machine'])}; load average "
             f"{entry['load_average'][0]:.1f} at start, {entry['load_average'][1]:.1f} at end\n"
             f"- runs of this benchmark in the history: {runs}\n\n"
             f"{table(entry['rows'])}\n\n{notes}"
@@ -126,7 +128,4 @@ def write():
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.path.insert(0, HERE)
     write()

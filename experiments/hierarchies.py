@@ -24,9 +24,11 @@ import time
 
 from absl import app, flags
 
-from machine import commit, cpu_model
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # this checkout's zoo, as the CLI runs use
+
+from zoo.runs import provenance  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("runs", "~/zoo-runs/hierarchies", "Run directories (outside the repository).")
 flags.DEFINE_string("out", os.path.join(ROOT, "experiments/results/hierarchies.json"), "JSON results.")
@@ -136,7 +138,6 @@ def measure(name, configuration, runs):
         evaluate_command, _ = run("zoo.evaluate", *evaluate_args)
         evaluation = _finished_evaluation(model_dir, wanted)
 
-    sys.path.insert(0, ROOT)  # this checkout's zoo, as the CLI runs above use
     import zoo
     from zoo import train as zoo_train
 
@@ -197,7 +198,6 @@ def main(argv):
         with open(FLAGS.out) as f:
             results = json.load(f)
     if FLAGS.replot:
-        sys.path.insert(0, ROOT)
         import zoo
 
         for name, r in results["configurations"].items():
@@ -206,7 +206,6 @@ def main(argv):
         return
     runs = os.path.expanduser(FLAGS.runs)
     if FLAGS.retime:
-        sys.path.insert(0, ROOT)
         from zoo import train as zoo_train
 
         for name, r in results["configurations"].items():
@@ -217,8 +216,11 @@ def main(argv):
         if FLAGS.only and name not in FLAGS.only:
             continue
         measured = measure(name, configuration, runs)
+        machine = provenance.machine()
         results["configurations"][name] = {
-            **measured, "paper": configuration["paper"], "commit": commit(), "machine": cpu_model(), "cores": os.cpu_count(),
+            # Its own JSON and plots, written as it goes, are results, not code.
+            **measured, "paper": configuration["paper"], "commit": provenance.commit(exclude=("experiments/results",)),
+            "machine": machine["cpu"], "cores": machine["cores"],
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
         _write(results)

@@ -16,14 +16,15 @@ The same is measured on the weights before training (stage "init"). Writes --out
 
 import json
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
 from absl import app, flags
 
-from machine import cpu_model
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's zoo
+
+from zoo.runs import provenance  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", "~/zoo-runs/vimco_variance", "Where the trained weights are saved / loaded.")
@@ -128,7 +129,6 @@ def main(argv):
     with open(os.path.join(model_dir, "train.json")) as f:
         trained = json.load(f)
     results["trained"] = summarise(measure(model, episodes(), baselines), baselines, rng)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = {
         "preset": "vma_mnist_recall",
         "shared_embedding": FLAGS.shared_embedding,
@@ -141,8 +141,8 @@ def main(argv):
         "parameters_measured": int(sum(np.prod(w.shape) for w in model.address.trainable_weights)),
         "stages": results,
         "command": "python " + " ".join(sys.argv),
-        "commit": commit,
-        "cpu": cpu_model(),
+        "commit": provenance.commit(),
+        "cpu": provenance.machine()["cpu"],
         "train_seconds": train_seconds,
         "wall_seconds": time.time() - start,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

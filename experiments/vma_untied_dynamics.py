@@ -1,7 +1,7 @@
 """How the untied addressing networks of VMA move in the first updates of MNIST "train to recall".
 
 Trains `vma_mnist_recall` with `shared_embedding=False` (h^q = h^m + c r) as
-`benchmarks/vma_recall.py` does (Adam 1e-3, one 256-image recall episode per update, the
+`experiments/vma_recall.py` does (Adam 1e-3, one 256-image recall episode per update, the
 same seeds), and every `--every` updates scores one fixed training-set episode (seed 12345):
 recall (argmax_a q(a|x) is the stored copy), the mean q of the copy and its rank, the entropy
 of q(a|x), how many distinct entries are argmaxes, the norms of h^m(x), h^q(x) and of the
@@ -21,8 +21,9 @@ import time
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
-import reporting  # noqa: E402  (benchmarks/reporting.py: commit and machine)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's zoo
+
+from zoo.runs import provenance  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("seeds", ["0"], "Seeds of the model and the episode stream, as in vma_recall.py.")
@@ -62,6 +63,8 @@ def main(argv):
     images = next(iter(zoo.data.load("binarized_mnist", "train", batch_size=50_000, shuffle=False))).numpy()
     probe = next(iter(zoo.data.episodes.recall_episodes(images, memory_size=256, num_episodes=1, seed=12345, with_labels=True)))
     overrides = json.loads(FLAGS.overrides)
+    # Before --out is first written: the code of this process, not the rewritten results file, makes it dirty.
+    commit, cpu = provenance.commit(), provenance.machine()["cpu"]
     allrows, seconds = {}, {}
     for seed in map(int, FLAGS.seeds):
         train = zoo.data.episodes.recall_episodes(images, memory_size=256, seed=seed)
@@ -88,8 +91,8 @@ def main(argv):
               f"distinct {f['distinct']} entropy {f['entropy']:.2f} akl {f['address_kl']:.2f}", flush=True)
         if FLAGS.out:
             with open(FLAGS.out, "w") as f:
-                json.dump({"command": shlex.join(["python", *sys.argv]), "commit": reporting.git_commit(),
-                           "cpu": reporting.machine()["cpu"], "overrides": overrides, "seconds": seconds,
+                json.dump({"command": shlex.join(["python", *sys.argv]), "commit": commit,
+                           "cpu": cpu, "overrides": overrides, "seconds": seconds,
                            "runs": allrows}, f, indent=1)
 
 

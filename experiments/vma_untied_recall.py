@@ -1,11 +1,11 @@
 """Untied VMA addressing (h^q = h^m + c r) on MNIST "train to recall": one JSON summary over seeds.
 
-Each run is `benchmarks/vma_recall.py --noshared_embedding --seed=S ...`, writing
+Each run is `experiments/vma_recall.py --noshared_embedding --seed=S ...`, writing
 `<model_dir>/recall.json`; this script gathers those files into
 `experiments/results/vma_untied_recall.json`, whose table experiments/results_md.py writes into RESULTS.md:
 
     for s in 6 7 8 9 10; do       # c = 0.1, the default; --residual_scale=1.0 for h^q = h^m + r
-        PYTHONPATH=. TFDS_DATA_DIR=/work/shared/tensorflow_datasets python benchmarks/vma_recall.py \\
+        PYTHONPATH=. TFDS_DATA_DIR=/work/shared/tensorflow_datasets python experiments/vma_recall.py \\
             --noshared_embedding --seed=$s --epochs=12 --steps_per_epoch=250 --model_dir=~/zoo-runs/vma_untied_c01_s$s
     done
     python experiments/vma_untied_recall.py --model_dirs=~/zoo-runs/vma_untied_c01_s6,...   # -> the JSON
@@ -33,13 +33,21 @@ DEFAULT_RESIDUAL_SCALE = 0.1  # zoo.layers.stochastic_address.RESIDUAL_SCALE, re
 BEFORE_RESIDUAL_SCALE = {"3d551aa"}
 
 
+def address_kl_by_epoch(model_dir, result):
+    """The training address KL of each epoch: recall.json's, or the history.csv of a run made by
+    benchmarks/vma_recall.py before the run library."""
+    if "train_by_epoch" in result:
+        return result["train_by_epoch"]["address_kl"]
+    with open(os.path.join(model_dir, "history.csv")) as f:
+        return [float(row["address_kl"]) for row in csv.DictReader(f)]
+
+
 def gather(model_dirs):
     runs = []
     for model_dir in model_dirs:
         with open(os.path.join(os.path.expanduser(model_dir), "recall.json")) as f:
             result = json.load(f)
-        with open(os.path.join(os.path.expanduser(model_dir), "history.csv")) as f:
-            history = [float(row["address_kl"]) for row in csv.DictReader(f)]
+        history = address_kl_by_epoch(os.path.expanduser(model_dir), result)
         escape = next((epoch for epoch, kl in enumerate(history, 1) if kl > ESCAPE_ADDRESS_KL), None)
         default = 1.0 if result["commit"] in BEFORE_RESIDUAL_SCALE else DEFAULT_RESIDUAL_SCALE
         scale = result["overrides"].get("residual_scale", default)
@@ -51,7 +59,8 @@ def gather(model_dirs):
             "command": result["command"],
             "cpu": result["cpu"],
             "wall_seconds": result["wall_seconds"],
-            "train_seconds": result["train_seconds_this_invocation"],
+            # Runs of benchmarks/vma_recall.py (before the run library) timed their last invocation's training.
+            "train_seconds": result.get("train_seconds", result.get("train_seconds_this_invocation")),
             "evaluation_seconds": result["evaluation_seconds"],
             "train_bound_last_epoch": result["final_epoch_train"]["bound"],
             "train_address_kl_last_epoch": result["final_epoch_train"]["address_kl"],

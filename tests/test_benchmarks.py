@@ -7,8 +7,8 @@ import sys
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-import reporting  # noqa: E402
 import summarize  # noqa: E402
+from zoo.runs import provenance  # noqa: E402
 
 
 def _history():
@@ -38,11 +38,11 @@ def test_the_summary_shows_the_latest_run_with_its_machine():
     assert "| a | 4,321 |" in text and "1,234" not in text
     assert "machine: AMD EPYC, 2 cores, AVX2; load average 0.5 at start, 0.7 at end" in text
     assert "runs of this benchmark in the history: 2" in text and "- ratio: 1.20x" in text
-    assert reporting.describe({"cpu": "X", "cores": 4, "avx2": True, "avx512": True, "amx": True}) == "X, 4 cores, AVX-512, AMX"
+    assert provenance.describe({"cpu": "X", "cores": 4, "avx2": True, "avx512": True, "amx": True}) == "X, 4 cores, AVX-512, AMX"
 
 
 def test_machine_reads_this_cpu():
-    machine = reporting.machine()
+    machine = provenance.machine()
     cpuinfo = pathlib.Path("/proc/cpuinfo")
     if cpuinfo.exists():
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
