@@ -9,7 +9,7 @@ restart continues after the last finished epoch) into `<runs>/<name>`, evaluated
 `python -m zoo.evaluate` (best-validation weights, k importance samples, the test images of its
 configuration: k = 5000 on all 10,000 for the MLP hierarchies),
 then its posterior's KL per group and active units are measured on the test split
-(`zoo.evaluation.latent_activity`) and drawn to `experiments/results/kl_<name>.png`. Each
+(`zoo.analysis.latent_activity`) and drawn to `experiments/results/kl_<name>.png`. Each
 finished configuration is written to --out at once (with the commands, commit, machine
 and wall times), so an interrupted experiment keeps what it measured; a restart skips
 training and evaluation already done.
@@ -139,20 +139,20 @@ def measure(name, configuration, runs):
         evaluation = _finished_evaluation(model_dir, wanted)
 
     import zoo
-    from zoo import train as zoo_train
+    from zoo.runs import files as run_files, logs as run_logs, state as run_state
 
-    model, _ = zoo_train.load_trained_model(model_dir)
+    model, _ = run_state.load_trained_model(model_dir)
     test = zoo.data.load("binarized_mnist", split="test", batch_size=500, shuffle=False)
-    activity = zoo.evaluation.latent_activity(model, test)
+    activity = zoo.analysis.latent_activity(model, test)
     png = os.path.join(ROOT, "experiments", "results", f"kl_{name}.png")
-    zoo.evaluation.plot_kl_per_group(activity["kl_per_group"], png, title=f"{name}: KL per group (test)",
+    zoo.analysis.plot_kl_per_group(activity["kl_per_group"], png, title=f"{name}: KL per group (test)",
                                      group_order=activity["group_order"])
-    with open(os.path.join(model_dir, zoo_train.CONFIG_FILE)) as f:
+    with open(os.path.join(model_dir, run_files.CONFIG_FILE)) as f:
         epochs = json.load(f)["epochs"]  # zoo.train returned: every epoch of the run is done
     return {
         "train_command": train_command,
         "evaluate_command": evaluate_command,
-        "train_seconds": round(zoo_train.training_seconds(model_dir), 1),
+        "train_seconds": round(run_logs.training_seconds(model_dir), 1),
         "evaluate_seconds": round(evaluation["seconds"], 1),
         "epochs": epochs,
         "evaluation": evaluation,
@@ -201,15 +201,15 @@ def main(argv):
         import zoo
 
         for name, r in results["configurations"].items():
-            zoo.evaluation.plot_kl_per_group(r["kl_per_group"], os.path.join(ROOT, r["kl_png"]),
+            zoo.analysis.plot_kl_per_group(r["kl_per_group"], os.path.join(ROOT, r["kl_png"]),
                                              title=f"{name}: KL per group (test)", group_order=group_order(name, r))
         return
     runs = os.path.expanduser(FLAGS.runs)
     if FLAGS.retime:
-        from zoo import train as zoo_train
+        from zoo.runs import logs as run_logs
 
         for name, r in results["configurations"].items():
-            r["train_seconds"] = round(zoo_train.training_seconds(os.path.join(runs, name)), 1)
+            r["train_seconds"] = round(run_logs.training_seconds(os.path.join(runs, name)), 1)
         _write(results)
         return
     for name, configuration in CONFIGURATIONS.items():

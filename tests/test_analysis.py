@@ -1,4 +1,4 @@
-"""The MEM-VAE paper's analyses (zoo.evaluation) on real data: binarized MNIST for training and
+"""The MEM-VAE paper's analyses (zoo.analysis) on real data: binarized MNIST for training and
 imputation, the labelled MNIST test set (IDX files, dynamically binarized) for class statistics
 and recognition features. Models are small and trained briefly; the assertions are the analyses'
 invariants plus margins over trivial baselines."""
@@ -48,7 +48,7 @@ def binarized_test():
 
 @pytest.mark.parametrize("kind", ["left_half", "rectangle", "random"])
 def test_masks(kind):
-    observed = zoo.evaluation.imputation_mask((2, 28, 28, 1), kind, size=12, drop_rate=0.6, seed=0)
+    observed = zoo.analysis.imputation_mask((2, 28, 28, 1), kind, size=12, drop_rate=0.6, seed=0)
     missing = 1 - observed
     expected = {"left_half": 28 * 14, "rectangle": 144}.get(kind)
     if expected is not None:
@@ -60,11 +60,11 @@ def test_masks(kind):
 
 
 def _check_imputation(model, x):
-    observed = zoo.evaluation.imputation_mask(x.shape, "left_half")
+    observed = zoo.analysis.imputation_mask(x.shape, "left_half")
     # Baseline: every missing pixel predicted by its mean over this very batch (an oracle that
     # knows the test images' average but not the observed half of each image).
     oracle = np.sum((1 - observed) * (x - x.mean(axis=0)) ** 2) / np.sum(1 - observed)
-    result = zoo.evaluation.impute(model, x, observed, num_iterations=5, seed=0)
+    result = zoo.analysis.impute(model, x, observed, num_iterations=5, seed=0)
     np.testing.assert_array_equal(result["imputed"] * observed, x * observed)
     assert result["mse"].shape == (5,) and result["missing_pixels"] == len(x) * 28 * 14
     assert result["mse"][-1] < result["mse"][0] and result["mse"][-1] < oracle, (result["mse"], oracle)
@@ -75,7 +75,7 @@ def _check_imputation(model, x):
 def test_imputation(mem_vae, binarized_test):
     _check_imputation(mem_vae, binarized_test)
     with pytest.raises(ValueError, match="mask"):
-        zoo.evaluation.impute(mem_vae, binarized_test, np.ones((200, 28, 20, 1), np.float32))
+        zoo.analysis.impute(mem_vae, binarized_test, np.ones((200, 28, 20, 1), np.float32))
 
 
 @pytest.mark.large
@@ -88,19 +88,19 @@ def test_imputation_vae_and_memvae_through_one_function(mem_vae, binarized_test)
 
 @needs_data
 def test_generation_without_memory(mem_vae):
-    images = zoo.evaluation.generation_without_memory(mem_vae, num_samples=6, seed=0)
+    images = zoo.analysis.generation_without_memory(mem_vae, num_samples=6, seed=0)
     assert list(images) == ["memory", "without_layer_0", "without_layer_1", "no_memory"]
     for value in images.values():
         assert value.shape == (6, 28, 28, 1) and value.min() >= 0 and value.max() <= 1
     for name in ("without_layer_0", "without_layer_1", "no_memory"):
         assert np.abs(images[name] - images["memory"]).mean() > 1e-3, name
     with pytest.raises(ValueError, match="no memory"):
-        zoo.evaluation.generation_without_memory(zoo.MemVAE(num_slots=(0, 0), **SMALL))
+        zoo.analysis.generation_without_memory(zoo.MemVAE(num_slots=(0, 0), **SMALL))
 
 
 @needs_data
 def test_slot_preferences_and_slot_images(vis_mem_vae, labelled):
-    stats = zoo.evaluation.slot_preferences_per_class(vis_mem_vae, labelled, top_k=3)
+    stats = zoo.analysis.slot_preferences_per_class(vis_mem_vae, labelled, top_k=3)
     assert [s["layer"] for s in stats] == [0, 1]
     labels = np.concatenate([y for _, y in labelled])
     for s, slots in zip(stats, (20, 10)):
@@ -111,19 +111,19 @@ def test_slot_preferences_and_slot_images(vis_mem_vae, labelled):
         np.testing.assert_allclose(s["top_preferences"][:, 0], s["mean_preferences"].max(axis=1))
     # Trained on digits, the memory is used differently by different classes.
     assert np.ptp(stats[0]["mean_preferences"], axis=0).max() > 1e-3
-    images = zoo.evaluation.class_slot_images(vis_mem_vae, stats, layer=0)
+    images = zoo.analysis.class_slot_images(vis_mem_vae, stats, layer=0)
     assert images.shape == (10, 3, 28, 28, 1)
     np.testing.assert_allclose(images[4, 1], np.asarray(vis_mem_vae.slot_images(0))[stats[0]["top_slots"][4, 1]])
     with pytest.raises(ValueError, match="labels"):
-        zoo.evaluation.slot_preferences_per_class(vis_mem_vae, [(labelled[0][0], labelled[0][1] + 10)])
+        zoo.analysis.slot_preferences_per_class(vis_mem_vae, [(labelled[0][0], labelled[0][1] + 10)])
 
 
 @needs_data
 def test_recognition_features_linear_classifier(mem_vae, labelled):
-    features, labels = zoo.evaluation.recognition_features(mem_vae, labelled)
+    features, labels = zoo.analysis.recognition_features(mem_vae, labelled)
     assert features.shape == (2000, 64) and labels.shape == (2000,)
-    result = zoo.evaluation.linear_classifier_accuracy(features[:1500], labels[:1500], features[1500:], labels[1500:])
+    result = zoo.analysis.linear_classifier_accuracy(features[:1500], labels[:1500], features[1500:], labels[1500:])
     assert result["num_test"] == 500
     assert result["accuracy"] > 0.7, result  # chance is 0.1
     with pytest.raises(ValueError, match="same number of rows"):
-        zoo.evaluation.linear_classifier_accuracy(features, labels[:10], features, labels)
+        zoo.analysis.linear_classifier_accuracy(features, labels[:10], features, labels)

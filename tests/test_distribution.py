@@ -21,8 +21,10 @@ import pytest
 
 from tests.conftest import has_binarized_mnist
 from tests.goldens import MODEL_GOLDENS
-from tests.testing import run_state
-from zoo import train as zoo_train
+from tests.testing import checkpointed_run
+from zoo.runs import (
+    config as run_config, errors as run_errors, files as run_files, state as run_state, training as run_training,
+)
 
 needs_mnist = pytest.mark.skipif(not has_binarized_mnist(), reason="needs binarized_mnist in TFDS_DATA_DIR")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,7 +55,7 @@ def mirrored_versus_one_device():
 
     import zoo
     from tests.goldens import binary_images
-    from zoo import distributions, recipes
+    from zoo import distributions, optimizers
 
     x = binary_images((64, 8, 8, 1))
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -77,7 +79,7 @@ def mirrored_versus_one_device():
         "sgd": lambda: keras.optimizers.SGD(0.05),
         # The recipe's guards, both active here (the gradient norm is well above 1): they must see the
         # gradient of the global batch, not each replica's.
-        "clipped_adam": lambda: recipes.ClippedAdam(1e-2, max_global_norm=1.0, max_value=0.05),
+        "clipped_adam": lambda: optimizers.ClippedAdam(1e-2, max_global_norm=1.0, max_value=0.05),
     }.items():
         one, one_history = run(tf.distribute.get_strategy(), optimizer)
         two, two_history = run(mirrored, optimizer)
@@ -116,7 +118,7 @@ TINY = [
 
 def _tiny_config():
     """`TINY`'s configuration, 2 epochs, for runs in this process."""
-    return zoo_train.resolve_config(
+    return run_config.resolve_config(
         "vae_mnist_500_500_100", "binarized_mnist", 2, batch_size=20,
         overrides={"hidden_units": (32,), "latent_dim": 4, "batch_norm": False}, train_split="train[:400]",
         validation_split="validation[:40]", steps_per_epoch=4,
@@ -146,15 +148,15 @@ def _finish(process):
 
 def _collapse_checkpoint(model_dir):
     """Rewrites the run's latest checkpoint with a collapsed posterior (optimizer state kept)."""
-    model, state = run_state(model_dir)
+    model, state = checkpointed_run(model_dir)
     assert state.restore()
     collapse_posterior(model)
     state.save(int(state.epoch.numpy()))
 
 
 def _weights(model_dir):
-    config = zoo_train.read_config(model_dir)
-    model, _ = zoo_train.load_trained_model(model_dir, weights="last")
+    config = run_files.read_config(model_dir)
+    model, _ = run_state.load_trained_model(model_dir, weights="last")
     return config, [w.numpy() for w in model.trainable_weights]
 
 
@@ -163,7 +165,7 @@ def test_two_workers_match_one_device_only_the_chief_writes_and_the_run_resumes(
     # Epoch 1 on one device, then the posterior collapsed in its checkpoint (see the module docstring).
     start = str(tmp_path / "start")
     config = _tiny_config()
-    zoo_train.train({**config, "epochs": 1}, start, verbose=0)
+    run_training.train({**config, "epochs": 1}, start, verbose=0)
     _collapse_checkpoint(start)
     one, two = str(tmp_path / "one_device"), str(tmp_path / "two_workers")
     shutil.copytree(start, one)
@@ -179,7 +181,7 @@ def test_two_workers_match_one_device_only_the_chief_writes_and_the_run_resumes(
                           "TMPDIR": str(scratch)})
         for i in range(2)
     ]
-    zoo_train.train(config, one, verbose=0)
+    run_training.train(config, one, verbose=0)
     outputs = [_finish(p) for p in workers]
     assert f"Resuming {two} after epoch 1 of 2" in outputs[0] and f"Resuming {two} after epoch 1 of 2" in outputs[1]
     one_config, one_weights = _weights(one)
@@ -217,7 +219,7 @@ def mixed_precision_losses(names):
         x = np.concatenate([golden["input_data"]()] * 2)  # 8 examples, batch 4: 2 steps per epoch
         report[name] = {}
         for policy in ("float32", "mixed_float16", "mixed_bfloat16"):
-            with zoo_train._dtype_policy(None if policy == "float32" else policy):
+            with run_config._dtype_policy(None if policy == "float32" else policy):
                 model = golden["cls"](**golden["init_kwargs"])
             optimizer = keras.optimizers.Adam(1e-3)
             if policy == "mixed_float16":
@@ -280,12 +282,12 @@ def test_bad_distribution_flags_are_refused_in_one_line(args, env, reason, tmp_p
 
 
 def test_no_tpu_is_a_one_line_usage_error():
-    with pytest.raises(zoo_train.UsageError, match=r"^--strategy=tpu found no TPU \("):
-        zoo_train.make_strategy("tpu")
+    with pytest.raises(run_errors.UsageError, match=r"^--strategy=tpu found no TPU \("):
+        run_training.make_strategy("tpu")
 
 
 @needs_mnist
 def test_episodes_are_not_split_between_replicas():
-    with pytest.raises(zoo_train.UsageError, match="cannot be split between replicas"):
-        zoo_train.resolve_config("vma_mnist_recall", "binarized_mnist", 1, strategy="mirrored",
+    with pytest.raises(run_errors.UsageError, match="cannot be split between replicas"):
+        run_config.resolve_config("vma_mnist_recall", "binarized_mnist", 1, strategy="mirrored",
                                  train_split="train[:300]", validation_split="")

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tests.goldens import MODEL_GOLDENS
 from tests.testing import assert_allclose
-from zoo import export as zoo_export
+from zoo.runs import export as run_export
 
 SEED = [3, 7]
 
@@ -52,7 +52,7 @@ def exported(tmp_path_factory):
         if name not in cache:
             model, x = _golden_model(name)
             root = str(tmp_path_factory.mktemp(name))
-            cache[name] = (model, x, zoo_export.export(model, root), root)
+            cache[name] = (model, x, run_export.export(model, root), root)
         return cache[name]
 
     return get
@@ -113,7 +113,7 @@ def test_vae_family_signatures_match_the_public_methods(name, exported):
 def test_served_log_likelihood_chunks_like_the_keras_method(tmp_path):
     model, x = _golden_model("VAE")
     model.rows_per_chunk = 40  # batch 4 -> chunks of 10 samples: 30 samples = 3 chunks
-    path = zoo_export.export(model, str(tmp_path))
+    path = run_export.export(model, str(tmp_path))
     served = tf.saved_model.load(path).signatures["log_likelihood"]
     expected = model.log_likelihood(x, num_samples=30, seed=SEED)
     assert_allclose(served(x=tf.constant(x), num_samples=tf.constant(30), seed=tf.constant(SEED))["log_likelihood"],
@@ -169,13 +169,13 @@ def test_served_memory_inputs_are_validated(exported):
 
 def test_versions_increase_and_never_overwrite(exported):
     model, _, _, root = exported("VAE")
-    assert zoo_export.next_version(root) == 2
+    assert run_export.next_version(root) == 2
     with pytest.raises(ValueError, match="already exists"):
-        zoo_export.export(model, root, version=1)
+        run_export.export(model, root, version=1)
     with pytest.raises(ValueError, match="version must be an int >= 1"):
-        zoo_export.export(model, root, version=0)
+        run_export.export(model, root, version=0)
     with pytest.raises(ValueError, match="has no serving_endpoints"):
-        zoo_export.export(object(), root)
+        run_export.export(object(), root)
 
 
 def test_importing_the_export_module_defines_no_flags():

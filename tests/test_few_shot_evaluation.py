@@ -27,13 +27,13 @@ def labelled_episodes(hit_rates):
 
 
 def test_few_shot_accuracy_counts_argmax_hits():
-    result = zoo.evaluation.few_shot_accuracy(OracleClassifier(), labelled_episodes([1.0, 0.5, 0.0, 0.3]))
+    result = zoo.analysis.few_shot_accuracy(OracleClassifier(), labelled_episodes([1.0, 0.5, 0.0, 0.3]))
     assert result["accuracy"] == pytest.approx(0.45)
     assert result["stderr"] == pytest.approx(np.std([1.0, 0.5, 0.0, 0.3], ddof=1) / 2)
     assert (result["episodes"], result["queries"], result["ways"], result["shots"]) == (4, 40, 4, 2)
-    assert zoo.evaluation.few_shot_accuracy(OracleClassifier(), labelled_episodes([1.0, 0.0]), max_episodes=1)["accuracy"] == 1.0
+    assert zoo.analysis.few_shot_accuracy(OracleClassifier(), labelled_episodes([1.0, 0.0]), max_episodes=1)["accuracy"] == 1.0
     with pytest.raises(ValueError, match="nothing to classify"):
-        zoo.evaluation.few_shot_accuracy(OracleClassifier(), [])
+        zoo.analysis.few_shot_accuracy(OracleClassifier(), [])
 
 
 def test_vma_few_shot_accuracy_and_memory_size_sweep():
@@ -46,7 +46,7 @@ def test_vma_few_shot_accuracy_and_memory_size_sweep():
         return episodes.class_episodes(images, labels, num_classes=classes, num_targets=1, num_memory=per_class,
                                        num_episodes=2, seed=3)
 
-    rows = zoo.evaluation.memory_size_sweep(model, make, num_classes=(1, 3), examples_per_class=(4,), num_samples=20)
+    rows = zoo.analysis.memory_size_sweep(model, make, num_classes=(1, 3), examples_per_class=(4,), num_samples=20)
     assert [(r["num_classes"], r["examples_per_class"], r["memory_entries"]) for r in rows] == [(1, 4, 4), (3, 4, 12)]
     assert [r["examples"] for r in rows] == [2, 6]
     # The sweep's NLL is the mean of the model's own log p(x | memory) with the same seeds.
@@ -70,6 +70,6 @@ def test_vma_few_shot_accuracy_by_hand():
     def episode(memory_labels):
         return {"queries": images, "query_labels": labels, "memory": images, "memory_labels": memory_labels}
 
-    result = zoo.evaluation.few_shot_accuracy(model, [episode(labels), episode((labels + 1) % 4)])
+    result = zoo.analysis.few_shot_accuracy(model, [episode(labels), episode((labels + 1) % 4)])
     assert (result["accuracy"], result["stderr"]) == (0.5, 0.5)
     assert (result["episodes"], result["queries"], result["ways"], result["shots"]) == (2, 8, 4, 1)

@@ -250,7 +250,7 @@ def test_latent_activity_finds_a_collapsed_group_and_plots_it(tmp_path):
     kernel, _ = model.posteriors[0].log_variance_head.get_weights()
     model.posteriors[0].log_variance_head.set_weights([np.zeros_like(kernel), np.full(3, -2.0)])
     batches = [binary_images((4, 8, 8, 1), seed=i) for i in range(3)]
-    activity = zoo.evaluation.latent_activity(model, batches)
+    activity = zoo.analysis.latent_activity(model, batches)
     assert activity["examples"] == 12
     np.testing.assert_allclose(activity["kl_per_group"][1], 0.0, atol=1e-6)
     np.testing.assert_allclose(activity["kl_per_unit"][3:], [0.0, 0.0], atol=1e-6)
@@ -259,7 +259,7 @@ def test_latent_activity_finds_a_collapsed_group_and_plots_it(tmp_path):
     assert (activity["active_units"], activity["active_groups"]) == (3, 1)
     assert activity["group_order"] == "from x upward"
     backend = matplotlib.get_backend()
-    axes = zoo.evaluation.plot_kl_per_group(activity["kl_per_group"], str(tmp_path / "kl.png"))
+    axes = zoo.analysis.plot_kl_per_group(activity["kl_per_group"], str(tmp_path / "kl.png"))
     image = matplotlib.image.imread(tmp_path / "kl.png")
     assert image.ndim == 3 and image.shape[0] > 100
     assert [bar.get_height() for bar in axes.patches] == pytest.approx(activity["kl_per_group"])
@@ -267,10 +267,10 @@ def test_latent_activity_finds_a_collapsed_group_and_plots_it(tmp_path):
     # Into given axes (a notebook's figure), without writing a file.
     figure = matplotlib.figure.Figure()
     given = figure.add_subplot()
-    assert zoo.evaluation.plot_kl_per_group([1.0, 2.0, 3.0], axes=given) is given
+    assert zoo.analysis.plot_kl_per_group([1.0, 2.0, 3.0], axes=given) is given
     assert len(given.patches) == 3 and given.get_xlabel() == "latent group (from x upward)"
     with pytest.raises(ValueError, match="kl_per_group must be a non-empty list of finite numbers"):
-        zoo.evaluation.plot_kl_per_group([float("nan")], str(tmp_path / "bad.png"))
+        zoo.analysis.plot_kl_per_group([float("nan")], str(tmp_path / "bad.png"))
 
 
 @pytest.mark.parametrize("cls", [zoo.HierarchicalVAE, zoo.LadderVAE])

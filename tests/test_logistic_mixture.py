@@ -177,7 +177,7 @@ def test_tiny_nvae_trains_an_xla_step_and_reports_bits_per_dim():
     log_px = model.log_likelihood(x, num_samples=3, seed=0).numpy()
     assert log_px.shape == (4,) and np.all(np.isfinite(log_px)) and np.all(log_px < 0)
     # A discrete likelihood: log p(x) <= 0 per pixel, so nll > 0 and bits/dim > 0.
-    report = zoo.evaluation.dataset_log_likelihood(model, [x[:2], x[2:]], num_samples=3, seed=0)
+    report = zoo.analysis.dataset_log_likelihood(model, [x[:2], x[2:]], num_samples=3, seed=0)
     dims = 8 * 8 * 3
     assert report["examples"] == 4 and report["nll_nats"] > 0
     np.testing.assert_allclose(report["bits_per_dim"], report["nll_nats"] / (dims * math.log(2)), rtol=1e-6)

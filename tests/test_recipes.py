@@ -1,4 +1,4 @@
-"""zoo.recipes: every preset's recipe builds the optimizer and schedule it names; bad recipes fail clearly."""
+"""zoo.optimizers: every preset's recipe builds the optimizer and schedule it names; bad recipes fail clearly."""
 
 import math
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo import recipes
-from zoo import train as zoo_train
+from zoo import optimizers
+from zoo.runs import config as run_config, errors as run_errors
 from zoo.presets import PRESETS
 
 STEPS_PER_EPOCH = 10
@@ -30,15 +30,15 @@ def expected_rates(recipe, epochs):
 def test_every_preset_builds_the_optimizer_and_schedule_its_recipe_names(preset):
     recipe = PRESETS[preset].get("recipe", {})
     epochs = recipe.get("epochs", 20)
-    config = {"recipe": {k: v for k, v in recipe.items() if k in recipes.APPLIED_KEYS},
+    config = {"recipe": {k: v for k, v in recipe.items() if k in optimizers.APPLIED_KEYS},
               "learning_rate": recipe.get("learning_rate", 1e-3), "skip_gradient_norm": None,
               "steps_per_epoch": STEPS_PER_EPOCH, "epochs": epochs}
-    optimizer = zoo_train.build_optimizer(config)
+    optimizer = run_config.build_optimizer(config)
     if recipe.get("optimizer") == "adamax":
-        assert type(optimizer) is recipes.L2Adamax
+        assert type(optimizer) is optimizers.L2Adamax
         assert optimizer.weight_decay_l2 == recipe["weight_decay"] and optimizer.epsilon == recipe["epsilon"]
     elif {"max_global_norm", "max_value"} & set(recipe):
-        assert type(optimizer) is recipes.ClippedAdam
+        assert type(optimizer) is optimizers.ClippedAdam
     else:
         assert type(optimizer) is keras.optimizers.Adam
     assert optimizer.epsilon == recipe.get("epsilon", 1e-7)
@@ -52,7 +52,7 @@ def test_nvae_recipe_is_the_authors_warm_up_then_cosine():
     recipe = PRESETS["nvae_cifar10"]["recipe"]
     assert (recipe["optimizer"], recipe["learning_rate"], recipe["learning_rate_min"], recipe["warmup_epochs"],
             recipe["weight_decay"], recipe["epsilon"]) == ("adamax", 1e-2, 1e-4, 5, 3e-4, 1e-3)
-    schedule = recipes.learning_rate_schedule(recipe, 1e-2, STEPS_PER_EPOCH, epochs=25)
+    schedule = optimizers.learning_rate_schedule(recipe, 1e-2, STEPS_PER_EPOCH, epochs=25)
     warmup, total = 5 * STEPS_PER_EPOCH, 25 * STEPS_PER_EPOCH - 1  # the cosine ends on the last update
     for step in (1, 25, 49):
         np.testing.assert_allclose(float(schedule(step)), 1e-2 * step / warmup, rtol=1e-5)
@@ -65,7 +65,7 @@ def test_nvae_recipe_is_the_authors_warm_up_then_cosine():
 
 def test_l2_adamax_adds_the_penalty_to_the_gradient_as_torch_adamax():
     variable = tf.Variable([1.0, -2.0, 0.5])
-    optimizer = recipes.L2Adamax(0.1, weight_decay_l2=0.3, epsilon=1e-3)
+    optimizer = optimizers.L2Adamax(0.1, weight_decay_l2=0.3, epsilon=1e-3)
     gradients = [np.array([0.2, 0.0, -1.0]), np.array([-0.4, 0.1, 0.3])]
     # torch.optim.Adamax: g += wd * w; m = b1 m + (1 - b1) g; u = max(b2 u, |g| + eps); w -= lr / (1 - b1^t) m / u
     w, m, u = variable.numpy().astype(np.float64), np.zeros(3), np.zeros(3)
@@ -79,8 +79,8 @@ def test_l2_adamax_adds_the_penalty_to_the_gradient_as_torch_adamax():
 
 
 def test_l2_adamax_round_trips_its_config():
-    optimizer = recipes.L2Adamax(1e-2, weight_decay_l2=3e-4, epsilon=1e-3)
-    clone = recipes.L2Adamax.from_config(optimizer.get_config())
+    optimizer = optimizers.L2Adamax(1e-2, weight_decay_l2=3e-4, epsilon=1e-3)
+    clone = optimizers.L2Adamax.from_config(optimizer.get_config())
     assert (clone.weight_decay_l2, clone.epsilon) == (3e-4, 1e-3)
 
 
@@ -95,22 +95,22 @@ def test_l2_adamax_round_trips_its_config():
 ])
 def test_a_recipe_the_zoo_does_not_build_fails_with_a_clear_error(recipe, message):
     with pytest.raises(ValueError) as error:
-        recipes.check_recipe("p", recipe)
+        optimizers.check_recipe("p", recipe)
     assert str(error.value).startswith("preset 'p': ") and message in str(error.value), str(error.value)
 
 
 def test_training_a_preset_with_an_unknown_recipe_key_is_a_usage_error(monkeypatch):
     monkeypatch.setitem(PRESETS, "vae_mnist_500_500_100",
                         {**PRESETS["vae_mnist_500_500_100"], "recipe": {"learning_rate": 1e-3, "lr_min": 0.0}})
-    with pytest.raises(zoo_train.UsageError, match="unknown recipe key\\(s\\) 'lr_min'"):
-        zoo_train.resolve_config("vae_mnist_500_500_100", "binarized_mnist", epochs=1)
+    with pytest.raises(run_errors.UsageError, match="unknown recipe key\\(s\\) 'lr_min'"):
+        run_config.resolve_config("vae_mnist_500_500_100", "binarized_mnist", epochs=1)
 
 
 def test_mem_dgm_recipe_is_clipped_adam_with_per_epoch_decay():
     recipe = PRESETS["memvae_mnist_500_500_100"]["recipe"]
-    config = {"recipe": {k: v for k, v in recipe.items() if k in recipes.APPLIED_KEYS}, "learning_rate": 1e-3,
+    config = {"recipe": {k: v for k, v in recipe.items() if k in optimizers.APPLIED_KEYS}, "learning_rate": 1e-3,
               "skip_gradient_norm": None, "steps_per_epoch": STEPS_PER_EPOCH, "epochs": recipe["epochs"]}
-    optimizer = zoo_train.build_optimizer(config)
+    optimizer = run_config.build_optimizer(config)
     assert (optimizer.epsilon, optimizer.max_global_norm, optimizer.max_value) == (1e-4, 5.0, 1.0)
     # Epochs 1..1000 (1-based) at 1e-3, then x 0.998 after each further epoch, as thu-ml/MEM_DGM anneals.
     for epoch, rate in ((0, 1e-3), (999, 1e-3), (1000, 1e-3 * 0.998), (1002, 1e-3 * 0.998 ** 3)):

@@ -13,8 +13,8 @@ import tensorflow as tf
 import zoo
 from tests.conftest import has_binarized_mnist
 from tests.goldens import binary_images
-from zoo import recipes
-from zoo import train as zoo_train
+from zoo import optimizers
+from zoo.runs import files as run_files
 
 needs_mnist = pytest.mark.skipif(not has_binarized_mnist(), reason="needs binarized_mnist in TFDS_DATA_DIR")
 
@@ -36,7 +36,7 @@ def test_ladder_preset_trains_stably_on_binarized_mnist():
 def test_gradient_skipping_never_stalls_training():
     # Every gradient norm exceeds the threshold: 3 skips, then one update rescaled to the threshold, and so on.
     model = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, batch_norm=False, seed=0)
-    optimizer = recipes.ClippedAdam(1e-2, skip_threshold=1e-6, max_consecutive_skips=3)
+    optimizer = optimizers.ClippedAdam(1e-2, skip_threshold=1e-6, max_consecutive_skips=3)
     model.compile(optimizer=optimizer, steps_per_execution=5)
     before = [w.numpy().copy() for w in model.trainable_weights]
     model.fit(binary_images((40, 8, 8, 1)), batch_size=2, epochs=1, verbose=0)  # 20 steps
@@ -54,16 +54,16 @@ def keras_adam_and_guarded(threshold):
     import keras
 
     make = lambda: keras.Variable([1.0, 1.0])  # noqa: E731
-    return (keras.optimizers.Adam(0.1), make()), (recipes.ClippedAdam(0.1, skip_threshold=threshold), make())
+    return (keras.optimizers.Adam(0.1), make()), (optimizers.ClippedAdam(0.1, skip_threshold=threshold), make())
 
 
 def test_gradient_skipping_skips_a_non_finite_update_and_survives_config():
-    optimizer = recipes.ClippedAdam(0.1, skip_threshold=10.0, max_consecutive_skips=2)
+    optimizer = optimizers.ClippedAdam(0.1, skip_threshold=10.0, max_consecutive_skips=2)
     variable = tf.Variable([1.0, 1.0])
     optimizer.apply([tf.constant([np.nan, 1.0])], [variable])
     np.testing.assert_array_equal(variable.numpy(), [1.0, 1.0])
     assert int(optimizer.skipped_updates.numpy()) == 1 and int(optimizer.iterations.numpy()) == 0
-    clone = recipes.ClippedAdam.from_config(optimizer.get_config())
+    clone = optimizers.ClippedAdam.from_config(optimizer.get_config())
     assert (clone.skip_threshold, clone.max_consecutive_skips) == (10.0, 2)
 
 
@@ -92,16 +92,16 @@ def test_nan_guard_keeps_the_last_good_checkpoint_of_a_hierarchy(tmp_path):
     model_dir = str(tmp_path / "ladder")
     code, err = _train("--epochs=1", f"--model_dir={model_dir}")
     assert code == 0, err
-    best = _md5(os.path.join(model_dir, zoo_train.BEST_WEIGHTS))
-    checkpoints = sorted(os.listdir(os.path.join(model_dir, zoo_train.CHECKPOINT_DIR)))
-    stamps = {name: _md5(os.path.join(model_dir, zoo_train.CHECKPOINT_DIR, name)) for name in checkpoints}
+    best = _md5(os.path.join(model_dir, run_files.BEST_WEIGHTS))
+    checkpoints = sorted(os.listdir(os.path.join(model_dir, run_files.CHECKPOINT_DIR)))
+    stamps = {name: _md5(os.path.join(model_dir, run_files.CHECKPOINT_DIR, name)) for name in checkpoints}
     code, err = _train("--epochs=2", "--learning_rate=1e30", f"--model_dir={model_dir}")
     assert code == 1, err
     message = err.strip().splitlines()[-1]
     assert "non-finite training loss" in message and "checkpoint (after epoch 1)" in message, message
-    assert _md5(os.path.join(model_dir, zoo_train.BEST_WEIGHTS)) == best
+    assert _md5(os.path.join(model_dir, run_files.BEST_WEIGHTS)) == best
     for name, stamp in stamps.items():
-        assert _md5(os.path.join(model_dir, zoo_train.CHECKPOINT_DIR, name)) == stamp, name
+        assert _md5(os.path.join(model_dir, run_files.CHECKPOINT_DIR, name)) == stamp, name
 
 
 @needs_mnist

@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import has_binarized_mnist
-from zoo import train as zoo_train
-from zoo import tune as zoo_tune
+from zoo.runs import (
+    config as run_config, data as run_data, hypermodel as run_hypermodel, search as run_search, state as run_state,
+    training as run_training,
+)
+from zoo import cli as zoo_cli
 
 needs_mnist = pytest.mark.skipif(not has_binarized_mnist(), reason="needs binarized_mnist in TFDS_DATA_DIR")
 
@@ -39,7 +42,7 @@ def _run(*args, timeout=300):
 
 
 def _trial_file(directory, trial_id):
-    return os.path.join(directory, zoo_tune.PROJECT, f"trial_{trial_id}", "trial.json")
+    return os.path.join(directory, run_search.PROJECT, f"trial_{trial_id}", "trial.json")
 
 
 def _read(path):
@@ -49,7 +52,7 @@ def _read(path):
 
 @pytest.fixture(scope="module")
 def config():
-    return zoo_train.resolve_config(
+    return run_config.resolve_config(
         SEARCH["preset"], SEARCH["dataset"], SEARCH["epochs"], SEARCH["batch_size"], overrides=SEARCH["overrides"],
         train_split=SEARCH["train_split"], validation_split=SEARCH["validation_split"],
         steps_per_epoch=SEARCH["steps_per_epoch"],
@@ -64,11 +67,10 @@ def _mtimes(directory, trial_id):
 @pytest.fixture(scope="module")
 def interrupted_search(tmp_path_factory):
     """The search stopped (KeyboardInterrupt) while training its second trial, then resumed by the same command line."""
-    from zoo import tuning
 
     directory = str(tmp_path_factory.mktemp("tune") / "search")
     fitted = []
-    original_fit = tuning.PresetHyperModel.fit
+    original_fit = run_hypermodel.PresetHyperModel.fit
 
     def fit(self, hp, *args, **kwargs):
         fitted.append(dict(hp.values))
@@ -77,9 +79,9 @@ def interrupted_search(tmp_path_factory):
         return original_fit(self, hp, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tuning.PresetHyperModel, "fit", fit)
+        patch.setattr(run_hypermodel.PresetHyperModel, "fit", fit)
         with pytest.raises(KeyboardInterrupt):
-            zoo_tune.search(directory=directory, **SEARCH)
+            run_search.search(directory=directory, **SEARCH)
     after_interruption = {trial: json.loads(_read(_trial_file(directory, trial))) for trial in "01"}
     first_trial = (_read(_trial_file(directory, 0)), _mtimes(directory, 0))
     return {"directory": directory, "fitted": fitted, "after_interruption": after_interruption,
@@ -87,10 +89,9 @@ def interrupted_search(tmp_path_factory):
 
 
 def test_search_space_depends_on_the_preset():
-    from zoo import tuning
 
     def names(preset):
-        return set(tuning.search_space(preset))
+        return set(run_hypermodel.search_space(preset))
 
     assert names("vae_mnist_500_500_100") == {"learning_rate", "latent_dim", "num_importance_samples"}
     # Memory slots only for the models with memory slots, a learned memory's size only for VMA with one.
@@ -101,35 +102,33 @@ def test_search_space_depends_on_the_preset():
     assert names("iwae_mnist_2layer") == {"learning_rate", "latent_scale", "num_levels", "num_importance_samples"}
     assert names("nvae_mnist_small") == {"learning_rate", "latent_scale", "num_scales"}  # KL balancing needs K = 1
     assert names("nvae_cifar10") == {"learning_rate", "latent_scale"}  # one scale: no depth to choose
-    space = tuning.search_space("ladder_vae_mnist")
+    space = run_hypermodel.search_space("ladder_vae_mnist")
     levels = space["num_levels"]
     assert (levels["min_value"], levels["max_value"], levels["default"]) == (1, 5, 5)
     assert space["learning_rate"]["default"] == 2e-4  # the preset recipe's
-    assert tuning.search_space("vae_mnist_500_500_100", {"latent_dim": 8})["latent_dim"]["values"] == [4, 8, 16]
-    assert tuning.search_space("memvae_mnist_500_500_100")["slot_scale"] == {"values": [0.5, 1.0, 2.0], "default": 1.0}
-    assert tuning.search_space("vma_mnist_mlp")["num_importance_samples"]["values"] == [2, 4, 8]  # VIMCO: K >= 2
-    assert tuning.search_space("vae_mnist_500_500_100")["num_importance_samples"]["values"] == [1, 5]
+    assert run_hypermodel.search_space("vae_mnist_500_500_100", {"latent_dim": 8})["latent_dim"]["values"] == [4, 8, 16]
+    assert run_hypermodel.search_space("memvae_mnist_500_500_100")["slot_scale"] == {"values": [0.5, 1.0, 2.0], "default": 1.0}
+    assert run_hypermodel.search_space("vma_mnist_mlp")["num_importance_samples"]["values"] == [2, 4, 8]  # VIMCO: K >= 2
+    assert run_hypermodel.search_space("vae_mnist_500_500_100")["num_importance_samples"]["values"] == [1, 5]
 
 
 def test_space_changes_and_their_refusal():
-    from zoo import tuning
 
-    space = tuning.resolve_space("memvae_mnist_500_500_100", space={
+    space = run_hypermodel.resolve_space("memvae_mnist_500_500_100", space={
         "latent_dim": [10, 20], "slot_scale": 2.0, "num_importance_samples": None,
         "learning_rate": {"min_value": 1e-4, "max_value": 1e-3}})
     assert space == {"latent_dim": {"values": [10, 20]}, "slot_scale": 2.0,
                      "learning_rate": {"min_value": 1e-4, "max_value": 1e-3}}
     with pytest.raises(ValueError, match="no hyperparameter num_levels to tune; its hyperparameters: learning_rate, "
                                          "latent_dim, num_importance_samples"):
-        tuning.resolve_space("vae_mnist_500_500_100", space={"num_levels": 2})
+        run_hypermodel.resolve_space("vae_mnist_500_500_100", space={"num_levels": 2})
     with pytest.raises(ValueError, match="at least one value"):
-        tuning.resolve_space("vae_mnist_500_500_100", space={"latent_dim": []})
+        run_hypermodel.resolve_space("vae_mnist_500_500_100", space={"latent_dim": []})
 
 
 def _hypermodel(config, preset, overrides, **kwargs):
-    from zoo import tuning
 
-    return tuning.PresetHyperModel({**config, "preset": preset, "overrides": {**overrides, "seed": 0}}, **kwargs)
+    return run_hypermodel.PresetHyperModel({**config, "preset": preset, "overrides": {**overrides, "seed": 0}}, **kwargs)
 
 
 @needs_mnist
@@ -168,14 +167,14 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(interrupte
     assert f"Resuming the search in {directory}: 1 trial(s) finished" in out
     # The finished trial is untouched; the interrupted one ran to the end with its own values, and no other.
     assert (_read(_trial_file(directory, 0)), _mtimes(directory, 0)) == interrupted_search["first_trial"]
-    trials = [name for name in os.listdir(os.path.join(directory, zoo_tune.PROJECT)) if name.startswith("trial_")]
+    trials = [name for name in os.listdir(os.path.join(directory, run_search.PROJECT)) if name.startswith("trial_")]
     assert sorted(trials) == ["trial_0", "trial_1"]
     records = {t: json.loads(_read(_trial_file(directory, t))) for t in "01"}
     assert [records[t]["status"] for t in "01"] == ["COMPLETED", "COMPLETED"]
     assert records["1"]["hyperparameters"]["values"] == fitted[1]
     best = json.loads(out.strip().splitlines()[-1])
     assert f"Retrain it: {best['command']}" in out
-    with open(os.path.join(directory, zoo_tune.BEST_FILE)) as f:
+    with open(os.path.join(directory, run_search.BEST_FILE)) as f:
         assert json.load(f) == best
     assert best["trials"] == 2 and best["objective"] == "val_log_likelihood"
     scores = {t: records[t]["score"] for t in "01"}
@@ -187,9 +186,9 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(interrupte
 def _retrain_config(command):
     """The zoo.train configuration of a `python -m zoo.train ...` command line."""
     args = dict(arg[2:].split("=", 1) for arg in shlex.split(command)[3:] if not arg.startswith("--override="))
-    overrides = zoo_train.parse_overrides([arg[len("--override="):] for arg in shlex.split(command)
+    overrides = zoo_cli.parse_overrides([arg[len("--override="):] for arg in shlex.split(command)
                                            if arg.startswith("--override=")])
-    return zoo_train.resolve_config(
+    return run_config.resolve_config(
         args["preset"], args["dataset"], int(args["epochs"]), int(args["batch_size"]), float(args["learning_rate"]),
         seed=int(args["seed"]), overrides=overrides, train_split=args["train_split"],
         validation_split=args["validation_split"], steps_per_epoch=int(args["steps_per_epoch"]),
@@ -199,21 +198,20 @@ def _retrain_config(command):
 @needs_mnist
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # the trial checkpoint's Adam state
 def test_best_hyperparameters_rebuild_the_same_model(interrupted_search, config, tmp_path):
-    from zoo import tuning
 
     directory = interrupted_search["directory"]
-    with open(os.path.join(directory, zoo_tune.BEST_FILE)) as f:
+    with open(os.path.join(directory, run_search.BEST_FILE)) as f:
         best = json.load(f)
-    hypermodel = tuning.PresetHyperModel(config, objective_samples=SEARCH["objective_samples"])
-    tuner = tuning.make_tuner(hypermodel, directory, max_trials=2, project_name=zoo_tune.PROJECT)
+    hypermodel = run_hypermodel.PresetHyperModel(config, objective_samples=SEARCH["objective_samples"])
+    tuner = run_hypermodel.make_tuner(hypermodel, directory, max_trials=2, project_name=run_search.PROJECT)
     best_hps = tuner.get_best_hyperparameters(1)[0]
     assert best_hps.values == best["hyperparameters"]
-    x = next(iter(zoo_train.validation_stream(config)))
+    x = next(iter(run_data.validation_stream(config)))
     rebuilt, again = hypermodel.build(best_hps), hypermodel.build(best_hps)
     retrain_config, model_dir = _retrain_config(best["command"])
-    assert model_dir == os.path.join(directory, zoo_tune.RETRAIN_DIR)
+    assert model_dir == os.path.join(directory, run_search.RETRAIN_DIR)
     random.seed(retrain_config["seed"])
-    by_train = zoo_train.build_model(retrain_config)
+    by_train = run_config.build_model(retrain_config)
     assert retrain_config["learning_rate"] == best["learning_rate"] == best_hps.values["learning_rate"]
     def normalized(config):  # JSON's lists for tuples; Keras numbers every model's name
         return {key: value for key, value in json.loads(json.dumps(config)).items() if key != "name"}
@@ -231,8 +229,8 @@ def test_best_hyperparameters_rebuild_the_same_model(interrupted_search, config,
     # The command retrains the trial's model as the search trained it: the same weights after its one epoch.
     trained = tuner.get_best_models(1)[0]
     assert not np.array_equal(trained.weights[0].numpy(), rebuilt.weights[0].numpy())
-    zoo_train.train(retrain_config, str(tmp_path / "retrained"), verbose=0)
-    retrained, _ = zoo_train.load_trained_model(str(tmp_path / "retrained"), weights="last")
+    run_training.train(retrain_config, str(tmp_path / "retrained"), verbose=0)
+    retrained, _ = run_state.load_trained_model(str(tmp_path / "retrained"), weights="last")
     for a, b in zip(trained.weights, retrained.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
 
@@ -270,10 +268,10 @@ def test_missing_max_trials_and_bad_directories_exit_2(tmp_path):
     assert code == 2 and "is a file, not a directory" in err and len(err.strip().splitlines()) == 1, err
     other = tmp_path / "other"
     other.mkdir()
-    (other / zoo_tune.SEARCH_FILE).write_text(json.dumps({"preset": "memvae_mnist_500_500_100"}))
+    (other / run_search.SEARCH_FILE).write_text(json.dumps({"preset": "memvae_mnist_500_500_100"}))
     code, _, err = _run(*FLAGS, f"--directory={other}", timeout=60)
     assert code == 2 and "holds a search with different preset, dataset" in err, err
-    (other / zoo_tune.SEARCH_FILE).unlink()
+    (other / run_search.SEARCH_FILE).unlink()
     (other / "notes.txt").write_text("")
     code, _, err = _run(*FLAGS, f"--directory={other}", timeout=60)
     assert code == 2 and "holds no tune.json: not a zoo.tune search" in err, err

@@ -259,7 +259,7 @@ def test_training_on_binarized_mnist_lowers_the_test_bound(mnist_train, mnist_te
 def test_dataset_log_likelihood_matches_exact_answer(linear_data):
     model = linear_gaussian_vae()
     ds = tf.data.Dataset.from_tensor_slices(linear_data).batch(64)
-    result = zoo.evaluation.dataset_log_likelihood(model, ds, num_samples=3, max_examples=150)
+    result = zoo.analysis.dataset_log_likelihood(model, ds, num_samples=3, max_examples=150)
     exact = exact_log_px(linear_data[:150])
     assert result["examples"] == 150
     np.testing.assert_allclose(result["nll_nats"], -exact.mean(), atol=1e-3)

@@ -6,8 +6,8 @@ import tensorflow as tf
 
 import zoo
 from tests.conftest import SHARED_DATASETS
-from zoo import train as zoo_train
-from zoo.cli import UsageError
+from zoo.runs import config as run_config, data as run_data
+from zoo.runs.errors import UsageError
 
 OMNIGLOT_DIR = SHARED_DATASETS / "omniglot"
 needs_archives = pytest.mark.skipif(
@@ -127,24 +127,24 @@ def test_bad_options_raise_a_clear_value_error(kwargs, message):
 
 @needs_archives
 def test_cli_trains_it_on_26x26_omniglot_episodes():
-    config = zoo_train.resolve_config("vma_omniglot_paper", "omniglot", epochs=1, data_path=str(OMNIGLOT_DIR),
+    config = run_config.resolve_config("vma_omniglot_paper", "omniglot", epochs=1, data_path=str(OMNIGLOT_DIR),
                                       steps_per_epoch=2, episode_classes=2, episode_targets=2, episode_memory=2)
     assert config["data_options"] == {"image_size": 26} and config["learning_rate"] == 3e-4
-    episode = next(iter(zoo_train.load_episodes(config, "train", None, seed=0)))
+    episode = next(iter(run_data.load_episodes(config, "train", None, seed=0)))
     assert episode["x"].shape == (4, 26, 26, 1) and episode["memory"].shape == (4, 26, 26, 1)
     assert set(np.unique(episode["x"].numpy())) <= {0.0, 1.0}
     # The 26x26 images are the 104x104 crop max-pooled 4x4, what zoo.data.omniglot.preprocess(image_size=26) gives.
     data = zoo.data.omniglot.read("train", image_size=26, path=str(OMNIGLOT_DIR))
     assert data["images"].shape[1:] == (26, 26, 1)
     with pytest.raises(UsageError, match="datasets that fit: omniglot"):
-        zoo_train.check_flags("vma_omniglot_paper", "binarized_mnist", 1)
+        run_config.check_options("vma_omniglot_paper", "binarized_mnist", 1)
 
     # Two updates of the preset on real episodes: every weight moves (h^p from the second, once e^p has),
     # the metrics are finite and within their ranges.
-    model = zoo_train.build_model(config)
+    model = run_config.build_model(config)
     model.compile(optimizer="adam")
     before = {w.path: w.numpy().copy() for w in model.trainable_weights}
-    history = model.fit(zoo_train.load_episodes(config, "train", 2, seed=0), epochs=1, verbose=0).history
+    history = model.fit(run_data.load_episodes(config, "train", 2, seed=0), epochs=1, verbose=0).history
     assert np.isfinite(history["loss"][0]) and history["bound"][0] < 0
     assert 0 <= history["address_kl"][0] <= np.log(4) + 1e-5 and history["kl"][0] >= 0
     unmoved = [w.path for w in model.trainable_weights if np.array_equal(before[w.path], w.numpy())]

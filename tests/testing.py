@@ -120,15 +120,17 @@ class TestCase:
         return loaded
 
 
-def run_state(model_dir):
+def checkpointed_run(model_dir):
     """A `zoo.train` run's model, compiled with the run's optimizer, and its checkpoint state (not yet restored)."""
-    from zoo import train as zoo_train
+    from zoo.runs.config import build_model, build_optimizer
+    from zoo.runs.files import read_config
+    from zoo.runs.state import RunState
 
-    config = zoo_train.read_config(model_dir)
-    model = zoo_train.build_model(config)
-    model.compile(optimizer=zoo_train.build_optimizer(config))
+    config = read_config(model_dir)
+    model = build_model(config)
+    model.compile(optimizer=build_optimizer(config))
     model.optimizer.build(model.trainable_variables)
-    return model, zoo_train._RunState(model, model_dir, config)
+    return model, RunState(model, model_dir, config)
 
 
 def default_deterministic_outputs(model, x):

@@ -1,18 +1,18 @@
 """zoo: memory-augmented and hierarchical variational autoencoders for TensorFlow 2 / Keras 3.
 
-`import zoo` loads the public API (models, layers, data, presets, ...), so Keras knows every
-zoo class (e.g. for `keras.saving.load_model`). The command-line apps (`python -m zoo.train`,
-`zoo-train`, ...) are the exception: for them the API loads on first use of a `zoo.<name>`,
-after their flags are checked, so a bad flag is reported before TensorFlow is imported.
+`import zoo` is light: the public API (models, layers, data, presets, ...) and TensorFlow load
+on the first use of a `zoo.<name>` (`zoo.VAE`, `from zoo import MemVAE`, `zoo.models`), so that
+the command-line apps (`python -m zoo.train`, ...) report a bad flag before TensorFlow is
+imported. Loading the models registers the zoo's classes with Keras: to read a `.keras` file
+of a zoo model with `keras.saving.load_model` in a program that has not used a zoo name yet,
+`import zoo.models` first.
 """
 
 import importlib
-import os
-import sys
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "distributions", "evaluation", "layers", "models", "objectives", "presets", "recipes")
+_SUBMODULES = ("analysis", "data", "distributions", "layers", "models", "objectives", "optimizers", "presets")
 _MODELS = ("VAE", "VMA", "ConvVAE", "HierarchicalVAE", "LadderVAE", "LatentVariableModel", "MemVAE", "NVAE", "SoftAttentionVAE")
 __all__ = [*_SUBMODULES, *_MODELS]
 
@@ -29,13 +29,3 @@ def __getattr__(name):
 
 def __dir__():
     return sorted([*globals(), *__all__])
-
-
-def _running_a_command_line_app():
-    argv = getattr(sys, "orig_argv", sys.argv)
-    module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else ""
-    return module.startswith("zoo.") or os.path.basename(sys.argv[0]).startswith("zoo-")
-
-
-if not _running_a_command_line_app():
-    __getattr__("models")

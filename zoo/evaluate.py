@@ -5,126 +5,18 @@
 Loads the best weights of a `zoo.train` run, estimates log p(x) with `num_samples`
 importance samples per example (Burda et al. 2016) on the first `max_examples` examples of
 the split (default: all), printing progress with an estimate of the time left, then a summary
-and, as the last line, one JSON object:
-
-    {"dataset", "split", "num_samples", "examples", "split_examples", "nll_nats", "nll_stderr", "bound_nats",
-     "seconds"}
-
-which is also written to `<model_dir>/evaluation.json`. For a model whose memory comes with
-each batch, examples are the targets of fixed episodes of the split (see `zoo.train`).
+and, as the last line, the JSON object `zoo.runs.evaluation.evaluate` also writes to
+`<model_dir>/evaluation.json`.
 """
 
 import json
-import math
 import os
-import sys
-import time
 
 from absl import flags
 
-from zoo.cli import UsageError, quiet_libraries, run_app, write_json
-from zoo.train import DATASETS, load_episodes, load_split, load_trained_model, targets_per_episode
-
-RESULT_FILE = "evaluation.json"
-RESULT_KEYS = ("dataset", "split", "num_samples", "examples", "split_examples", "nll_nats", "nll_stderr",
-               "bound_nats", "seconds")
-
-
-class Progress:
-    """Reports examples done out of a total, with the time left, as absl-style lines or a live line on a terminal.
-
-    A line is written at most every `interval` seconds (and at the end), so long evaluations
-    show they are alive without flooding a log file.
-    """
-
-    def __init__(self, total, label, stream=None, interval=10.0):
-        self.total, self.label, self.interval = total, label, interval
-        self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
-        self.start = self.last = time.perf_counter()
-        self.done = 0
-
-    def update(self, done):
-        self.done = done
-        now = time.perf_counter()
-        if now - self.last < self.interval and done < self.total:
-            return
-        self.last = now
-        elapsed = now - self.start
-        left = elapsed / done * (self.total - done) if done else math.nan
-        line = (f"{self.label}: {done}/{self.total} examples ({100 * done / self.total:.0f}%), "
-                f"{_duration(elapsed)} elapsed, about {_duration(left)} left")
-        end = "" if self.live and done < self.total else "\n"
-        print(("\r" if self.live else "") + line, end=end, file=self.stream, flush=True)
-
-
-def _duration(seconds):
-    if not math.isfinite(seconds):
-        return "?"
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
-
-
-def _reporting(batches, progress):
-    """Yields `batches`; asked for the next one, reports the examples of those evaluated so far."""
-    done = 0
-    for batch in batches:
-        if done:
-            progress.update(done)
-        yield batch
-        x = batch["x"] if isinstance(batch, dict) else batch[0] if isinstance(batch, (tuple, list)) else batch
-        done = min(done + int(x.shape[0]), progress.total)
-
-
-def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_examples=None, batch_size=100,
-             seed=0, weights="best", progress=True):
-    """Evaluates a `zoo.train` run; returns the result dict (also written to model_dir).
-
-    Args:
-        model_dir: str, a directory written by `zoo.train`.
-        dataset: str or None, a `zoo.data` dataset; None: the one the run trained on.
-        split: str, the split to evaluate (TFDS slicing allowed).
-        num_samples: int, importance samples per example.
-        max_examples: int or None, evaluate only the first examples of the split.
-        batch_size: int, examples per importance-sampling batch.
-        seed: int, makes the estimate reproducible.
-        weights: "best" (validation-selected) or "last".
-        progress: bool, report progress and the time left on stderr.
-    """
-    import zoo
-
-    for name, value in (("num_samples", num_samples), ("max_examples", max_examples), ("batch_size", batch_size)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise UsageError(f"--{name} must be an int >= 1, got {value!r}")
-    if dataset is not None and dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
-    model, config = load_trained_model(model_dir, weights)
-    dataset = dataset or config["dataset"]
-    if config.get("episodes"):
-        if dataset != config["dataset"]:
-            raise UsageError(f"the run trained on {config['dataset']} episodes; it evaluates on those, not {dataset}")
-        per_episode = targets_per_episode(config)
-        split_examples = None  # episodes are drawn, not read: the split has no fixed number of them
-        wanted = max_examples or 1000
-        data = load_episodes(config, split, math.ceil(wanted / per_episode), seed)
-        total = wanted
-    else:
-        data = load_split(config, split, batch_size, dataset=dataset, shuffle=False)
-        split_examples = int(load_split(config, split, 1, dataset=dataset, shuffle=False).cardinality())
-        if split_examples < 0:
-            split_examples = sum(int(batch.shape[0]) for batch in data)
-        total = min(max_examples or split_examples, split_examples)
-    if progress:
-        reporter = Progress(total, f"{dataset} {split}, k={num_samples}")
-        data = _reporting(data, reporter)
-    result = zoo.evaluation.dataset_log_likelihood(model, data, num_samples=num_samples, max_examples=total,
-                                                   seed=seed)
-    if progress:
-        reporter.update(result["examples"])
-    result = {"dataset": dataset, "split": split, "split_examples": split_examples, **result}
-    result = {key: result[key] for key in RESULT_KEYS}
-    write_json(os.path.join(model_dir, RESULT_FILE), result)
-    return result
+from zoo.cli import quiet_libraries, run_app
+from zoo.runs.errors import UsageError
+from zoo.runs.evaluation import evaluate
 
 
 def define_flags():

@@ -2,7 +2,7 @@
 
 Each preset: `class` (registered zoo class name), `config` (constructor kwargs),
 `description`, `reference`, and optionally `recipe` (the paper's training schedule: the keys
-`zoo.recipes` knows, which the training CLI applies).
+`zoo.optimizers` knows, which the training CLI applies).
 """
 
 # thu-ml/MEM_DGM's schedule (mem_dgm_mlp.py), the same for its VAE and MEM-VAE runs: Adam 1e-3

@@ -1,6 +1,6 @@
 """Hyperparameter search over any preset with keras-tuner.
 
-`PresetHyperModel` wraps a `zoo.train` run configuration (`zoo.train.resolve_config`) as a
+`PresetHyperModel` wraps a run configuration (`zoo.runs.config.resolve_config`) as a
 `keras_tuner.HyperModel`. Its search space comes from the preset's configuration and holds
 only what that model has (`search_space`):
 
@@ -31,6 +31,7 @@ import keras
 import keras_tuner
 
 from zoo.presets import PRESETS
+from zoo.runs.config import build_model, build_optimizer
 
 # Multipliers of the scaled hyperparameters (latent sizes, slot counts): the preset's value is the middle one.
 SCALES = (0.5, 1.0, 2.0)
@@ -128,7 +129,7 @@ class ValidationLogLikelihood(keras.callbacks.Callback):
     Fixed seeds (batch i: `(seed, i)`) make it the same estimator for every trial.
 
     Args:
-        validation_data: iterable of batches (or episodes), as `zoo.evaluation.dataset_log_likelihood` takes.
+        validation_data: iterable of batches (or episodes), as `zoo.analysis.dataset_log_likelihood` takes.
         num_samples: int >= 1, importance samples per example.
         seed: int, seeds the estimator.
     """
@@ -140,9 +141,9 @@ class ValidationLogLikelihood(keras.callbacks.Callback):
         self.seed = seed
 
     def on_epoch_end(self, epoch, logs=None):
-        import zoo.evaluation
+        from zoo import analysis
 
-        result = zoo.evaluation.dataset_log_likelihood(
+        result = analysis.dataset_log_likelihood(
             self.model, self.validation_data, num_samples=self.num_samples, seed=self.seed
         )
         # `logs` is the dict every later callback (History, the tuner's checkpoint) reads.
@@ -153,7 +154,7 @@ class PresetHyperModel(keras_tuner.HyperModel):
     """A `keras_tuner.HyperModel` over any preset: its model, built and compiled from a trial's hyperparameters.
 
     Args:
-        config: dict, a `zoo.train` run configuration (`zoo.train.resolve_config(...)`): the preset,
+        config: dict, a run configuration (`zoo.runs.config.resolve_config(...)`): the preset,
             its fixed overrides, seed, optimizer recipe and steps per epoch.
         space: dict or None, changes to the preset's search space (see `resolve_space`).
         objective: `"val_bound"`, `"val_log_likelihood"` or None (the default: `val_bound`, or
@@ -164,11 +165,12 @@ class PresetHyperModel(keras_tuner.HyperModel):
 
     Example:
 
-    >>> import keras_tuner, zoo.train, zoo.tuning
-    >>> config = zoo.train.resolve_config("vae_mnist_500_500_100", "binarized_mnist", epochs=1,
+    >>> import keras_tuner
+    >>> from zoo.runs import config as run_config, hypermodel as run_hypermodel
+    >>> config = run_config.resolve_config("vae_mnist_500_500_100", "binarized_mnist", epochs=1,
     ...     overrides={"hidden_units": (32,)}, train_split="train[:200]", validation_split="validation[:100]",
     ...     batch_size=50)
-    >>> hypermodel = zoo.tuning.PresetHyperModel(config, space={"num_importance_samples": None})
+    >>> hypermodel = run_hypermodel.PresetHyperModel(config, space={"num_importance_samples": None})
     >>> hypermodel.objective
     'val_bound'
     >>> model = hypermodel.build(keras_tuner.HyperParameters())   # every hyperparameter at its default
@@ -230,17 +232,16 @@ class PresetHyperModel(keras_tuner.HyperModel):
         return overrides, values.get("learning_rate", self.config["learning_rate"])
 
     def build(self, hp):
-        from zoo import train
         from zoo.models.base import STEPS_PER_EXECUTION
 
         overrides, learning_rate = self.train_overrides(hp)
-        # As in zoo.train: Keras draws the seeds of unseeded initializers from Python's `random`.
+        # As in zoo.runs.training: Keras draws the seeds of unseeded initializers from Python's `random`.
         random.seed(self.config["seed"])
-        model = train.build_model({"preset": self.config["preset"], "overrides": overrides})
+        model = build_model({"preset": self.config["preset"], "overrides": overrides})
         steps_per_execution = min(self.config["steps_per_execution"] or STEPS_PER_EXECUTION,
                                   self.config["steps_per_epoch"])
-        # zoo.train's optimizer of a run (the recipe's epsilon, clipping, decay), so a retrained trial matches.
-        model.compile(optimizer=train.build_optimizer({**self.config, "learning_rate": learning_rate}),
+        # The optimizer zoo.runs.training builds for a run (the recipe's epsilon, clipping, decay), so a retrained trial matches.
+        model.compile(optimizer=build_optimizer({**self.config, "learning_rate": learning_rate}),
                       steps_per_execution=steps_per_execution)
         return model
 
