@@ -76,7 +76,7 @@ def training_by_epoch(model_dir):
     from zoo.runs import logs
 
     return {tag.removeprefix("epoch_"): [value for _, value in sorted(steps.items())]
-            for tag, steps in logs._scalars(model_dir, "train").items() if tag.startswith("epoch_")}
+            for tag, steps in logs.scalars(model_dir, "train").items() if tag.startswith("epoch_")}
 
 
 def evaluate(model_dir):

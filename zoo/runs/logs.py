@@ -21,7 +21,7 @@ def _events(model_dir, subdirectory):
     return events
 
 
-def _scalars(model_dir, subdirectory):
+def scalars(model_dir, subdirectory):
     """`{tag: {step: value}}` of the scalar summaries in `<model_dir>/logs/<subdirectory>`."""
     import tensorflow as tf
 
@@ -60,11 +60,11 @@ def learning_curve(model_dir):
     Raises:
         UsageError: the directory holds no per-epoch training bound.
     """
-    train_bounds = _scalars(model_dir, "train").get("epoch_bound")
+    train_bounds = scalars(model_dir, "train").get("epoch_bound")
     if not train_bounds:
         raise UsageError(f"--model_dir {model_dir!r} holds no TensorBoard epoch logs ({LOG_DIR}/train): "
                          "no epoch has finished, or the logs were not kept")
-    validation = _scalars(model_dir, "validation")
+    validation = scalars(model_dir, "validation")
     # Keras logs epoch e (from 0) at step e.
     epochs = []
     for step in sorted(train_bounds):
