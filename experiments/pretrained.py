@@ -10,16 +10,11 @@
     python experiments/pretrained.py --runs=~/zoo-runs/pretrained --package --only=NAME
     python experiments/pretrained.py --scoreboard            # the table RESULTS.md opens with (experiments/results_md.py)
 
-A packaged model, `savedmodels/<name>/`:
-
-    <version>/          the SavedModel with the zoo's serving signatures (TF Serving's model base path is
-                        savedmodels/<name>; a re-packaged model gets the next version number)
-    config.json         the zoo.train configuration it was trained with (preset, overrides, optimisation)
-    model.weights.h5    its Keras weights: `zoo.LatentVariableModel.from_preset("savedmodels/<name>")`
-    metrics.json        what the card says, for programs
-    MODEL_CARD.md       data, budget, machine, test NLL, commands, commit, intended use and limitations
-    learning_curve.json the run's bound per epoch (zoo.train.learning_curve) and the test NLL at the packaged epoch
-    learning_curve.png  its plot, shown on the card (models packaged before curves were kept: the card says so)
+A packaged model, `savedmodels/<name>/`, is what `zoo.runs.packaging` (`python -m zoo.package`) makes of
+any run: the SavedModel `<version>/`, config.json, model.weights.h5, metrics.json, MODEL_CARD.md and the
+learning curve (models packaged before curves were kept: the card says so). This registry adds what a run
+cannot tell: the data in words, the paper's number and protocol, limitations, few-shot results and the
+training record (command, epochs, wall time, commit, machine).
 
 Each run directory also gets `provenance.json` (commit, CPU, training wall time of every round,
 including the time of interrupted attempts: stop a training with Ctrl-C or by killing its zoo.train
@@ -27,19 +22,20 @@ process, and the next `--train` resumes it), written by `--train`; the hierarchi
 experiments/results/hierarchies.json.
 """
 
+import contextlib
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
 
 from absl import app, flags
 
-from machine import commit, cpu_model
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # this checkout's zoo
+from zoo.runs import packaging, provenance  # noqa: E402
+
 SAVEDMODELS = os.path.join(ROOT, "savedmodels")
 HIERARCHIES = os.path.join(ROOT, "experiments", "results", "hierarchies.json")
 FLAGS = flags.FLAGS
@@ -146,7 +142,7 @@ MODELS = {
         paper=reported(None, "Li, Zhu & Zhang 2016, sec. 5.5 and Figure 7: slot visualisations only, no likelihood"),
         data=BINARIZED_MNIST,
         limitations=MNIST_LIMITATIONS + " Softmax attention and element-wise sum, so that each slot maps to an "
-                    "image (`zoo.evaluation` slot images); same seed and data order as memvae_mnist_500_500_100.",
+                    "image (`zoo.analysis` slot images); same seed and data order as memvae_mnist_500_500_100.",
     ),
     "vma_mnist_mlp": dict(
         train=["--preset=vma_mnist_mlp", "--dataset=binarized_mnist", "--seed=0"],
@@ -234,8 +230,9 @@ def _selected():
 def run_dir(name):
     spec = MODELS[name]
     if "hierarchy" in spec:
-        return os.path.join(os.path.dirname(os.path.expanduser(FLAGS.runs)), "hierarchies", spec["hierarchy"])
-    return os.path.join(os.path.expanduser(FLAGS.runs), name)
+        return os.path.join(os.path.dirname(os.path.abspath(os.path.expanduser(FLAGS.runs))), "hierarchies",
+                            spec["hierarchy"])
+    return os.path.join(os.path.abspath(os.path.expanduser(FLAGS.runs)), name)
 
 
 def _run(module, *args):
@@ -278,23 +275,25 @@ def _train_round(name, epochs):
     """Resumes the run to `epochs` and adds the round's wall time to the run's provenance.json."""
     directory = run_dir(name)
     provenance_path = os.path.join(directory, "provenance.json")
-    provenance = _read(provenance_path, {"commit": commit(), "machine": cpu_model(), "cores": os.cpu_count(),
-                                         "rounds": []})
+    record = _read(provenance_path)
+    if record is None:
+        record = {"commit": provenance.commit(), "machine": provenance.machine()["cpu"], "cores": os.cpu_count(),
+                  "rounds": []}
     os.makedirs(directory, exist_ok=True)
-    if provenance["rounds"] and provenance["rounds"][-1]["epochs"] >= epochs:
+    if record["rounds"] and record["rounds"][-1]["epochs"] >= epochs:
         return
     start = time.perf_counter()
     try:
         _run("zoo.train", *MODELS[name]["train"], f"--epochs={epochs}", f"--model_dir={directory}", "--verbose=2")
     except BaseException:
         # An interrupted training resumes from its last checkpoint; the time it ran still counts.
-        provenance["interrupted_seconds"] = provenance.get("interrupted_seconds", 0) + time.perf_counter() - start
-        _write(provenance_path, provenance)
+        record["interrupted_seconds"] = record.get("interrupted_seconds", 0) + time.perf_counter() - start
+        _write(provenance_path, record)
         raise
-    seconds = time.perf_counter() - start + provenance.pop("interrupted_seconds", 0)
-    provenance["rounds"].append({"epochs": epochs, "seconds": round(seconds, 1),
-                                 "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
-    _write(provenance_path, provenance)
+    seconds = time.perf_counter() - start + record.pop("interrupted_seconds", 0)
+    record["rounds"].append({"epochs": epochs, "seconds": round(seconds, 1),
+                             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+    _write(provenance_path, record)
 
 
 def training_record(name):
@@ -306,24 +305,18 @@ def training_record(name):
         command = measured["train_command"].replace(directory, f"~/zoo-runs/hierarchies/{spec['hierarchy']}")
         return command, measured["epochs"], measured["train_seconds"], measured["commit"], measured["machine"], \
             measured["cores"]
-    provenance = _read(os.path.join(directory, "provenance.json"))
-    epochs = provenance["rounds"][-1]["epochs"]
+    record = _read(os.path.join(directory, "provenance.json"))
+    epochs = record["rounds"][-1]["epochs"]
     assert epochs == config["epochs"], (name, epochs, config["epochs"])
     command = shlex.join(["python", "-m", "zoo.train", *spec["train"], f"--epochs={epochs}",
                           f"--model_dir=~/zoo-runs/pretrained/{name}"])
-    seconds = sum(r["seconds"] for r in provenance["rounds"])
-    return command, epochs, seconds, provenance["commit"], provenance["machine"], provenance["cores"]
+    seconds = sum(r["seconds"] for r in record["rounds"])
+    return command, epochs, seconds, record["commit"], record["machine"], record["cores"]
 
 
 def _evaluation(name):
     """The run's evaluation.json if it follows the model's protocol (k, test images), else None."""
-    wanted = MODELS[name]["evaluate"]
-    evaluation = _read(os.path.join(run_dir(name), "evaluation.json"))
-    if evaluation is None or evaluation["num_samples"] != wanted["num_samples"] or evaluation["examples"] != (
-        wanted["max_examples"] or evaluation["split_examples"]
-    ):
-        return None
-    return evaluation
+    return packaging.matching_evaluation(run_dir(name), **MODELS[name]["evaluate"])
 
 
 def _evaluate_args(name):
@@ -336,7 +329,6 @@ def evaluate(name):
     if _evaluation(name) is None:
         _run("zoo.evaluate", *_evaluate_args(name))
     if "few_shot" in MODELS[name] and _few_shot(name) is None:
-        sys.path.insert(0, ROOT)  # this checkout's zoo
         model, config = _trained(run_dir(name))
         protocol = MODELS[name]["few_shot"]
         results = []
@@ -350,22 +342,22 @@ def evaluate(name):
 
 def _trained(directory):
     """The run's best-validation model and its configuration, a relative data path resolved as the CLI resolves it."""
-    from zoo import train as zoo_train
+    from zoo.runs import state as run_state
 
-    model, config = zoo_train.load_trained_model(directory, "best")
+    model, config = run_state.load_trained_model(directory, "best")
     if config.get("data_path"):
         config = {**config, "data_path": os.path.join(ROOT, os.path.expanduser(config["data_path"]))}
     return model, config
 
 
 def _few_shot_accuracy(model, config, ways, shots, episodes, seed):
-    """`zoo.evaluation.few_shot_accuracy` on the first `episodes` test episodes of N-way K-shot (one query per class)."""
+    """`zoo.analysis.few_shot_accuracy` on the first `episodes` test episodes of N-way K-shot (one query per class)."""
     import zoo
 
     data = zoo.data.omniglot.few_shot_episodes("test", ways=ways, shots=shots, queries_per_class=1,
                                                num_episodes=episodes, seed=seed, path=config["data_path"],
                                                **(config.get("data_options") or {}))  # e.g. 26x26 images
-    result = zoo.evaluation.few_shot_accuracy(model, data)
+    result = zoo.analysis.few_shot_accuracy(model, data)
     return {key: result[key] for key in ("ways", "shots", "episodes", "queries", "accuracy", "stderr", "seconds")}
 
 
@@ -378,75 +370,31 @@ def _few_shot(name):
     return few_shot if fits else None
 
 
-# Test images of the card's exact re-measurement (tests/test_pretrained.py repeats it): the first 100.
-CHECK_EXAMPLES = 100
-# Test episodes of an episode model's re-measurement: the first one (the served conv VMA's k = 1000 on
-# one episode's 32 targets takes about 20 s in the tests).
-CHECK_EPISODES = 1
 # Few-shot episodes per setting that the served model re-classifies in the tests: the first 20.
 FEW_SHOT_CHECK_EPISODES = 20
+# The registry's runs train on this machine's CPU, shared with other jobs.
+WALL_TIME_NOTE = "no GPU; shared with other jobs, so an upper bound"
+
+
+def card_text(name):
+    """What the registry's card of `name` says that its run cannot tell (`zoo.runs.packaging.model_card`'s text)."""
+    spec = MODELS[name]
+    return dict(data=spec["data"], limitations=spec["limitations"], wall_time_note=WALL_TIME_NOTE,
+                checked_by="tests/test_pretrained.py",
+                few_shot_command=f"python experiments/pretrained.py --evaluate --only={name}")
 
 
 def package(name):
-    """Exports the run's best weights into savedmodels/<name>/<next version>/ with card, metrics, config, weights.
-
-    The package is assembled beside the old one and swapped in at the end, so a failure leaves the old one.
-    """
-    sys.path.insert(0, ROOT)  # this checkout's zoo
-    import numpy as np
-
-    from zoo import export as zoo_export
-    from zoo import train as zoo_train
-
-    evaluation = _evaluation(name)
-    if evaluation is None:
+    """Packages the run into savedmodels/<name>/ (`zoo.runs.packaging`) with the registry's records and card text."""
+    if _evaluation(name) is None:
         raise app.UsageError(f"{name}: no evaluation with k = {MODELS[name]['evaluate']} yet; run --evaluate first")
     if "few_shot" in MODELS[name] and _few_shot(name) is None:
         raise app.UsageError(f"{name}: no few-shot evaluation of the card's protocol yet; run --evaluate first")
-    directory = run_dir(name)
-    model, config = _trained(directory)
-    final = os.path.join(SAVEDMODELS, name)
-    staging = os.path.join(SAVEDMODELS, f".{name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
-    version = zoo_export.next_version(final)
-    zoo_export.export(model, staging, version=version)
-    model.save_weights(os.path.join(staging, "model.weights.h5"))
-    _write(os.path.join(staging, "config.json"), {key: value for key, value in config.items() if key != "data_path"})
-
-    # The exact re-measurement the test repeats: k of the card, evaluation seed 0, the first test images
-    # (episode models: the targets of the first test episodes, each given its episode's memory). A small
-    # test split (Frey faces: 200 images) is re-measured whole: the card's own number.
-    k = evaluation["num_samples"]
-    if config.get("episodes"):
-        check = np.concatenate([-model.log_likelihood(episode, num_samples=k, seed=0).numpy()
-                                for episode in zoo_train.load_episodes(config, "test", CHECK_EPISODES, seed=0)])
-        examples, check_of = len(check), {"episodes": CHECK_EPISODES, "episode_seed": 0}
-    else:
-        examples = evaluation["split_examples"] if evaluation["split_examples"] <= 2 * CHECK_EXAMPLES else CHECK_EXAMPLES
-        first = next(iter(zoo_train.load_split(config, "test", examples, shuffle=False)))
-        check, check_of = -model.log_likelihood(first, num_samples=k, seed=0).numpy(), {}
+    spec, directory = MODELS[name], run_dir(name)
     command, epochs, seconds, trained_at, machine, cores = training_record(name)
-    spec = MODELS[name]
-    metrics = {
-        "name": name,
-        "class": type(model).__name__,
-        "preset": config["preset"],
-        "overrides": {key: value for key, value in config["overrides"].items() if key != "seed"},
-        "parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-        "dataset": config["dataset"],
-        "train_split": config["train_split"],
-        "validation_split": config["validation_split"],
+    recorded = {
         "epochs": epochs,
-        "batch_size": config["batch_size"],
-        "steps_per_epoch": config["steps_per_epoch"],
-        "learning_rate": config["learning_rate"],
-        "seed": config["seed"],
         "train_seconds": seconds,
-        "test": {key: evaluation[key] for key in ("split", "num_samples", "examples", "split_examples", "nll_nats",
-                                                   "nll_stderr", "bound_nats", "seconds")},
-        "check": {"examples": examples, **check_of, "num_samples": k, "seed": 0,
-                  "nll_nats": float(check.mean()), "nll_stderr": float(check.std(ddof=1) / np.sqrt(len(check)))},
         "paper": spec["paper"],
         "train_command": command,
         "evaluate_command": shlex.join(["python", "-m", "zoo.evaluate", *_evaluate_args(name)]).replace(
@@ -455,216 +403,19 @@ def package(name):
         "commit": trained_at,
         "machine": machine,
         "cores": cores,
-        "version": version,
-        "packaged": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "packaged_at_commit": commit(),
     }
     if "few_shot" in spec:
-        metrics["few_shot"] = _few_shot(name)
+        model, config = _trained(directory)
+        recorded["few_shot"] = _few_shot(name)
         # The served `classify` must reproduce these exactly (tests/test_pretrained.py).
-        metrics["few_shot_check"] = [
+        recorded["few_shot_check"] = [
             _few_shot_accuracy(model, config, ways, shots, FEW_SHOT_CHECK_EPISODES, spec["few_shot"]["seed"])
             for ways, shots, _, _ in spec["few_shot"]["settings"]
         ]
-    metrics["learning_curve"] = write_learning_curve(directory, staging, name, epochs, metrics["test"])
-    _write(os.path.join(staging, "metrics.json"), metrics)
-    signatures = "\n".join(
-        f"- `{endpoint}`: " + ", ".join(f"`{s.name}` {s.dtype.name} {list(s.shape)}" for s in signature)
-        for endpoint, (_, signature) in model.serving_endpoints().items()
-    )
-    with open(os.path.join(staging, "MODEL_CARD.md"), "w") as f:
-        f.write(model_card(metrics, spec, signatures))
-    if os.path.exists(final):
-        os.replace(final, final + ".old")
-    os.replace(staging, final)
-    shutil.rmtree(final + ".old", ignore_errors=True)
-    print(f"packaged {final}/{version}")
-
-
-LEARNING_CURVE_JSON, LEARNING_CURVE_PNG = "learning_curve.json", "learning_curve.png"
-# The card's trend: the change of the bound over the last epochs, at most this many.
-TREND_EPOCHS = 5
-
-
-def write_learning_curve(run_directory, directory, name, epochs, test):
-    """Writes the run's learning curve (`zoo.train.learning_curve`) into `directory` as learning_curve.json and
-    learning_curve.png, with `test` (metrics.json's) at the epoch of the packaged (best) weights, for a run of
-    `epochs` epochs; returns what metrics.json keeps of it for the card."""
-    sys.path.insert(0, ROOT)  # this checkout's zoo
-    import zoo
-    from zoo import train as zoo_train
-
-    curve = zoo_train.learning_curve(run_directory)
-    logged = {row["epoch"] for row in curve["epochs"]}
-    # Trained but not in the logs: gaps, and epochs after the last one logged.
-    curve["missing_epochs"] = [epoch for epoch in range(1, epochs + 1) if epoch not in logged]
-    curve["test"] = {"epoch": curve["best_epoch"],
-                     **{key: test[key] for key in ("split", "num_samples", "examples", "nll_nats", "nll_stderr")}}
-    _write(os.path.join(directory, LEARNING_CURVE_JSON), curve)
-    zoo.evaluation.plot_learning_curve(curve, os.path.join(directory, LEARNING_CURVE_PNG),
-                                       title=f"{name}: bound per epoch", test=curve["test"])
-    key, rows = curve["selected_by"], curve["epochs"]
-    best = next(row for row in rows if row["epoch"] == curve["best_epoch"])
-    earlier = rows[max(0, len(rows) - 1 - TREND_EPOCHS)]
-    return {"json": LEARNING_CURVE_JSON, "png": LEARNING_CURVE_PNG, "epochs": epochs, "missing_epochs":
-            curve["missing_epochs"], "selected_by": key, "best_epoch": best["epoch"], "best_bound": best[key],
-            "earlier_epoch": earlier["epoch"], "earlier_bound": earlier[key], "last_epoch": rows[-1]["epoch"],
-            "last_bound": rows[-1][key]}
-
-
-def _epoch_list(epochs):
-    return ", ".join(map(str, epochs[:10])) + (f" and {len(epochs) - 10} more" if len(epochs) > 10 else "")
-
-
-def _learning_curve_section(metrics):
-    """The card's learning curve: the plot and its JSON, or that the run's logs were not kept."""
-    curve = metrics.get("learning_curve")
-    if curve is None:
-        return ("\n## Learning curve\n\n"
-                "Not kept. This run logged its bound per epoch to TensorBoard only on the machine that trained it, "
-                "and that machine and the run directory are gone. The curve will be regenerated when the model is "
-                f"next retrained: packaging a run (`{metrics['package_command']}`) writes `{LEARNING_CURVE_JSON}` "
-                f"and `{LEARNING_CURVE_PNG}` beside this card and links them here.\n")
-    which = curve["selected_by"].split("_")[0]
-    best, last, earlier = curve["best_epoch"], curve["last_epoch"], curve["earlier_epoch"]
-    if last == earlier:
-        trend = "one epoch is logged, so the curve shows no trend yet"
-    else:
-        change = -(curve["last_bound"] - curve["earlier_bound"])
-        trend = (f"from epoch {earlier} to epoch {last} the {which} -bound went from {-curve['earlier_bound']:.2f} to "
-                 f"{-curve['last_bound']:.2f} nats ({change:+.2f})")
-        trend += ("; the best epoch is the last one logged, so the bound was still improving when training stopped"
-                  if best == last else f"; none of the {last - best} epochs after the best one improved on it")
-    several = len(curve["missing_epochs"]) > 1
-    missing = (f" Epoch{'s' if several else ''} {_epoch_list(curve['missing_epochs'])} {'are' if several else 'is'} "
-               "not in the logs (a training session stopped before TensorBoard wrote them)."
-               if curve["missing_epochs"] else "")
-    return "\n".join([
-        "\n## Learning curve\n",
-        f"![learning curve]({curve['png']})\n",
-        f"The bound per epoch of this run (training{' and validation' if which == 'validation' else ''}, from its "
-        "TensorBoard logs) is in "
-        f"[{curve['json']}]({curve['json']}) and plotted in [{curve['png']}]({curve['png']}), with the test NLL at the "
-        f"packaged weights' epoch. Those weights are epoch {best} of {curve['epochs']}, the best {which} bound "
-        f"(-bound {-curve['best_bound']:.2f} nats); {trend}.{missing}",
-        "",
-    ])
-
-def _examples(test):
-    """What the NLL was measured on: test images, or the targets of fixed test episodes (memory per batch)."""
-    if test["split_examples"] is None:
-        return f"{test['examples']:,} targets of fixed test episodes, each given its episode's memory"
-    return f"{test['examples']:,}" + (" (all)" if test["examples"] == test["split_examples"] else "") + " test images"
-
-
-def _nll(test):
-    return f"{test['nll_nats']:.2f} ± {test['nll_stderr']:.2f} nats (k = {test['num_samples']:,}, {_examples(test)})"
-
-
-def _few_shot_table(metrics):
-    """The few-shot accuracies against the issue's targets and the paper (models with `few_shot`), as table lines."""
-    lines = ["| setting | accuracy | episodes | target | paper |", "| --- | ---: | ---: | ---: | ---: |"]
-    for row in metrics["few_shot"]["results"]:
-        accuracy = 100 * row["accuracy"]
-        verdict = "meets" if accuracy >= row["target"] else f"misses by {row['target'] - accuracy:.1f} points"
-        lines.append(f"| {row['ways']}-way {row['shots']}-shot | {accuracy:.1f} % ± {100 * row['stderr']:.1f} | "
-                     f"{row['episodes']} | {row['target']} % ({verdict}) | {row['paper']} % |")
-    return lines
-
-
-def _few_shot_section(metrics):
-    if not metrics.get("few_shot"):
-        return ""
-    return "\n".join([
-        "\n## Few-shot classification on the held-out alphabets\n",
-        "`model.classify(queries, support_set, labels)`: p(c | x) = the posterior address mass q(a | x) on the "
-        "class's entries, no retraining; one query per class and episode, accuracy ± standard error over episodes "
-        f"(`python experiments/pretrained.py --evaluate --only={metrics['name']}`). tests/test_pretrained.py "
-        f"re-classifies the first {metrics['few_shot_check'][0]['episodes']} episodes of each setting with the served model.\n",
-        *_few_shot_table(metrics),
-        "",
-    ])
-
-
-def _stated(value, unit):
-    return f"{unit} not stated" if value is None else f"{value:,} {unit}"
-
-
-def _protocol(paper):
-    """The protocol of a paper's number: binarization, importance samples, test images, training epochs."""
-    if paper["binarization"] is None:
-        return "—"
-    k = "k not stated" if paper["k"] is None else f"k = {paper['k']:,}"
-    return (f"{paper['binarization']} binarization, {k}, {_stated(paper['test_images'], 'test images')}, "
-            f"{_stated(paper['epochs'], 'epochs')}")
-
-
-def _paper(paper):
-    if paper["binarization"] is None:
-        return paper["source"]
-    if paper["nll"] is None:
-        return f"{_protocol(paper)}: {paper['source']}"
-    return f"{paper['nll']:.2f} nats ({_protocol(paper)}): {paper['source']}"
-
-
-def _budget(metrics):
-    epochs = f"{metrics['epochs']} epoch" + ("s" if metrics["epochs"] != 1 else "")
-    if metrics["batch_size"] is None:  # episodes
-        steps = metrics["steps_per_epoch"]
-        return f"{epochs} of {steps} episodes ({metrics['epochs'] * steps:,} updates, one episode each)"
-    return f"{epochs}, batch {metrics['batch_size']}"
-
-
-def _check_of(check):
-    if check.get("episodes"):
-        return f"{check['episodes']} test episodes ({check['examples']} targets)"
-    return f"{check['examples']} test images"
-
-
-def model_card(metrics, spec, signatures):
-    """The card's text; `signatures` lists the exported version's serving signatures, one line each."""
-    test, name = metrics["test"], metrics["name"]
-    overrides = ", ".join(f"`{k}={v!r}`" for k, v in metrics["overrides"].items()) or "none"
-    return f"""# {name}
-
-`zoo.{metrics['class']}`, preset `{metrics['preset']}` (overrides: {overrides}), {metrics['parameters']:,} trainable
-parameters.
-
-| | |
-| --- | --- |
-| data | {spec['data']} |
-| training | {_budget(metrics)}, learning rate {metrics['learning_rate']:g}, seed {metrics['seed']} |
-| training wall time | {metrics['train_seconds']:,.0f} s on {metrics['machine']} ({metrics['cores']} cores, no GPU; shared with other jobs, so an upper bound) |
-| test NLL | {_nll(test)}; -ELBO {test['bound_nats']:.2f} nats; evaluation {test['seconds']:,.0f} s |
-| paper | {_paper(spec['paper'])} |
-| commit | `{metrics['commit']}` (training code), packaged at `{metrics['packaged_at_commit']}` |
-
-The NLL is the importance-sampled estimate of -log p(x{' | memory' if metrics['check'].get('episodes') else ''}) (Burda et al. 2016) with evaluation seed 0;
-on the first {_check_of(metrics['check'])} the same estimator gives {metrics['check']['nll_nats']:.2f} ±
-{metrics['check']['nll_stderr']:.2f} nats (`metrics.json`: `check`; tests/test_pretrained.py re-measures it).
-{_few_shot_section(metrics)}{_learning_curve_section(metrics)}
-## Commands
-
-    {metrics['train_command']}
-    {metrics['evaluate_command']}
-    {metrics['package_command']}
-
-## Use
-
-```python
-import zoo
-model = zoo.LatentVariableModel.from_preset("savedmodels/{name}")  # the trained Keras model, fine-tunable
-```
-
-Serving: `tensorflow_model_server --rest_api_port=8501 --model_name={name} --model_base_path=$PWD/savedmodels/{name}`
-(see BUILD.md). Signatures of version {metrics['version']}:
-
-{signatures}
-
-## Intended use and limitations
-
-{spec['limitations']}
-"""
+    with contextlib.chdir(ROOT):  # the runs' relative data paths, as zoo.train read them (and the card's path)
+        path = packaging.package(directory, os.path.join(SAVEDMODELS, name), **spec["evaluate"], name=name,
+                                 metrics=recorded, card=card_text(name))
+    print(f"packaged {path}")
 
 
 SIGNATURES_START, SIGNATURES_END = "Signatures of version {version}:\n\n", "\n\n## Intended use and limitations"
@@ -687,7 +438,7 @@ def write_cards(check=False):
         signatures = card[start:card.index(SIGNATURES_END, start)]
         stale += [os.path.join(name, "metrics.json")] if metrics["paper"] != MODELS[name]["paper"] else []
         metrics["paper"] = MODELS[name]["paper"]
-        text = model_card(metrics, MODELS[name], signatures)
+        text = packaging.model_card(metrics, signatures, **card_text(name))
         stale += [os.path.join(name, "MODEL_CARD.md")] if text != card else []
         if not check:
             _write(os.path.join(directory, "metrics.json"), metrics)
@@ -715,7 +466,7 @@ def scoreboard():
             f"| [{name}](savedmodels/{name}/MODEL_CARD.md) | {metrics['dataset']} | {test['nll_nats']:.2f} ± "
             f"{test['nll_stderr']:.2f} | {test['num_samples']:,} | {test['examples']:,}"
             f"{' targets' if test['split_examples'] is None else ''} | {metrics['epochs']} | "
-            f"{_paper_nll(paper)} | {_protocol(paper)} | {metrics['train_seconds'] / 60:,.0f} min | "
+            f"{_paper_nll(paper)} | {packaging.protocol(paper)} | {metrics['train_seconds'] / 60:,.0f} min | "
             f"{metrics['machine']}, `{metrics['commit']}` |"
         )
     return "\n".join([
@@ -780,7 +531,7 @@ def _few_shot_scoreboard(packaged):
                       f"({metrics['few_shot']['protocol']['episodes']} episodes per setting; the paper's on its 45/5 "
                       "alphabet split, about 1,479 training characters against these 178); its NLL row is "
                       "-log p(x | memory) of episode targets, not comparable with the other rows.\n",
-                      *_few_shot_table(metrics)]
+                      *packaging.few_shot_table(metrics)]
     return lines
 
 
