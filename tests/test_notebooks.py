@@ -2,8 +2,12 @@
 
 Each notebook asserts its own results (finite, sane log-likelihoods, imputation errors, accuracies
 above chance), so a notebook that runs but computes nonsense fails here with the failing cell's error.
+The default suite runs each with smaller settings, injected papermill-style: a cell tagged
+`injected-parameters` after the notebook's `parameters` cell, which the notebook itself never holds
+(it runs unchanged in Colab with its own defaults); the `large` suite runs the defaults.
 """
 
+import ast
 import asyncio
 import configparser
 import os
@@ -25,6 +29,16 @@ OMNIGLOT_DIR = os.environ.get("OMNIGLOT_DIR") or str(SHARED_DATASETS / "omniglot
 MNIST_DIR = os.environ.get("MNIST_DIR") or str(SHARED_DATASETS / "mnist")
 KERNEL = "zoo-test"
 
+# The default suite's settings: every cell still runs and asserts, on fewer updates, images and samples. Each
+# notebook's assertions hold with a margin at these sizes (tracing, not the steps, is most of a notebook's time).
+SMALL_SETTINGS = {
+    "quickstart.ipynb": {"TRAIN_EXAMPLES": 500, "EPOCHS": 2, "TEST_EXAMPLES": 20, "NUM_SAMPLES": 10,
+                         "IMPUTATION_STEPS": 3},
+    "hierarchies.ipynb": {"TRAIN_EXAMPLES": 500, "EPOCHS": 2, "WARMUP_STEPS": 10, "TEST_EXAMPLES": 50},
+    "pretrained.ipynb": {"NUM_SAMPLES": 20, "TEST_EXAMPLES": 20},
+    "few_shot_vma.ipynb": {"EPOCHS": 1, "STEPS_PER_EPOCH": 10, "TEST_EPISODES": 10, "NUM_SAMPLES": 10},
+}
+
 
 def repository_url():
     config = configparser.ConfigParser()
@@ -34,6 +48,23 @@ def repository_url():
 
 def code_cells(notebook):
     return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def parameter_names(notebook):
+    """The names the notebook's `parameters` cell assigns."""
+    (cell,) = [cell for cell in code_cells(notebook) if "parameters" in cell.metadata.get("tags", [])]
+    return {target.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+            for target in node.targets if isinstance(target, ast.Name)}
+
+
+def inject_parameters(notebook, settings):
+    """Papermill's convention: a cell tagged `injected-parameters` right after the `parameters` cell."""
+    unknown = set(settings) - parameter_names(notebook)
+    assert not unknown, f"not knobs of the parameters cell: {sorted(unknown)}"
+    index = next(i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", []))
+    source = "\n".join(f"{name} = {value!r}" for name, value in settings.items())
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    notebook.cells.insert(index + 1, cell)
 
 
 def missing_data(path):
@@ -60,9 +91,12 @@ def kernel_environment(directory):
     }
 
 
-async def execute(path):
-    """Runs a notebook in a fresh kernel; returns it (with a last cell printing the kernel's interpreter), its error, and seconds."""
+async def execute(path, settings=None):
+    """Runs a notebook in a fresh kernel, with `settings` injected; returns it (with a last cell printing the
+    kernel's interpreter), its error, and seconds."""
     notebook = nbformat.read(path, as_version=4)
+    if settings:
+        inject_parameters(notebook, settings)
     notebook.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"))
     client = nbclient.NotebookClient(
         notebook, kernel_name=KERNEL, timeout=600, resources={"metadata": {"path": str(path.parent)}}
@@ -77,14 +111,13 @@ async def execute(path):
     return notebook, error, time.perf_counter() - start
 
 
-@pytest.fixture(scope="module")
-def executed(tmp_path_factory):
+def execute_side_by_side(tmp_path_factory, settings):
     """Every notebook whose data is here, all at once: a kernel spends most of its time tracing models on one
     thread, so running them side by side keeps both cores of a 2-core machine busy."""
     paths = [path for path in NOTEBOOKS if missing_data(path) is None]
 
     async def execute_all():
-        return await asyncio.gather(*(execute(path) for path in paths))
+        return await asyncio.gather(*(execute(path, settings.get(path.name)) for path in paths))
 
     with pytest.MonkeyPatch.context() as patch:
         for name, value in kernel_environment(tmp_path_factory.mktemp("jupyter")).items():
@@ -96,14 +129,38 @@ def executed(tmp_path_factory):
     return dict(zip(paths, results))
 
 
+@pytest.fixture(scope="module")
+def executed_small(tmp_path_factory):
+    return execute_side_by_side(tmp_path_factory, SMALL_SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def executed_defaults(tmp_path_factory):
+    return execute_side_by_side(tmp_path_factory, {})
+
+
 def test_the_notebooks_are_there():
     assert {"quickstart.ipynb", "few_shot_vma.ipynb", "hierarchies.ipynb", "pretrained.ipynb"} <= {
         path.name for path in NOTEBOOKS
     }
+    assert set(SMALL_SETTINGS) == {path.name for path in NOTEBOOKS}, "every notebook has small settings"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs(path, executed, record_property):
+def test_notebook_runs(path, executed_small, record_property):
+    check_run(path, executed_small, record_property)
+    notebook = executed_small[path][0]
+    (injected,) = [cell for cell in notebook.cells if "injected-parameters" in cell.metadata.get("tags", [])]
+    assert injected.execution_count is not None and not injected.outputs  # the settings ran, silently
+
+
+@pytest.mark.large  # the notebooks' own settings, as a reader runs them
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_with_its_defaults(path, executed_defaults, record_property):
+    check_run(path, executed_defaults, record_property)
+
+
+def check_run(path, executed, record_property):
     if missing_data(path):
         pytest.skip(missing_data(path))
     notebook, error, seconds = executed[path]
@@ -123,6 +180,8 @@ def test_notebook_is_committed_clean_and_colab_ready(path):
     for i, cell in enumerate(cells):
         assert cell.outputs == [] and cell.execution_count is None, f"code cell {i} has outputs: strip them"
     assert "parameters" in cells[0].metadata.get("tags", []), "the first code cell must be tagged 'parameters'"
+    assert not [cell for cell in cells if "injected-parameters" in cell.metadata.get("tags", [])], "injected cell"
+    assert set(SMALL_SETTINGS[path.name]) <= parameter_names(notebook), "small settings name the notebook's knobs"
     url = repository_url()
     repository = url.removeprefix("https://github.com/")
     badge = f"https://colab.research.google.com/github/{repository}/blob/main/notebooks/{path.name}"
