@@ -1,5 +1,7 @@
 import os
 import pathlib
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +17,9 @@ if SHARED_TFDS.is_dir():
 def has_binarized_mnist():
     root = pathlib.Path(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()
     return (root / "binarized_mnist").is_dir()
+
+
+needs_mnist = pytest.mark.skipif(not has_binarized_mnist(), reason="needs binarized_mnist in TFDS_DATA_DIR")
 
 
 def synthetic_binary_images(num, seed=0, shape=(28, 28, 1)):
@@ -50,3 +55,26 @@ def mnist_train():
 @pytest.fixture(scope="session")
 def mnist_test():
     return binarized_mnist_array("test", 1000)
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """A run killed with SIGKILL mid-epoch 2 and resumed, beside an uninterrupted one (tests.testing.TINY, 3 epochs):
+    tests may copy them, never change them."""
+    from tests.testing import TINY, checkpointed_epoch, finish_app, start_app
+
+    root = tmp_path_factory.mktemp("runs")
+    reference, resumed = str(root / "reference"), str(root / "resumed")
+    uninterrupted = start_app("zoo.train", *TINY, "--epochs=3", f"--model_dir={reference}")
+    victim = start_app("zoo.train", *TINY, "--epochs=3", f"--model_dir={resumed}")
+    deadline = time.time() + 240
+    while checkpointed_epoch(resumed) < 1 and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    killed_code, _, killed_err = finish_app(victim)
+    killed_at = checkpointed_epoch(resumed)
+    rerun = finish_app(start_app("zoo.train", *TINY, "--epochs=3", f"--model_dir={resumed}"))
+    return {
+        "reference": reference, "resumed": resumed, "killed": (killed_code, killed_at, killed_err),
+        "rerun": rerun, "uninterrupted": finish_app(uninterrupted),
+    }

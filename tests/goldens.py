@@ -22,7 +22,7 @@ BN_DENSE_BIAS = r"dense_\d+/bias"
 
 # The ladder composition starts as the identity on h_g with its memory paths closed
 # (a3 = a4 = b1 = 0, Li et al. 2016's initialisation), so at initialisation no gradient reaches
-# the memory, the controller or the gate's c-vectors; tests/test_mem_vae.py checks they get one
+# the memory, the controller or the gate's c-vectors; tests/models/test_mem_vae.py checks they get one
 # once the paths open.
 MEMORY_CLOSED_AT_INIT = r"memory_block[^/]*/(memory|controller_kernel|controller_bias|c[1-4])$"
 
@@ -36,7 +36,7 @@ def features(shape=(4, 5), seed=0):
 
 
 def eager_deterministic_outputs(model, x):
-    """Deterministic outputs without an XLA compile per model (tests/test_vma.py covers log_likelihood)."""
+    """Deterministic outputs without an XLA compile per model (tests/models/test_vma.py covers log_likelihood)."""
     return {"reconstruct": model.reconstruct(x), "sample": model.sample(3, seed=5)}
 
 
@@ -176,7 +176,7 @@ LAYER_GOLDENS = {
 
 MODEL_GOLDENS = {
     # One architecture each keeps the suite short: the XLA-sensitive ops (address sampling,
-    # gathers, attention) are the same in both; tests/test_vma.py runs the other variants.
+    # gathers, attention) are the same in both; tests/models/test_vma.py runs the other variants.
     "ConvVAE": dict(
         cls=zoo.ConvVAE,
         init_kwargs=dict(input_shape=(8, 8, 1), filters=(4, 8), strides=(1, 2), latent_dim=2, seed=1),
@@ -204,7 +204,7 @@ MODEL_GOLDENS = {
     ),
     # vma_omniglot_paper's code paths: separate h^q and p(a) networks, q(z|x,m_a) on concat(x, m_a), eq. 8's baseline.
     # p(a)'s query point e^p starts at 0 (a flat prior), so no gradient reaches h^p at initialisation;
-    # tests/test_vma_omniglot_paper.py checks that one does once e^p has moved.
+    # tests/models/test_vma_omniglot_paper.py checks that one does once e^p has moved.
     "VMAPaper": dict(
         cls=zoo.VMA,
         init_kwargs=dict(

@@ -460,7 +460,6 @@ def tiny_run(tmp_path_factory):
 def test_the_learning_curve_is_what_training_logged(tiny_run, tmp_path):
     import shutil
 
-
     model_dir, history = tiny_run
     curve = run_logs.learning_curve(model_dir)
     assert len(list((pathlib.Path(model_dir) / "logs" / "train").glob("events.out.tfevents.*"))) == 2  # two sessions
@@ -496,6 +495,7 @@ def test_the_learning_curve_is_what_training_logged(tiny_run, tmp_path):
 def test_packaging_writes_the_learning_curve_and_the_card_links_it(tiny_run, tmp_path, monkeypatch):
     import importlib
 
+    from zoo.runs import packaging
 
     monkeypatch.syspath_prepend(str(ROOT / "experiments"))
     pretrained = importlib.import_module("pretrained")
@@ -503,14 +503,14 @@ def test_packaging_writes_the_learning_curve_and_the_card_links_it(tiny_run, tmp
     name = "vae_mnist_530_530_100"  # any packaged model's metrics, given the tiny run's curve
     metrics = _metrics(name)
     # Three epochs trained, two logged: the third is reported missing.
-    metrics["learning_curve"] = pretrained.write_learning_curve(model_dir, str(tmp_path), name, 3, metrics["test"])
+    metrics["learning_curve"] = packaging.write_learning_curve(model_dir, str(tmp_path), name, 3, metrics["test"])
     written = json.loads((tmp_path / "learning_curve.json").read_text())
     curve = run_logs.learning_curve(model_dir)
     assert written["epochs"] == curve["epochs"] and written["missing_epochs"] == [3]
     assert written["test"] == {"epoch": curve["best_epoch"], **{key: metrics["test"][key] for key in (
         "split", "num_samples", "examples", "nll_nats", "nll_stderr")}}
     assert (tmp_path / "learning_curve.png").read_bytes().startswith(b"\x89PNG")
-    card = pretrained.model_card(metrics, pretrained.MODELS[name], "- `sample`")
+    card = packaging.model_card(metrics, "- `sample`", **pretrained.card_text(name))
     assert "## Learning curve\n\n![learning curve](learning_curve.png)" in card
     assert "[learning_curve.json](learning_curve.json)" in card and "Not kept" not in card
     assert f"Those weights are epoch {curve['best_epoch']} of 3" in card

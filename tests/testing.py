@@ -1,12 +1,19 @@
-"""The shared test battery: every public layer and model goes through these."""
+"""What the tests share: the battery every public layer and model goes through, and the apps run on tiny runs."""
 
+import hashlib
 import os
 import re
+import subprocess
+import sys
 import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from zoo.runs import config as run_config, files as run_files
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _float_leaves(outputs):
@@ -138,3 +145,77 @@ def checkpointed_run(model_dir):
 
 def default_deterministic_outputs(model, x):
     return {"reconstruct": model.reconstruct(x), "log_likelihood": model.log_likelihood(x, num_samples=8, seed=7)}
+
+
+# A tiny VAE on real data; batch 5 makes an epoch 400 steps, long enough to kill it midway.
+TINY = [
+    "--preset=vae_mnist_500_500_100", "--dataset=binarized_mnist", "--override=hidden_units=(32,)",
+    "--override=latent_dim=4", "--train_split=train[:2000]", "--validation_split=validation[:200]",
+    "--batch_size=5", "--verbose=0", "--steps_per_execution=1",
+]
+STEPS_PER_EPOCH = 400
+# A tiny VAE searched on a few hundred real images: 2 trials of 3 steps of 50.
+TINY_SEARCH = [
+    "--preset=vae_mnist_500_500_100", "--dataset=binarized_mnist", "--max_trials=2", "--epochs=1",
+    "--steps_per_epoch=3", "--batch_size=50", "--override=hidden_units=(32,)", "--override=latent_dim=8",
+    "--train_split=train[:300]", "--validation_split=validation[:100]", "--objective_samples=10", "--verbose=0",
+]
+# A two-level Ladder VAE on a few hundred real images: a hierarchy through the whole CLI in seconds.
+TINY_LADDER = [
+    "--preset=ladder_vae_mnist", "--dataset=binarized_mnist", "--train_split=train[:200]",
+    "--validation_split=validation[:50]", "--batch_size=20", "--verbose=0", "--steps_per_execution=1",
+    "--override=levels=({'hidden_units': (16,), 'latent_dim': 4}, {'hidden_units': (8,), 'latent_dim': 2})",
+]
+
+
+def start_app(module, *args):
+    """`python -m module *args` from the repository root, its output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+    )
+
+
+def finish_app(process, timeout=300):
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def run_app(module, *args, timeout=300):
+    return finish_app(start_app(module, *args), timeout)
+
+
+def checkpointed_epoch(model_dir):
+    """The epoch of a run directory's latest checkpoint (0: none)."""
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, run_files.CHECKPOINT_DIR))
+    return 0 if latest is None else int(latest.rsplit("-", 1)[1])
+
+
+def saved_state(path):
+    """Every variable (model, optimizer, RNG, counters), by key, of a run directory's latest checkpoint or of the
+    checkpoint `path` names (e.g. `.../checkpoints/epoch-2`)."""
+    reader = tf.train.load_checkpoint(os.path.join(path, run_files.CHECKPOINT_DIR) if os.path.isdir(path) else path)
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map() if "OBJECT_GRAPH" not in key}
+
+
+def md5(path):
+    with open(path, "rb") as f:
+        return hashlib.md5(f.read()).hexdigest()
+
+
+# A run directory zoo.train made before runs recorded their optimizer recipe whole (logs left out).
+RUN_BEFORE_RECIPES = os.path.join(ROOT, "tests", "fixtures", "run_before_recipes")
+
+
+def fits(preset, dataset):
+    """Whether zoo.train accepts `preset` on `dataset`: its input shape is the dataset's or a variant the loader gives."""
+    from zoo.presets import PRESETS
+
+    shape = tuple(PRESETS[preset]["config"]["input_shape"])  # the dataset's own, or a variant zoo.train loads
+    return shape == run_config.DATASETS[dataset][3] or shape in run_config.DATASET_VARIANTS.get(dataset, {})
+
+
+def preset_dataset_pairs():
+    from zoo.presets import PRESETS
+
+    return [(p, d) for p in sorted(PRESETS) for d in run_config.DATASETS]

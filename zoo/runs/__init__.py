@@ -12,6 +12,7 @@
     export       a model as a versioned SavedModel for TF Serving
     packaging    a trained run as a model of the zoo: SavedModel, metrics, learning curve and card
     search       hyperparameter search with keras-tuner, resumable; `hypermodel` holds its Keras side
+    provenance   where a number was measured: the commit and the machine
 
 From Python:
 

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.goldens import binary_images
+import zoo
 from zoo import optimizers
-from zoo.runs import config as run_config, errors as run_errors
 from zoo.presets import PRESETS
+from zoo.runs import config as run_config, errors as run_errors
+
 
 STEPS_PER_EPOCH = 10
 
@@ -116,3 +119,71 @@ def test_mem_dgm_recipe_is_clipped_adam_with_per_epoch_decay():
     for epoch, rate in ((0, 1e-3), (999, 1e-3), (1000, 1e-3 * 0.998), (1002, 1e-3 * 0.998 ** 3)):
         optimizer.iterations.assign(epoch * STEPS_PER_EPOCH + 3)
         np.testing.assert_allclose(float(optimizer.learning_rate), rate, rtol=1e-5)
+
+
+def test_clipped_adam_rescales_to_the_total_norm_then_clips_each_element():
+    import tensorflow as tf
+
+    from zoo import optimizers
+
+    variable = tf.Variable([0.0, 0.0, 0.0])
+    optimizer = optimizers.ClippedAdam(1e-3, epsilon=1e-4, max_global_norm=5.0, max_value=1.0)
+    gradient = np.array([30.0, 40.0, 0.5])
+    optimizer.apply([tf.constant(gradient, tf.float32)], [variable])
+    clipped = np.minimum(gradient * 5.0 / np.linalg.norm(gradient), 1.0)  # [2.9999, 3.9999, 0.05] -> [1, 1, 0.05]
+    # Adam's second moment after one step is (1 - beta_2) g^2 of the gradient it was given.
+    (velocity,) = [v for v in optimizer.variables if "velocity" in v.path]
+    np.testing.assert_allclose(velocity.numpy(), 0.001 * clipped ** 2, rtol=1e-4)
+
+
+def test_saved_model_restores_the_recipe_compile_config(tmp_path):
+    import keras
+
+    import zoo
+    from zoo import optimizers
+
+    model = zoo.VAE(input_shape=(4, 4, 1), hidden_units=(8,), latent_dim=2)
+    schedule = optimizers.EpochDecay(1e-3, steps_per_epoch=7, decay_start_epoch=2, decay_per_epoch=0.5)
+    model.compile(optimizer=optimizers.ClippedAdam(schedule, epsilon=1e-4, max_global_norm=5.0, max_value=1.0))
+    model.fit(np.zeros((8, 4, 4, 1), np.float32), epochs=1, batch_size=4, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded.optimizer, optimizers.ClippedAdam)
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    assert loaded.optimizer.get_config()["learning_rate"]["config"] == {
+        "learning_rate": 1e-3, "steps_per_epoch": 7, "decay_start_epoch": 2, "decay_per_epoch": 0.5}
+
+
+def test_gradient_skipping_never_stalls_training():
+    # Every gradient norm exceeds the threshold: 3 skips, then one update rescaled to the threshold, and so on.
+    model = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, batch_norm=False, seed=0)
+    optimizer = optimizers.ClippedAdam(1e-2, skip_threshold=1e-6, max_consecutive_skips=3)
+    model.compile(optimizer=optimizer, steps_per_execution=5)
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    model.fit(binary_images((40, 8, 8, 1)), batch_size=2, epochs=1, verbose=0)  # 20 steps
+    assert int(optimizer.iterations.numpy()) == 5 and int(optimizer.skipped_updates.numpy()) == 15
+    assert all(not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+    # Below the threshold nothing is skipped, and an applied update equals plain Adam's.
+    plain, guarded = keras_adam_and_guarded(threshold=1e6)
+    for optimizer in (plain, guarded):
+        optimizer[0].apply([tf.constant([0.5, -2.0])], [optimizer[1]])
+    np.testing.assert_allclose(plain[1].numpy(), guarded[1].numpy(), rtol=1e-7)
+    assert int(guarded[0].skipped_updates.numpy()) == 0
+
+
+def keras_adam_and_guarded(threshold):
+    import keras
+
+    make = lambda: keras.Variable([1.0, 1.0])  # noqa: E731
+    return (keras.optimizers.Adam(0.1), make()), (optimizers.ClippedAdam(0.1, skip_threshold=threshold), make())
+
+
+def test_gradient_skipping_skips_a_non_finite_update_and_survives_config():
+    optimizer = optimizers.ClippedAdam(0.1, skip_threshold=10.0, max_consecutive_skips=2)
+    variable = tf.Variable([1.0, 1.0])
+    optimizer.apply([tf.constant([np.nan, 1.0])], [variable])
+    np.testing.assert_array_equal(variable.numpy(), [1.0, 1.0])
+    assert int(optimizer.skipped_updates.numpy()) == 1 and int(optimizer.iterations.numpy()) == 0
+    clone = optimizers.ClippedAdam.from_config(optimizer.get_config())
+    assert (clone.skip_threshold, clone.max_consecutive_skips) == (10.0, 2)

@@ -1,25 +1,22 @@
-"""zoo.tuning / zoo.tune: the preset's search space, a 2-trial search on real binarized MNIST that is
-interrupted and resumed, the best trial rebuilt (and retrained by zoo.train), bad flags."""
+"""zoo.runs.search and zoo.runs.hypermodel: the preset's search space, a 2-trial search on real binarized MNIST
+that is interrupted and resumed, the best trial rebuilt (and retrained by zoo.train)."""
 
-import importlib.util
 import json
 import os
 import random
 import shlex
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import has_binarized_mnist
+from tests.conftest import needs_mnist
+from tests.testing import TINY_SEARCH, run_app
+from zoo import cli as zoo_cli
 from zoo.runs import (
     config as run_config, data as run_data, hypermodel as run_hypermodel, search as run_search, state as run_state,
     training as run_training,
 )
-from zoo import cli as zoo_cli
 
-needs_mnist = pytest.mark.skipif(not has_binarized_mnist(), reason="needs binarized_mnist in TFDS_DATA_DIR")
 
 # A tiny VAE on a few hundred real images; 3 steps of 50 per trial.
 SEARCH = {
@@ -27,18 +24,6 @@ SEARCH = {
     "steps_per_epoch": 3, "batch_size": 50, "overrides": {"hidden_units": (32,), "latent_dim": 8},
     "train_split": "train[:300]", "validation_split": "validation[:100]", "objective_samples": 10, "verbose": 0,
 }
-FLAGS = [
-    "--preset=vae_mnist_500_500_100", "--dataset=binarized_mnist", "--max_trials=2", "--epochs=1",
-    "--steps_per_epoch=3", "--batch_size=50", "--override=hidden_units=(32,)", "--override=latent_dim=8",
-    "--train_split=train[:300]", "--validation_split=validation[:100]", "--objective_samples=10", "--verbose=0",
-]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _run(*args, timeout=300):
-    process = subprocess.run([sys.executable, "-m", "zoo.tune", *args], capture_output=True, text=True, cwd=ROOT,
-                             timeout=timeout, check=False)
-    return process.returncode, process.stdout, process.stderr
 
 
 def _trial_file(directory, trial_id):
@@ -85,7 +70,7 @@ def interrupted_search(tmp_path_factory):
     after_interruption = {trial: json.loads(_read(_trial_file(directory, trial))) for trial in "01"}
     first_trial = (_read(_trial_file(directory, 0)), _mtimes(directory, 0))
     return {"directory": directory, "fitted": fitted, "after_interruption": after_interruption,
-            "first_trial": first_trial, "rerun": _run(*FLAGS, f"--directory={directory}")}
+            "first_trial": first_trial, "rerun": run_app("zoo.tune", *TINY_SEARCH, f"--directory={directory}")}
 
 
 def test_search_space_depends_on_the_preset():
@@ -233,45 +218,3 @@ def test_best_hyperparameters_rebuild_the_same_model(interrupted_search, config,
     retrained, _ = run_state.load_trained_model(str(tmp_path / "retrained"), weights="last")
     for a, b in zip(trained.weights, retrained.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
-
-
-@pytest.mark.parametrize("args, reason", [
-    (["--preset=nope"], "unknown preset 'nope'"),
-    (["--max_trials=0"], "--max_trials must be an int >= 1, got 0"),
-    (["--max_trials=1", "--tuner=hyperband"], "--max_trials does not apply to --tuner=hyperband"),
-    (["--tuner=grid"], "--tuner=grid: value should be one of <random|bayesian|hyperband>"),
-    (["--dataset=frey_faces"], "takes 28x28x1 inputs but dataset 'frey_faces' gives 28x20x1"),
-    (["--objective_samples=0"], "--objective_samples must be an int >= 1"),
-    (["--space=latent_dim"], "--space expects name=value"),
-])
-def test_bad_flags_exit_2_in_one_line(args, reason, tmp_path):
-    base = [a for a in FLAGS if not any(a.startswith(b.split("=")[0] + "=") for b in args)]
-    code, _, err = _run(*base, *args, f"--directory={tmp_path / 'search'}", timeout=60)
-    assert code == 2, err
-    assert len(err.strip().splitlines()) == 1 and reason in err, err
-    assert not os.path.exists(tmp_path / "search")
-
-
-@pytest.mark.skipif(importlib.util.find_spec("sklearn") is not None, reason="scikit-learn is installed")
-def test_bayesian_tuner_without_scikit_learn_is_refused_in_one_line(tmp_path):
-    code, _, err = _run(*FLAGS, "--tuner=bayesian", f"--directory={tmp_path / 'search'}", timeout=60)
-    assert code == 2 and err.strip() == 'tune.py: --tuner=bayesian needs scikit-learn: pip install "zoo[bayesian]" ' \
-        "(or scikit-learn)", err
-
-
-def test_missing_max_trials_and_bad_directories_exit_2(tmp_path):
-    without = [a for a in FLAGS if not a.startswith("--max_trials=")]
-    code, _, err = _run(*without, f"--directory={tmp_path / 'search'}", timeout=60)
-    assert code == 2 and err.strip() == "tune.py: --max_trials is required for --tuner=random", err
-    (tmp_path / "file").write_text("")
-    code, _, err = _run(*FLAGS, f"--directory={tmp_path / 'file'}", timeout=60)
-    assert code == 2 and "is a file, not a directory" in err and len(err.strip().splitlines()) == 1, err
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / run_search.SEARCH_FILE).write_text(json.dumps({"preset": "memvae_mnist_500_500_100"}))
-    code, _, err = _run(*FLAGS, f"--directory={other}", timeout=60)
-    assert code == 2 and "holds a search with different preset, dataset" in err, err
-    (other / run_search.SEARCH_FILE).unlink()
-    (other / "notes.txt").write_text("")
-    code, _, err = _run(*FLAGS, f"--directory={other}", timeout=60)
-    assert code == 2 and "holds no tune.json: not a zoo.tune search" in err, err

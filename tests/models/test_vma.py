@@ -184,7 +184,7 @@ class TestVMA(testing.TestCase):
         assert zoo.VMA.from_preset("vma_omniglot_conv").memory_size is None
 
 
-@pytest.mark.large  # tests/test_export.py serves the VMA golden in the default suite
+@pytest.mark.large  # tests/runs/test_export.py serves the VMA golden in the default suite
 def test_savedmodel_endpoints_take_the_memory_and_match_the_keras_model():
     model = tiny_vma(architecture="conv", filters=(4, 8), strides=(1, 2))
     x, memory = binary((3, 8, 8, 1)), binary((7, 8, 8, 1), 1)

@@ -8,6 +8,7 @@ import tensorflow as tf
 from scipy import stats
 
 import zoo
+from tests.conftest import needs_mnist
 from tests.goldens import binary_images
 from zoo import objectives
 
@@ -291,3 +292,17 @@ def test_bad_inputs_raise_value_errors(cls):
         model.sample(0)
     with pytest.raises(ValueError, match="NaN or Inf"):
         model.encode(np.where(x > 0, np.nan, x))
+
+
+@pytest.mark.large  # a convergence run: 300 updates of the paper's five-level model on real data
+@needs_mnist
+def test_ladder_preset_trains_stably_on_binarized_mnist():
+    # The paper's five-level model with its defaults (batch norm, warm-up), 2 x 150 updates of batch 100.
+    model = zoo.LadderVAE.from_preset("ladder_vae_mnist", seed=0)
+    model.compile()
+    train = zoo.data.load("binarized_mnist", "train", batch_size=100, seed=0)
+    history = model.fit(train, epochs=2, steps_per_epoch=150, verbose=0).history
+    for name, values in history.items():
+        assert np.all(np.isfinite(values)), (name, values)
+    assert history["bound"][1] > history["bound"][0] + 10.0, history["bound"]
+    assert history["active_units"][1] >= 1, history["active_units"]

@@ -1,0 +1,67 @@
+"""zoo.runs.config: a run's choices checked and resolved, and which directories may take a run."""
+
+import pytest
+
+from tests.conftest import needs_mnist
+from zoo.runs import (
+    config as run_config, errors as run_errors, evaluation as run_evaluation, files as run_files, state as run_state,
+    training as run_training,
+)
+
+
+@needs_mnist
+@pytest.mark.parametrize(
+    "kwargs, reason",
+    [
+        ({"preset": "nope"}, "unknown preset 'nope'"),
+        ({"dataset": "cifar"}, "unknown dataset 'cifar'"),
+        ({"epochs": 0}, "--epochs must be an int >= 1"),
+        ({"overrides": {"no_such_arg": 1}}, "--override no_such_arg=1 is rejected by preset"),
+        ({"overrides": {"latent_dim": "big", "batch_norm": False}},
+         "--override latent_dim='big' is rejected by preset 'vae_mnist_500_500_100': "),
+        ({"learning_rate": -1.0}, "--learning_rate must be a finite number > 0"),
+        ({"learning_rate": float("inf")}, "--learning_rate must be a finite number > 0"),
+        ({"steps_per_execution": 0}, "--steps_per_execution must be an int >= 1"),
+        ({"train_split": "train[:3]", "batch_size": 5}, "holds fewer examples than one batch of 5"),
+        ({"train_split": "no_such_split"}, "dataset 'binarized_mnist': .*no_such_split"),
+        ({"validation_split": "validation[:0]x"}, "dataset 'binarized_mnist'"),
+    ],
+)
+def test_bad_train_config_raises_usage_error(kwargs, reason):
+    args = {"preset": "vae_mnist_500_500_100", "dataset": "binarized_mnist", "epochs": 1, **kwargs}
+    with pytest.raises(run_errors.UsageError, match=reason):
+        run_config.resolve_config(**args)
+
+
+def test_the_run_identity_ignores_the_models_automatic_name(tmp_path):
+    # A process that built other models first names its model vae_3, not vae: the same run all the same.
+    def config(name, latent_dim):
+        return {"preset": "p", "model": {"class_name": "VAE", "config": {"name": name, "latent_dim": latent_dim}}}
+
+    run_files.write_json(str(tmp_path / run_files.CONFIG_FILE), config("vae", 2))
+    run_config.check_run_dir(str(tmp_path), config("vae_3", 2))
+    with pytest.raises(run_errors.UsageError, match="holds a run with different model"):
+        run_config.check_run_dir(str(tmp_path), config("vae", 3))
+
+
+@needs_mnist
+def test_foreign_and_mismatched_model_dir(tiny_runs, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not a run")
+    config = run_config.resolve_config("vae_mnist_500_500_100", "binarized_mnist", 1)
+    with pytest.raises(run_errors.UsageError, match="not a zoo.train run"):
+        run_training.train(config, str(foreign))
+    with pytest.raises(run_errors.UsageError, match="holds a run with different .*model"):
+        run_training.train(config, tiny_runs["reference"])
+    with pytest.raises(run_errors.UsageError, match="holds no config.json"):
+        run_state.load_trained_model(str(foreign))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    with pytest.raises(run_errors.UsageError, match="holds no config.json"):
+        run_evaluation.evaluate(str(empty))
+    with pytest.raises(run_errors.UsageError, match="unknown dataset"):
+        run_evaluation.evaluate(tiny_runs["reference"], dataset="cifar")
+    with pytest.raises(run_errors.UsageError, match="no_such_split"):
+        run_evaluation.evaluate(tiny_runs["reference"], split="no_such_split")

@@ -1,0 +1,46 @@
+"""`python -m zoo.evaluate`: what it prints and writes, a damaged weights file in one line."""
+
+import json
+import os
+import shutil
+
+from tests.conftest import needs_mnist
+from tests.testing import run_app
+from zoo.runs import files as run_files
+
+
+@needs_mnist
+def test_evaluate_cli_prints_progress_what_it_measured_and_writes_json(tiny_runs):
+    code, out, err = run_app(
+        "zoo.evaluate", f"--model_dir={tiny_runs['reference']}", "--split=test", "--num_samples=20", "--max_examples=30",
+    )
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert list(result) == ["dataset", "split", "num_samples", "examples", "split_examples", "nll_nats", "nll_stderr",
+                            "bound_nats", "seconds"]
+    assert result["examples"] == 30 and result["num_samples"] == 20 and result["dataset"] == "binarized_mnist"
+    assert result["split_examples"] == 10_000
+    assert "on binarized_mnist test, the first 30 of its 10000 examples, k = 20 importance samples" in out
+    # Progress goes to stderr; the last report is the finished count.
+    assert err.strip().splitlines()[-1].startswith("binarized_mnist test, k=20: 30/30 examples (100%), "), err
+    # log p(x) >= ELBO in expectation: the importance-sampled NLL is below the bound.
+    assert 50 < result["nll_nats"] < result["bound_nats"] < 600
+    with open(os.path.join(tiny_runs["reference"], "evaluation.json")) as f:
+        assert json.load(f) == result
+
+
+def _truncate(path):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+
+@needs_mnist
+def test_a_truncated_best_weights_file_is_named_in_one_line(tiny_runs, tmp_path):
+    model_dir = tmp_path / "damaged"
+    shutil.copytree(tiny_runs["reference"], model_dir)
+    _truncate(model_dir / run_files.BEST_WEIGHTS)
+    code, out, err = run_app("zoo.evaluate", f"--model_dir={model_dir}", "--num_samples=2", "--max_examples=2")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"evaluate.py: {model_dir / run_files.BEST_WEIGHTS} is unreadable ("), err
+    assert lines[0].endswith("use --weights=last or retrain")
