@@ -12,11 +12,10 @@ import sys
 
 import pytest
 
-from tests.conftest import SHARED_DATASETS, has_binarized_mnist
+from tests.conftest import SHARED_DATASETS, needs_mnist
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = os.path.join(ROOT, "experiments")
-needs_mnist = pytest.mark.skipif(not has_binarized_mnist(), reason="binarized MNIST is not in $TFDS_DATA_DIR")
 
 
 def run_experiment(script, *args):

@@ -288,7 +288,7 @@ def test_readjusted_batch_norm_moves_the_generative_statistics_for_sampling_only
     np.testing.assert_array_equal(model.sample(4, seed=0, temperature=0.8), samples)
 
 
-@pytest.mark.large  # ~30 s; test_distribution's mixed-precision test covers NVAE's loss and float32 outputs by default
+@pytest.mark.large  # ~30 s; tests/runs/test_training_strategies.py's mixed-precision test covers NVAE's loss and float32 outputs by default
 def test_mixed_precision_keeps_distributions_in_float32():
     policy = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16")

@@ -1,4 +1,4 @@
-"""Training beyond one device: MirroredStrategy on two logical CPUs, two MultiWorkerMirroredStrategy workers
+"""zoo.runs.training beyond one device: MirroredStrategy on two logical CPUs, two MultiWorkerMirroredStrategy workers
 through `zoo.train`, mixed precision in every model family, and the flags' refusals.
 
 Sampling noise would make a replicated run differ from a one-device run for a reason distribution must not
@@ -19,15 +19,13 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import has_binarized_mnist
+from tests.conftest import needs_mnist
 from tests.goldens import MODEL_GOLDENS
-from tests.testing import checkpointed_run
+from tests.testing import ROOT, checkpointed_run
 from zoo.runs import (
     config as run_config, errors as run_errors, files as run_files, state as run_state, training as run_training,
 )
 
-needs_mnist = pytest.mark.skipif(not has_binarized_mnist(), reason="needs binarized_mnist in TFDS_DATA_DIR")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLAPSED_LOG_VARIANCE = -30.0
 
 
@@ -40,7 +38,7 @@ def collapse_posterior(model):
 
 def _python(code, env=None, timeout=300):
     process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                             cwd=REPO, env={**os.environ, **(env or {})})
+                             cwd=ROOT, env={**os.environ, **(env or {})})
     assert process.returncode == 0, process.stderr[-3000:]
     return process.stdout
 
@@ -96,7 +94,7 @@ def mirrored_versus_one_device():
 
 def test_mirrored_strategy_on_two_devices_matches_one_device():
     report = json.loads(_python(
-        "from tests.test_distribution import mirrored_versus_one_device; mirrored_versus_one_device()"
+        "from tests.runs.test_training_strategies import mirrored_versus_one_device; mirrored_versus_one_device()"
     ).strip().splitlines()[-1])
     assert report["replicas"] == 2
     for name in ("sgd", "clipped_adam"):
@@ -137,7 +135,7 @@ def _free_ports(count):
 
 def _start_train(*args, env=None):
     return subprocess.Popen([sys.executable, "-m", "zoo.train", *TINY, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, **(env or {})})
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, **(env or {})})
 
 
 def _finish(process):
@@ -244,7 +242,7 @@ FAMILIES = ["VAE", "IWAE", "MemVAE", "VMA", "SoftAttentionVAE", "HierarchicalVAE
 def test_mixed_precision_every_model_family_stays_close_to_float32():
     names = FAMILIES
     report = json.loads(_python(
-        f"from tests.test_distribution import mixed_precision_losses; mixed_precision_losses({names!r})"
+        f"from tests.runs.test_training_strategies import mixed_precision_losses; mixed_precision_losses({names!r})"
     ).strip().splitlines()[-1])
     for name in names:
         reference = report[name]["float32"]["loss"]
@@ -276,7 +274,7 @@ def test_mixed_precision_every_model_family_stays_close_to_float32():
 ])
 def test_bad_distribution_flags_are_refused_in_one_line(args, env, reason, tmp_path):
     process = subprocess.run([sys.executable, "-m", "zoo.train", *TINY, "--epochs=1", f"--model_dir={tmp_path}/run",
-                              *args], capture_output=True, text=True, timeout=120, cwd=REPO, env={**os.environ, **env})
+                              *args], capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, **env})
     assert process.returncode == 2 and process.stderr.strip() == f"train.py: {reason}", process.stderr
     assert not os.path.exists(tmp_path / "run")
 
