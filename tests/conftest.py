@@ -22,6 +22,16 @@ def has_binarized_mnist():
 needs_mnist = pytest.mark.skipif(not has_binarized_mnist(), reason="needs binarized_mnist in TFDS_DATA_DIR")
 
 
+@pytest.fixture(autouse=True)
+def no_global_seed_left_behind():
+    """Every test starts without TensorFlow's global seed: a test that sets it must not change what the ops of
+    the tests after it draw (seeded ops read it: `tf.random.set_seed` moves their streams)."""
+    yield
+    import tensorflow as tf
+
+    tf.random.set_seed(None)
+
+
 def synthetic_binary_images(num, seed=0, shape=(28, 28, 1)):
     """Structured binary images (noisy bars) for machines without the real data."""
     rng = np.random.default_rng(seed)

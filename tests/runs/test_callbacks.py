@@ -2,11 +2,16 @@
 
 import os
 
+import pytest
+
 from tests.conftest import needs_mnist
 from tests.testing import TINY_LADDER, md5, run_app
 from zoo.runs import files as run_files
 
 
+# The NaN guard is the same callback for every model (tests/test_train.py runs it by default on a VAE); this
+# runs it through a whole hierarchy.
+@pytest.mark.large
 @needs_mnist
 def test_nan_guard_keeps_the_last_good_checkpoint_of_a_hierarchy(tmp_path):
     model_dir = str(tmp_path / "ladder")

@@ -57,9 +57,11 @@ def steps_per_epoch(config):
 def training_stream(config, first_epoch):
     """Batches of epochs `first_epoch .. epochs-1`; epoch e's order depends only on (seed, e).
 
-    That makes a resumed run see exactly the batches the interrupted one would have.
-    Incomplete final batches are dropped so every step has the same shape (one XLA program).
-    Episodes come from one stream seeded by `--seed`, of which epoch e takes its slice.
+    That makes a resumed run see exactly the batches the interrupted one would have. The order
+    is a stateless permutation of the split (held in memory, as a full shuffle buffer would be),
+    so no global or process seed (`tf.random.set_seed`) changes it. Incomplete final batches are
+    dropped so every step has the same shape (one XLA program). Episodes come from one stream
+    seeded by `--seed`, of which epoch e takes its slice.
     """
     import tensorflow as tf
 
@@ -67,15 +69,20 @@ def training_stream(config, first_epoch):
     if config["episodes"]:
         stream = load_episodes(config, config["train_split"], None, config["seed"])
         return stream.skip(first_epoch * steps).take((config["epochs"] - first_epoch) * steps)
-    examples = load_split(config, config["train_split"], config["batch_size"], shuffle=False).unbatch()
     num_examples = count_examples(config, config["train_split"])
+    examples = next(iter(load_split(config, config["train_split"], num_examples, shuffle=False)))
+    batch = config["batch_size"]
 
     def epoch(e):
-        seed = tf.cast(config["seed"], tf.int64) * 1_000_003 + e
-        batches = examples.shuffle(num_examples, seed=seed).batch(config["batch_size"], drop_remainder=True)
-        return batches.repeat().take(steps)  # --steps_per_epoch may ask for more than one pass
+        def one_pass(p):  # --steps_per_epoch may ask for more than one pass
+            seed = tf.stack([tf.cast(config["seed"], tf.int64) * 1_000_003 + e, p])
+            order = tf.random.experimental.stateless_shuffle(tf.range(num_examples, dtype=tf.int64), seed=seed)
+            return tf.data.Dataset.from_tensor_slices(order[: num_examples // batch * batch]).batch(batch)
 
-    return tf.data.Dataset.range(first_epoch, config["epochs"]).flat_map(epoch).prefetch(tf.data.AUTOTUNE)
+        return tf.data.Dataset.range(steps).flat_map(one_pass).take(steps)
+
+    indices = tf.data.Dataset.range(first_epoch, config["epochs"]).flat_map(epoch)
+    return indices.map(lambda index: tf.gather(examples, index)).prefetch(tf.data.AUTOTUNE)
 
 
 def sharded(dataset):
