@@ -25,11 +25,12 @@ train: venv
 	$(PY) -m zoo.train --preset=vae_mnist_500_500_100 --dataset=binarized_mnist --epochs=$(EPOCHS) --model_dir=$(RUN_DIR)
 	$(PY) -m zoo.evaluate --model_dir=$(RUN_DIR) --split=test --num_samples=5000 $(if $(EVAL_EXAMPLES),--max_examples=$(EVAL_EXAMPLES))
 
+# One pytest worker per core; a test file stays on one worker, so its module fixtures are built once.
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 test-large: venv
-	$(PY) -m pytest -q -m large
+	$(PY) -m pytest -q -n auto --dist loadfile -m large
 
 bench: venv
 	$(PY) -m pip install -q -e ".[bench]"
