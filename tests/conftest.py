@@ -1,3 +1,5 @@
+import fcntl
+import json
 import os
 import pathlib
 import signal
@@ -67,24 +69,41 @@ def mnist_test():
     return binarized_mnist_array("test", 1000)
 
 
+def built_once_per_session(tmp_path_factory, name, build):
+    """`build(directory)`'s JSON-ready result, built once per test session: under pytest-xdist the first worker
+    that asks builds it (holding a lock) in the directory the workers share, and the others read it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-of-<user>/pytest-<n>/, above each worker's popen-gw<i>/
+    directory, result_file = root / name, root / f"{name}.json"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not result_file.exists():
+            directory.mkdir()
+            result_file.write_text(json.dumps(build(directory)))
+    return json.loads(result_file.read_text())
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
     """A run killed with SIGKILL mid-epoch 2 and resumed, beside an uninterrupted one (tests.testing.TINY, 3 epochs):
     tests may copy them, never change them."""
     from tests.testing import TINY, checkpointed_epoch, finish_app, start_app
 
-    root = tmp_path_factory.mktemp("runs")
-    reference, resumed = str(root / "reference"), str(root / "resumed")
-    uninterrupted = start_app("zoo.train", *TINY, "--epochs=3", f"--model_dir={reference}")
-    victim = start_app("zoo.train", *TINY, "--epochs=3", f"--model_dir={resumed}")
-    deadline = time.time() + 240
-    while checkpointed_epoch(resumed) < 1 and victim.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    victim.send_signal(signal.SIGKILL)
-    killed_code, _, killed_err = finish_app(victim)
-    killed_at = checkpointed_epoch(resumed)
-    rerun = finish_app(start_app("zoo.train", *TINY, "--epochs=3", f"--model_dir={resumed}"))
-    return {
-        "reference": reference, "resumed": resumed, "killed": (killed_code, killed_at, killed_err),
-        "rerun": rerun, "uninterrupted": finish_app(uninterrupted),
-    }
+    def build(root):
+        reference, resumed = str(root / "reference"), str(root / "resumed")
+        uninterrupted = start_app("zoo.train", *TINY, "--epochs=3", f"--model_dir={reference}")
+        victim = start_app("zoo.train", *TINY, "--epochs=3", f"--model_dir={resumed}")
+        deadline = time.time() + 240
+        while checkpointed_epoch(resumed) < 1 and victim.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+        victim.send_signal(signal.SIGKILL)
+        killed_code, _, killed_err = finish_app(victim)
+        killed_at = checkpointed_epoch(resumed)
+        rerun = finish_app(start_app("zoo.train", *TINY, "--epochs=3", f"--model_dir={resumed}"))
+        return {
+            "reference": reference, "resumed": resumed, "killed": (killed_code, killed_at, killed_err),
+            "rerun": rerun, "uninterrupted": finish_app(uninterrupted),
+        }
+
+    return built_once_per_session(tmp_path_factory, "tiny_runs", build)

@@ -10,6 +10,7 @@ gradient is zero by design.
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import zoo
@@ -325,6 +326,19 @@ MODEL_GOLDENS = {
         input_data=lambda: np.random.default_rng(0).random((4, 6, 5, 1)).astype(np.float32),
     ),
 }
+
+
+# Goldens of a class that another golden of the same class covers, on code paths other goldens run: IWAE the VAE's
+# with k samples, HierarchicalMemVAE the bottom-up stack's with MemVAE's memory blocks, VMAPaper VMA's with the
+# paper's networks, HierarchicalPixelVAE NVAE's stack with PixelVAE's PixelCNN head. Their costly checks (an XLA
+# compile, a save/load round trip, an export: seconds to a minute each on 2 cores) run in the `large` suite.
+REPEATED_PATHS = {"IWAE", "HierarchicalMemVAE", "VMAPaper", "HierarchicalPixelVAE"}
+
+
+def costly_check_params():
+    """Every model golden as a pytest parameter, those in `REPEATED_PATHS` marked `large`."""
+    return [pytest.param(name, marks=pytest.mark.large) if name in REPEATED_PATHS else name
+            for name in sorted(MODEL_GOLDENS)]
 
 
 def reference_outputs(golden):

@@ -1,6 +1,7 @@
 """zoo.cli, what the apps share: `key=value` options, quiet libraries unless asked."""
 
 import re
+import shutil
 
 import pytest
 
@@ -19,13 +20,13 @@ def test_parse_overrides():
 
 
 @needs_mnist
-def test_library_logs_are_quiet_by_default_and_shown_with_verbosity(tiny_runs):
-    args = [f"--model_dir={tiny_runs['reference']}", "--split=test", "--num_samples=5", "--max_examples=10"]
-    logs = {}
-    for extra in ([], ["--verbosity=0"]):
-        code, _, err = run_app("zoo.evaluate", *args, *extra)
-        assert code == 0, err
-        logs[bool(extra)] = [line for line in err.splitlines() if not line.startswith("binarized_mnist test, k=5: ")]
-    assert logs[False] == []
+def test_library_logs_are_shown_with_verbosity(tiny_runs, tmp_path):
+    # Quiet by default is asserted on zoo.train's and zoo.evaluate's output (tests/test_train.py,
+    # tests/test_evaluate.py): every app silences the libraries with zoo.cli.quiet_libraries, unless --verbosity.
+    model_dir = tmp_path / "run"
+    shutil.copytree(tiny_runs["reference"], model_dir)  # evaluate writes evaluation.json: the shared runs stay
+    code, _, err = run_app("zoo.evaluate", f"--model_dir={model_dir}", "--split=test", "--num_samples=5",
+                           "--max_examples=10", "--verbosity=0")
+    assert code == 0, err
     # absl-formatted library lines (TFDS, TensorFlow): "I1130 01:02:03.456 ... file.py:12] ..."
-    assert any(re.match(r"[IWE]\d{4} ", line) for line in logs[True]), logs[True]
+    assert any(re.match(r"[IWE]\d{4} ", line) for line in err.splitlines()), err

@@ -18,6 +18,10 @@ def test_every_public_class_has_a_golden():
     covered = {g["cls"] for g in {**goldens.LAYER_GOLDENS, **goldens.MODEL_GOLDENS}.values()}
     missing = [c.__name__ for c in PUBLIC_LAYERS + PUBLIC_MODELS if c not in covered]
     assert not missing, f"public classes without a golden in tests/goldens.py: {missing}"
+    # Every class keeps its costly checks in the default suite.
+    assert goldens.REPEATED_PATHS < set(goldens.MODEL_GOLDENS)
+    default = {goldens.MODEL_GOLDENS[name]["cls"] for name in set(goldens.MODEL_GOLDENS) - goldens.REPEATED_PATHS}
+    assert default == {g["cls"] for g in goldens.MODEL_GOLDENS.values()}
 
 
 class TestLayerGoldens(testing.TestCase):
@@ -34,12 +38,7 @@ class TestLayerGoldens(testing.TestCase):
         )
 
 
-# Goldens whose costliest checks (an XLA compile, a save/load round trip: minutes on 2 cores) only repeat
-# paths other goldens check by default: HierarchicalPixelVAE = NVAE's stack (the NVAE golden) with a
-# PixelCNN head (the PixelVAE golden). They run in the `large` suite.
-REPEATED_PATHS = {"HierarchicalPixelVAE"}
-COSTLY = [pytest.param(name, marks=pytest.mark.large) if name in REPEATED_PATHS else name
-          for name in sorted(goldens.MODEL_GOLDENS)]
+COSTLY = goldens.costly_check_params()
 
 
 class TestModelGoldens(testing.TestCase):

@@ -23,7 +23,7 @@ from absl import flags
 from zoo.cli import parse_overrides, quiet_libraries, run_app
 from zoo.runs.config import DATASETS
 from zoo.runs.errors import UsageError
-from zoo.runs.search import TUNERS, check_search, search
+from zoo.runs.search import TUNERS, check_search, check_search_dir, search
 
 
 def define_flags():
@@ -62,7 +62,7 @@ def main(argv):
     options = (f.preset, f.dataset, f.max_trials, f.tuner, f.epochs, f.steps_per_epoch, f.batch_size, f.seed,
                overrides, space, f.train_split, f.validation_split, f.data_path, f.steps_per_execution,
                None if f.objective == "auto" else f.objective, f.objective_samples)
-    check_search(*options)
+    check_search_dir(f.directory, check_search(*options))  # before TensorFlow loads: a bad flag fails at once
     quiet_libraries()
     best = search(*options[:2], f.directory, *options[2:],
                   verbose=int(f.verbose) if f.verbose != "auto" else 1 if sys.stdout.isatty() else 2)

@@ -33,6 +33,36 @@ def test_bad_train_config_raises_usage_error(kwargs, reason):
         run_config.resolve_config(**args)
 
 
+def test_every_memory_preset_says_whether_its_memory_comes_with_each_batch():
+    # The episode flags are checked from the preset's config, before a model (or TensorFlow) is loaded: a preset of a
+    # class with a memory names memory_size, so that the check cannot differ from the model it builds.
+    import inspect
+
+    import zoo
+    from zoo.presets import PRESETS
+
+    for name, preset in PRESETS.items():
+        if "memory_size" in inspect.signature(getattr(zoo, preset["class"]).__init__).parameters:
+            assert "memory_size" in preset["config"], name
+            model = zoo.LatentVariableModel.from_preset(name)
+            assert run_config.memory_per_batch(name) == (model.memory_size is None), name
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    ({"preset": "vma_omniglot_conv", "strategy": "mirrored"}, "--strategy=mirrored: preset 'vma_omniglot_conv' trains on"),
+    ({"preset": "soft_attention_mnist_recall", "episode_classes": 5}, "--episode_classes applies to omniglot"),
+    ({"preset": "soft_attention_mnist_recall", "episode_targets": 9, "episode_memory": 8},
+     r"--episode_targets \(9\) must be <= --episode_memory \(8\)"),
+    ({"preset": "vma_mnist_recall", "dataset": "frey_faces", "data_path": "/",
+      "overrides": {"input_shape": (28, 20, 1)}}, "dataset 'frey_faces' has no episodes"),
+    ({"episode_memory": 4}, "--episode_memory: only for presets whose memory comes with each batch"),
+])
+def test_episode_flags_are_checked_before_tensorflow_loads(kwargs, reason):
+    args = {"preset": "vae_mnist_500_500_100", "dataset": "binarized_mnist", "epochs": 1, **kwargs}
+    with pytest.raises(run_errors.UsageError, match=reason):
+        run_config.check_options(**args)
+
+
 def test_the_run_identity_ignores_the_models_automatic_name(tmp_path):
     # A process that built other models first names its model vae_3, not vae: the same run all the same.
     def config(name, latent_dim):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.goldens import MODEL_GOLDENS
+from tests.goldens import MODEL_GOLDENS, costly_check_params
 from tests.testing import assert_allclose
 from zoo.runs import export as run_export
 
@@ -58,20 +58,7 @@ def exported(tmp_path_factory):
     return get
 
 
-# One golden per serving code path; the others repeat a path at more cost (IWAE and ConvVAE = VAE's
-# defaults, SoftAttentionVAE = the memory models' endpoints that VMA extends, HierarchicalMemVAE = the
-# bottom-up stack's with MemVAE's memory blocks, VMAPaper = VMA's endpoints with the paper's networks).
-# The PixelCNN decoders serve their own paths: the sampling loop (`sample`) and the greedy loop (`decode`).
-SERVED = ["VAE", "GaussianVAE", "MemVAE", "VMA", "HierarchicalVAE", "LadderVAE", "NVAE", "PixelVAE",
-          "HierarchicalPixelVAE"] + [
-    pytest.param(name, marks=pytest.mark.large)
-    for name in ("IWAE", "ConvVAE", "SoftAttentionVAE", "HierarchicalMemVAE", "VMAPaper")
-]
-
-
-def test_served_goldens_cover_every_model_golden():
-    names = {p if isinstance(p, str) else p.values[0] for p in SERVED}
-    assert names == set(MODEL_GOLDENS)
+SERVED = costly_check_params()
 
 
 @pytest.mark.parametrize("name", SERVED)

@@ -108,3 +108,19 @@ def test_every_accepted_preset_dataset_pair_trains_evaluates_and_exports(preset,
     model, _ = run_state.load_trained_model(model_dir, weights="last")
     path = run_export.export(model, str(tmp_path / "served"))
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+@pytest.mark.parametrize("cluster, task_type, task_id, chief", [
+    (None, None, None, True),  # one process: it writes
+    ({"worker": ["a:1", "b:2"]}, "worker", 0, True),  # no chief task: worker 0 is the chief
+    ({"worker": ["a:1", "b:2"]}, "worker", 1, False),
+    ({"chief": ["c:0"], "worker": ["a:1"]}, "chief", 0, True),
+    ({"chief": ["c:0"], "worker": ["a:1"]}, "worker", 0, False),
+])
+def test_only_the_chief_of_a_cluster_writes_the_run(cluster, task_type, task_id, chief):
+    import tensorflow as tf
+
+    resolver = None if cluster is None else tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
+    strategy = type("Strategy", (), {"cluster_resolver": resolver})()
+    assert run_training.is_chief(strategy) is chief

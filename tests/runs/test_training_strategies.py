@@ -159,6 +159,7 @@ def _weights(model_dir):
 
 
 @needs_mnist
+@pytest.mark.large  # three training processes; which process writes is tested in-process (tests/runs/test_training.py)
 def test_two_workers_match_one_device_only_the_chief_writes_and_the_run_resumes(tmp_path):
     # Epoch 1 on one device, then the posterior collapsed in its checkpoint (see the module docstring).
     start = str(tmp_path / "start")
@@ -236,11 +237,17 @@ def mixed_precision_losses(names):
 
 
 # One golden per family: MLP VAE and IWAE, MemVAE, VMA, soft attention, hierarchical, Ladder, NVAE, convolutional.
+# By default the two whose outputs are made of the most kinds of layers and distributions (VMA: memory, discrete
+# address, VIMCO; NVAE: convolutions, batch norm, residual Normals, spectral regulariser); all in the large suite.
 FAMILIES = ["VAE", "IWAE", "MemVAE", "VMA", "SoftAttentionVAE", "HierarchicalVAE", "LadderVAE", "NVAE", "ConvVAE"]
+DEFAULT_FAMILIES = ["VMA", "NVAE"]
 
 
-def test_mixed_precision_every_model_family_stays_close_to_float32():
-    names = FAMILIES
+@pytest.mark.parametrize("names", [
+    DEFAULT_FAMILIES,
+    pytest.param([name for name in FAMILIES if name not in DEFAULT_FAMILIES], marks=pytest.mark.large),
+])
+def test_mixed_precision_every_model_family_stays_close_to_float32(names):
     report = json.loads(_python(
         f"from tests.runs.test_training_strategies import mixed_precision_losses; mixed_precision_losses({names!r})"
     ).strip().splitlines()[-1])

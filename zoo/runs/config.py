@@ -101,7 +101,8 @@ def resolve_config(
         "validation_split": validation_split if validation_split is not None else default_validation,
         "epochs": epochs,
         "batch_size": batch_size or recipe.get("batch_size", 100),
-        "episodes": _episode_config(model, dataset, episode_classes, episode_targets, episode_memory),
+        "episodes": _episode_config(memory_per_batch(preset, model_overrides), dataset, episode_classes,
+                                    episode_targets, episode_memory),
         "data_options": _data_options(dataset, model.input_shape),
         "learning_rate": learning_rate or recipe.get("learning_rate", 1e-3),
         # The optimizer and schedule the recipe names (zoo.optimizers.APPLIED_KEYS).
@@ -119,9 +120,6 @@ def resolve_config(
     # Bad or too small splits fail here, before anything is written.
     if config["episodes"]:
         config["batch_size"] = None  # an episode is a batch
-        if strategy != "default":
-            raise UsageError(f"--strategy={strategy}: preset {preset!r} trains on episodes whose memory is shared by "
-                             "the whole batch, which cannot be split between replicas; use --strategy=default")
     if data.count_examples(config, config["train_split"]) < (config["batch_size"] or 1):
         raise UsageError(f"--train_split {config['train_split']!r} holds fewer examples than one batch of "
                          f"{config['batch_size'] or 1}")
@@ -133,8 +131,9 @@ def resolve_config(
 
 
 def check_options(preset, dataset, epochs, batch_size=None, learning_rate=None, steps_per_execution=None,
-                keep_checkpoints=3, steps_per_epoch=None, *episode_sizes, data_path=None, overrides=None,
-                skip_gradient_norm=None, strategy="default", mixed_precision=None):
+                  keep_checkpoints=3, steps_per_epoch=None, episode_classes=None, episode_targets=None,
+                  episode_memory=None, *, data_path=None, overrides=None, skip_gradient_norm=None, strategy="default",
+                  mixed_precision=None):
     """The checks that need no TensorFlow: run first, so that a bad flag is reported at once."""
     from zoo.presets import PRESETS
 
@@ -154,7 +153,7 @@ def check_options(preset, dataset, epochs, batch_size=None, learning_rate=None, 
         raise UsageError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
     check_counts(epochs=epochs, batch_size=batch_size, keep_checkpoints=keep_checkpoints,
                  steps_per_execution=steps_per_execution, steps_per_epoch=steps_per_epoch,
-                 **dict(zip(("episode_classes", "episode_targets", "episode_memory"), episode_sizes)))
+                 episode_classes=episode_classes, episode_targets=episode_targets, episode_memory=episode_memory)
     if learning_rate is not None and not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < math.inf):
         raise UsageError(f"--learning_rate must be a finite number > 0, got {learning_rate!r}")
     if skip_gradient_norm is not None and not (
@@ -177,6 +176,8 @@ def check_options(preset, dataset, epochs, batch_size=None, learning_rate=None, 
                          "not --data_path")
     if data_path and not os.path.exists(data_path):
         raise UsageError(f"--data_path {data_path!r} does not exist")
+    _check_episodes(preset, dataset, strategy, memory_per_batch(preset, overrides), episode_classes, episode_targets,
+                    episode_memory)
 
 
 def check_counts(**counts):
@@ -215,28 +216,46 @@ def _check_tf_config():
         raise UsageError(f"$TF_CONFIG: task {task_type} {task_index} is not in the cluster {tf_config['cluster']}")
 
 
-def _episode_config(model, dataset, classes, targets, memory):
-    """The episode sizes of a model whose memory comes with each batch, None for any other model."""
-    if getattr(model, "memory_size", 0) is not None:
-        given = [f"--{n}" for n, v in (("episode_classes", classes), ("episode_targets", targets),
-                                       ("episode_memory", memory)) if v is not None]
+def memory_per_batch(preset, overrides=None):
+    """Whether the preset's model (with `overrides`) takes its memory with each batch (`memory_size=None`)."""
+    from zoo.presets import PRESETS
+
+    return {**PRESETS[preset]["config"], **(overrides or {})}.get("memory_size", 0) is None
+
+
+def _check_episodes(preset, dataset, strategy, per_batch, classes, targets, memory):
+    """The episode flags fit the preset and the dataset (see `_episode_config`)."""
+    given = [f"--{n}" for n, v in (("episode_classes", classes), ("episode_targets", targets),
+                                   ("episode_memory", memory)) if v is not None]
+    if not per_batch:
         if given:
             raise UsageError(f"{', '.join(given)}: only for presets whose memory comes with each batch "
                              "(memory_size=None), not for this one")
-        return None
-    if dataset == "omniglot":
-        return {"kind": "classes", "num_classes": classes or 8, "num_targets": targets or 4,
-                "num_memory": memory or 4}
+        return
+    if strategy != "default":
+        raise UsageError(f"--strategy={strategy}: preset {preset!r} trains on episodes whose memory is shared by "
+                         "the whole batch, which cannot be split between replicas; use --strategy=default")
     if dataset in ("binarized_mnist", "mnist"):
         if classes is not None:
             raise UsageError(f"--episode_classes applies to omniglot episodes; {dataset} gives recall episodes "
                              "(--episode_memory stored images, --episode_targets of them as targets)")
-        memory = memory or 256
-        if targets is not None and targets > memory:
-            raise UsageError(f"--episode_targets ({targets}) must be <= --episode_memory ({memory}): "
+        if targets is not None and targets > (memory or 256):
+            raise UsageError(f"--episode_targets ({targets}) must be <= --episode_memory ({memory or 256}): "
                              "recall targets are stored images")
-        return {"kind": "recall", "num_memory": memory, "num_targets": targets or memory}
-    raise UsageError(f"dataset {dataset!r} has no episodes for a memory given with each batch")
+    elif dataset != "omniglot":
+        raise UsageError(f"dataset {dataset!r} has no episodes for a memory given with each batch")
+
+
+def _episode_config(per_batch, dataset, classes, targets, memory):
+    """The episode sizes of a model whose memory comes with each batch (checked by `_check_episodes`), None for
+    any other model."""
+    if not per_batch:
+        return None
+    if dataset == "omniglot":
+        return {"kind": "classes", "num_classes": classes or 8, "num_targets": targets or 4,
+                "num_memory": memory or 4}
+    memory = memory or 256
+    return {"kind": "recall", "num_memory": memory, "num_targets": targets or memory}
 
 
 @contextlib.contextmanager
