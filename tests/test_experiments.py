@@ -1,7 +1,9 @@
 """The paper experiments of experiments/ train through the run library and measure the trained run.
 
 Each runs as its command does, in its own process, on a tiny budget (one or two updates, a few
-importance samples): what is checked is the run directory and the numbers the JSON records.
+importance samples): what is checked is the run directory and the numbers the JSON records. All are `large`
+(each trains in a process of its own); the default suite checks the tables generated from their committed results
+(tests/test_results_md.py).
 """
 
 import json
@@ -31,6 +33,7 @@ def read_json(*path):
 
 
 @needs_mnist
+@pytest.mark.large
 def test_vma_recall_trains_a_run_and_its_result_is_what_vma_untied_recall_gathers(tmp_path, monkeypatch):
     model_dir = str(tmp_path / "recall")
     run_experiment("vma_recall.py", f"--model_dir={model_dir}", "--epochs=2", "--steps_per_epoch=1",
