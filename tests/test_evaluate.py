@@ -17,8 +17,9 @@ def test_evaluate_cli_prints_progress_what_it_measured_and_writes_json(tiny_runs
                              "--max_examples=30")
     assert code == 0, err
     result = json.loads(out.strip().splitlines()[-1])
-    assert list(result) == ["dataset", "split", "num_samples", "examples", "split_examples", "nll_nats", "nll_stderr",
-                            "bound_nats", "seconds"]
+    assert list(result) == ["dataset", "split", "weights", "seed", "num_samples", "examples", "split_examples",
+                            "nll_nats", "nll_stderr", "bound_nats", "seconds"]
+    assert (result["weights"], result["seed"]) == ("best", 0)
     assert result["examples"] == 30 and result["num_samples"] == 20 and result["dataset"] == "binarized_mnist"
     assert result["split_examples"] == 10_000
     assert "on binarized_mnist test, the first 30 of its 10000 examples, k = 20 importance samples" in out

@@ -95,6 +95,18 @@ def test_the_served_log_likelihood_reproduces_the_check(run):
                                [check["nll_nats"], check["nll_stderr"]], rtol=1e-5)
 
 
+def test_only_an_evaluation_of_the_best_weights_at_the_cards_protocol_is_reused(run, tmp_path):
+    model_dir = shutil.copytree(run[0], tmp_path / "run")
+    path = model_dir / run_evaluation.RESULT_FILE
+    result = json.loads(path.read_text())  # the packaging command's own evaluation
+    assert (result["weights"], result["num_samples"], result["examples"]) == ("best", K, EXAMPLES)
+    assert packaging.matching_evaluation(str(model_dir), K, EXAMPLES) == result
+    assert packaging.matching_evaluation(str(model_dir), K + 1, EXAMPLES) is None
+    assert packaging.matching_evaluation(str(model_dir), K, EXAMPLES + 1) is None
+    path.write_text(json.dumps({**result, "weights": "last"}))
+    assert packaging.matching_evaluation(str(model_dir), K, EXAMPLES) is None
+
+
 def test_from_preset_rebuilds_the_runs_best_model(run):
     model_dir, export_dir, _ = run
     packaged = zoo.LatentVariableModel.from_preset(export_dir)

@@ -4,8 +4,10 @@
 (Burda et al. 2016) on the first `max_examples` examples of a split and writes
 `<model_dir>/evaluation.json`:
 
-    {"dataset", "split", "num_samples", "examples", "split_examples", "nll_nats", "nll_stderr", "bound_nats",
-     "seconds"}
+    {"dataset", "split", "weights", "seed", "num_samples", "examples", "split_examples", "nll_nats", "nll_stderr",
+     "bound_nats", "seconds"}
+
+(`weights`: "best" or "last"; `seed`: the estimate's, which with the rest makes it reproducible.)
 
 For a model whose memory comes with each batch, examples are the targets of fixed episodes of
 the split (see `zoo.runs.data`).
@@ -23,8 +25,8 @@ from zoo.runs.files import write_json
 from zoo.runs.state import load_trained_model
 
 RESULT_FILE = "evaluation.json"
-RESULT_KEYS = ("dataset", "split", "num_samples", "examples", "split_examples", "nll_nats", "nll_stderr",
-               "bound_nats", "seconds")
+RESULT_KEYS = ("dataset", "split", "weights", "seed", "num_samples", "examples", "split_examples", "nll_nats",
+               "nll_stderr", "bound_nats", "seconds")
 
 
 class Progress:
@@ -116,7 +118,8 @@ def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_exampl
                                                    seed=seed)
     if progress:
         reporter.update(result["examples"])
-    result = {"dataset": dataset, "split": split, "split_examples": split_examples, **result}
+    result = {"dataset": dataset, "split": split, "weights": weights, "seed": seed, "split_examples": split_examples,
+              **result}
     result = {key: result[key] for key in RESULT_KEYS}
     write_json(os.path.join(model_dir, RESULT_FILE), result)
     return result

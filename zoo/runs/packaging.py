@@ -102,6 +102,7 @@ def matching_evaluation(model_dir, num_samples=5000, max_examples=None):
     examples = max_examples or split_examples or 1000  # episodes: zoo.runs.evaluation's default, 1000 targets
     fits = (os.path.isfile(weights) and os.path.getmtime(path) >= os.path.getmtime(weights)
             and result.get("dataset") == config["dataset"] and result.get("split") == "test"
+            and result.get("weights", "best") == "best"  # recorded since evaluations could be of the last weights
             and result.get("num_samples") == num_samples
             and result.get("examples") == (min(examples, split_examples) if split_examples else examples))
     return result if fits else None
