@@ -39,7 +39,8 @@ class ConvStack(keras.layers.Layer):
     Args:
         filters: sequence of ints, feature maps per layer. Default `(32, 32, 64, 64, 64, 64)`.
         strides: sequence of ints (1 or 2), one per layer. Default `(1, 2, 1, 2, 1, 2)`.
-        activation: str, Keras activation after each convolution. Default `"relu"`.
+        activation: str, the activation after each convolution: a Keras activation or one of
+            `zoo.validation.EXTRA_ACTIVATIONS`. Default `"relu"`.
         seed: int or None, seeds the initial weights. Default `None`.
 
     Example:
@@ -56,9 +57,10 @@ class ConvStack(keras.layers.Layer):
         self.filters, self.strides = checked_conv_args(filters, strides)
         self.activation = activation
         self.seed = validation.constructor_seed(seed)
+        activation_fn = validation.activation(activation)
         self.conv_layers = [
             keras.layers.Conv2D(
-                f, 3, strides=s, padding="same", activation=activation,
+                f, 3, strides=s, padding="same", activation=activation_fn,
                 kernel_initializer=keras.initializers.GlorotUniform(validation.derived_seed(self.seed, i)), name=f"conv_{i}",
             )
             for i, (f, s) in enumerate(zip(self.filters, self.strides))

@@ -28,7 +28,8 @@ class SkipDecoder(keras.layers.Layer):
         event_shape: tuple `(H, W, C)`, shape of one observation.
         filters: sequence of ints, the mirrored ConvStack's filters. Default `(32, 32, 64, 64, 64, 64)`.
         strides: sequence of ints, the mirrored ConvStack's strides. Default `(1, 2, 1, 2, 1, 2)`.
-        activation: str, hidden activation. Default `"relu"`.
+        activation: str, hidden activation: a Keras activation or one of `zoo.validation.EXTRA_ACTIVATIONS`.
+            Default `"relu"`.
         likelihood: `"bernoulli"` or `"gaussian"`. Default `"bernoulli"`.
         skip_connections: bool, whether `call` takes the context's maps. Default `True`.
         seed: int or None, seeds the initial weights. Default `None`.
@@ -65,13 +66,14 @@ class SkipDecoder(keras.layers.Layer):
         self.seed = validation.constructor_seed(seed)
         self.map_shapes = conv_feature_shapes(self.event_shape, self.filters, self.strides)
         initializer = lambda i: keras.initializers.GlorotUniform(validation.derived_seed(self.seed, i))  # noqa: E731
+        activation_fn = validation.activation(activation)
         self.projection = Dense(
-            math.prod(self.map_shapes[-1]), activation=activation, kernel_initializer=initializer(0), name="projection"
+            math.prod(self.map_shapes[-1]), activation=activation_fn, kernel_initializer=initializer(0), name="projection"
         )
         self.up_layers = [
             keras.layers.Conv2DTranspose(
                 self.filters[max(i - 1, 0)], 3, strides=self.strides[i], padding="same",
-                activation=activation, kernel_initializer=initializer(i + 2),
+                activation=activation_fn, kernel_initializer=initializer(i + 2),
                 name=f"conv_transpose_{i}",
             )
             for i in range(len(self.filters))
