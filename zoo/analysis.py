@@ -115,7 +115,7 @@ def plot_kl_per_group(kl_per_group, path=None, title="KL per latent group", grou
 
 
 def plot_learning_curve(curve, path=None, title="learning curve", test=None, axes=None):
-    """The bounds per epoch of `zoo.train.learning_curve(model_dir)` as -bound in nats (lower is better, the
+    """The bounds per epoch of `zoo.runs.logs.learning_curve(model_dir)` as -bound in nats (lower is better, the
     scale of an NLL); returns its matplotlib `Axes`.
 
     Draws the training and validation -bound, the validation NLL where the run logged it, the best

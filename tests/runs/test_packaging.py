@@ -14,7 +14,8 @@ import tensorflow as tf
 
 import zoo
 from tests.conftest import has_binarized_mnist
-from zoo.runs import config as run_config, evaluation as run_evaluation, logs as run_logs, packaging
+from zoo.runs import config as run_config, errors as run_errors, evaluation as run_evaluation, logs as run_logs
+from zoo.runs import packaging
 from zoo.runs import state as run_state, training as run_training
 
 ROOT = pathlib.Path(__file__).parents[2]
@@ -105,6 +106,18 @@ def test_only_an_evaluation_of_the_best_weights_at_the_cards_protocol_is_reused(
     assert packaging.matching_evaluation(str(model_dir), K, EXAMPLES + 1) is None
     path.write_text(json.dumps({**result, "weights": "last"}))
     assert packaging.matching_evaluation(str(model_dir), K, EXAMPLES) is None
+
+
+def test_a_run_without_a_finite_bound_is_refused_in_one_line(run, tmp_path):
+    model_dir = shutil.copytree(run[0], tmp_path / "run")
+    shutil.rmtree(model_dir / "logs")
+    for subdirectory in ("train", "validation"):  # every epoch's bound NaN, as a diverged run logs them
+        with tf.summary.create_file_writer(str(model_dir / "logs" / subdirectory)).as_default():
+            for step in range(2):
+                tf.summary.scalar("epoch_bound", float("nan"), step=step)
+    with pytest.raises(run_errors.UsageError, match="logged no finite validation bound: no epoch's weights were kept"):
+        packaging.package(str(model_dir), str(tmp_path / "package"))
+    assert not (tmp_path / "package").exists()
 
 
 def test_from_preset_rebuilds_the_runs_best_model(run):

@@ -50,7 +50,7 @@ def learning_curve(model_dir):
         dict: `epochs`, one dict per epoch found in the logs, in order: `epoch` (from 1), `train_bound`
         and `validation_bound` (the mean bound per example in nats, a lower bound on log p(x) that
         Keras logged as `bound` and `val_bound`; None where not logged) and, when the run logged
-        `val_log_likelihood` (`zoo.tuning.ValidationLogLikelihood`), `validation_nll` (-log p(x),
+        `val_log_likelihood` (`zoo.runs.hypermodel.ValidationLogLikelihood`), `validation_nll` (-log p(x),
         importance-sampled); `missing_epochs`, epochs before the last one found that have no
         training bound in the logs (a session killed before TensorBoard flushed them);
         `selected_by`, `"validation_bound"` or, for runs without a validation split,

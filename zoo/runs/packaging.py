@@ -149,6 +149,9 @@ def package(model_dir, export_dir, num_samples=5000, max_examples=None, name=Non
     if not os.path.exists(export_dir) and os.path.isdir(old):  # killed between the two renames of a swap
         os.replace(old, export_dir)
     curve = logs.learning_curve(model_dir)  # no logs: a one-line error before anything is measured
+    if curve["best_epoch"] is None:
+        raise UsageError(f"--model_dir {model_dir!r} logged no finite {curve['selected_by'].replace('_', ' ')}: "
+                         "no epoch's weights were kept as the best")
     result = matching_evaluation(model_dir, num_samples, max_examples) or run_evaluation.evaluate(
         model_dir, split="test", num_samples=num_samples, max_examples=max_examples, progress=progress)
 
