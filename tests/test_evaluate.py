@@ -47,3 +47,9 @@ def test_a_truncated_best_weights_file_is_named_in_one_line(tiny_runs, tmp_path)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"evaluate.py: {model_dir / run_files.BEST_WEIGHTS} is unreadable ("), err
     assert lines[0].endswith("use --weights=last or retrain")
+
+
+def test_the_result_file_is_a_name_in_the_run_directory(tmp_path):
+    code, _, err = run_app("zoo.evaluate", f"--model_dir={tmp_path}", "--result_file=../evaluation.json")
+    assert code == 2 and err.strip() == ("evaluate.py: --result_file must be a file name (written in --model_dir), "
+                                         "got '../evaluation.json'"), err

@@ -1,12 +1,14 @@
 """Importance-sampled log-likelihood of a trained run, from the command line.
 
-    python -m zoo.evaluate --model_dir=runs/vae [--split=test --num_samples=5000 --max_examples=M]
+    python -m zoo.evaluate --model_dir=runs/vae [--split=test --num_samples=5000 --max_examples=M \
+        --result_file=evaluation.json]
 
 Loads the best weights of a `zoo.train` run, estimates log p(x) with `num_samples`
 importance samples per example (Burda et al. 2016) on the first `max_examples` examples of
 the split (default: all), printing progress with an estimate of the time left, then a summary
 and, as the last line, the JSON object `zoo.runs.evaluation.evaluate` also writes to
-`<model_dir>/evaluation.json`.
+`<model_dir>/evaluation.json` (`--result_file`: another name, so that evaluations with other protocols do not
+replace the one packaging reads).
 """
 
 import json
@@ -29,15 +31,18 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 100, "Examples per importance-sampling batch.")
     flags.DEFINE_integer("seed", 0, "Seed of the importance samples.")
     flags.DEFINE_enum("weights", "best", ["best", "last"], "Best-validation or last-epoch weights.")
+    flags.DEFINE_string("result_file", "evaluation.json", "File in --model_dir the result is written to.")
 
 
 def main(argv):
     f = flags.FLAGS
     if not os.path.isdir(f.model_dir):
         raise UsageError(f"--model_dir {f.model_dir!r} is not a directory; train into it with python -m zoo.train first")
+    if not f.result_file or os.path.basename(f.result_file) != f.result_file:
+        raise UsageError(f"--result_file must be a file name (written in --model_dir), got {f.result_file!r}")
     quiet_libraries()
     result = evaluate(f.model_dir, f.dataset, f.split, f.num_samples, f.max_examples, f.batch_size, f.seed,
-                      f.weights)
+                      f.weights, result_file=f.result_file)
     of = (f"the first {result['examples']} of its {result['split_examples']} examples"
           if result["split_examples"] and result["examples"] < result["split_examples"]
           else f"all {result['examples']} examples" if result["split_examples"]

@@ -76,8 +76,8 @@ def _reporting(batches, progress):
 
 
 def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_examples=None, batch_size=100,
-             seed=0, weights="best", progress=True):
-    """Evaluates a `zoo.train` run; returns the result dict (also written to model_dir).
+             seed=0, weights="best", progress=True, result_file=RESULT_FILE):
+    """Evaluates a `zoo.train` run; returns the result dict (also written to `<model_dir>/<result_file>`).
 
     Args:
         model_dir: str, a directory written by `zoo.train`.
@@ -89,6 +89,8 @@ def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_exampl
         seed: int, makes the estimate reproducible.
         weights: "best" (validation-selected) or "last".
         progress: bool, report progress and the time left on stderr.
+        result_file: str, the file in `model_dir` the result is written to. Default `evaluation.json`, the one
+            packaging reads (`zoo.runs.packaging.matching_evaluation`).
     """
     from zoo import analysis
 
@@ -121,5 +123,5 @@ def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_exampl
     result = {"dataset": dataset, "split": split, "weights": weights, "seed": seed, "split_examples": split_examples,
               **result}
     result = {key: result[key] for key in RESULT_KEYS}
-    write_json(os.path.join(model_dir, RESULT_FILE), result)
+    write_json(os.path.join(model_dir, result_file), result)
     return result
