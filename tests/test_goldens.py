@@ -51,7 +51,7 @@ class TestModelGoldens(testing.TestCase):
         assert clone.count_params() == model.count_params()
 
     @pytest.mark.parametrize("name", COSTLY)
-    def test_xla_fit_step_and_gradients(self, name):
+    def test_eager_and_xla_gradients(self, name):
         golden = goldens.MODEL_GOLDENS[name]
         model = golden["cls"](**golden["init_kwargs"])
         self.run_model_test(model, golden["input_data"](), golden.get("zero_gradient"))
@@ -65,8 +65,7 @@ class TestModelGoldens(testing.TestCase):
         model(x)  # built
         model.optimizer.build(model.trainable_variables)
         # Every float weight and optimizer slot off its initial value, batch-norm statistics included (as a fit
-        # step would move them, without tracing one: test_xla_fit_step_and_gradients trains): a weight lost in the
-        # round trip shows.
+        # step would move them, without tracing one): a weight lost in the round trip shows.
         rng = np.random.default_rng(0)
         for weight in model.weights + model.optimizer.variables:
             if "float" in str(weight.dtype):
