@@ -159,7 +159,7 @@ def tiny_nvae(**overrides):
     return zoo.NVAE(**{**kwargs, **overrides})
 
 
-@pytest.mark.large  # an NVAE XLA compile (a minute here); the NVAE golden compiles one by default
+@pytest.mark.large  # an NVAE XLA fit step (a minute here); the NVAE golden XLA-compiles its loss and gradients by default
 def test_tiny_nvae_trains_an_xla_step_and_reports_bits_per_dim():
     model = tiny_nvae()
     assert model.likelihood_conv.filters == 3 * 3 * 3

@@ -19,6 +19,7 @@ from absl import flags
 from zoo.cli import parse_overrides, quiet_libraries, run_app
 from zoo.runs.config import DATASETS, MIXED_PRECISION, STRATEGIES, check_options, resolve_config
 from zoo.runs.errors import UsageError
+from zoo.runs.files import check_not_in_use
 from zoo.runs.training import make_strategy, train
 
 
@@ -64,6 +65,7 @@ def main(argv):
                   strategy=f.strategy, mixed_precision=f.mixed_precision)
     if os.path.exists(f.model_dir) and not os.path.isdir(f.model_dir):
         raise UsageError(f"--model_dir {f.model_dir!r} is a file, not a directory; pick a directory")
+    check_not_in_use(f.model_dir)
     quiet_libraries()
     strategy = make_strategy(f.strategy)  # first: a cluster's collectives are configured before any op runs
     config = resolve_config(

@@ -1,6 +1,6 @@
 """MemoryBlock and MemVAE: the block's equations, parameter counts, the memory switch, local
 reconstruction errors, MEM-IWAE, slot images, bad inputs. The shared battery (config and .keras
-round trips, XLA fit step, gradients) runs over the goldens in tests/goldens.py."""
+round trips, gradients eager and XLA-compiled) runs over the goldens in tests/goldens.py."""
 
 import keras
 import numpy as np

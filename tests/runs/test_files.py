@@ -42,6 +42,20 @@ def test_lock_refuses_a_second_owner_and_takes_over_a_stale_lock(tmp_path, capsy
     assert sorted(p.name for p in tmp_path.iterdir()) == [run_files.LOCK_FILE]  # no claim files left behind
 
 
+def test_the_early_check_refuses_what_the_lock_refuses_and_changes_nothing(tmp_path):
+    lock = tmp_path / run_files.LOCK_FILE
+    host = socket.gethostname()
+    run_files.check_not_in_use(str(tmp_path))  # no lock
+    for owner, refused in ((f"{os.getpid()} {host}", True), (f"{_dead_pid()} {host}", False), ("1 other-host", True)):
+        lock.write_text(owner + "\n")
+        if refused:
+            with pytest.raises(run_errors.UsageError, match=f"in use by process {owner.split()[0]} on "):
+                run_files.check_not_in_use(str(tmp_path))
+        else:  # stale: the lock will take it over
+            run_files.check_not_in_use(str(tmp_path))
+        assert lock.read_text() == owner + "\n"
+
+
 def test_two_processes_never_both_hold_the_lock(tmp_path):
     # The holder keeps the lock until the test releases it, after the three others have given up: start-up
     # times (TensorFlow imports) vary by seconds on a loaded machine, so no fixed hold time would do.

@@ -103,11 +103,8 @@ def run_dir_lock(model_dir):
             if owner is None:
                 continue  # released meanwhile: try again
             pid, owner_host = owner
-            if owner_host != host or _process_alive(pid):
-                raise UsageError(
-                    f"--model_dir {model_dir!r} is in use by process {pid} on {owner_host} ({path}); wait for it "
-                    "to finish or pick another directory (delete the lock only if that process is gone)"
-                )
+            if _in_use(owner):
+                raise _in_use_error(model_dir, owner)
             # Stale: rename it away first, so that of two processes taking it over only one removes it.
             stale = claim + ".stale"
             try:
@@ -128,6 +125,28 @@ def run_dir_lock(model_dir):
     finally:
         if _read_owner(path) == (os.getpid(), host):
             os.remove(path)
+
+
+def check_not_in_use(model_dir):
+    """Raises the `UsageError` `run_dir_lock` would raise if a live process holds `<model_dir>/lock`: an app checks
+    this before its slow start (TensorFlow, data), though only the lock itself keeps a second writer out."""
+    owner = _read_owner(os.path.join(model_dir, LOCK_FILE))
+    if owner is not None and _in_use(owner):
+        raise _in_use_error(model_dir, owner)
+
+
+def _in_use(owner):
+    """Whether the lock's owner `(pid, host)` may still run: alive on this host, or on another host."""
+    pid, owner_host = owner
+    return owner_host != socket.gethostname() or _process_alive(pid)
+
+
+def _in_use_error(model_dir, owner):
+    pid, owner_host = owner
+    return UsageError(
+        f"--model_dir {model_dir!r} is in use by process {pid} on {owner_host} ({os.path.join(model_dir, LOCK_FILE)}); "
+        "wait for it to finish or pick another directory (delete the lock only if that process is gone)"
+    )
 
 
 def _read_owner(path):
