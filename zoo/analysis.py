@@ -25,23 +25,41 @@ def dataset_log_likelihood(model, dataset, num_samples=5000, max_examples=None, 
         over examples; `bound_nats` = -mean ELBO (same samples); `bits_per_dim`; `seconds`.
     """
     start = time.perf_counter()
-    log_px, elbo = [], []
+    batches = list(batch_log_likelihoods(model, dataset, num_samples, max_examples, seed))
+    log_px = np.concatenate([log_px for log_px, _ in batches]) if batches else np.zeros([0])
+    elbo = np.concatenate([elbo for _, elbo in batches]) if batches else np.zeros([0])
+    return log_likelihood_summary(model, log_px, elbo, num_samples, time.perf_counter() - start)
+
+
+def batch_log_likelihoods(model, dataset, num_samples, max_examples=None, seed=0, first_batch=0):
+    """Yields `(log p(x), ELBO)` of each batch of `dataset` as numpy arrays `[B]`, the estimates of
+    `dataset_log_likelihood`; stops after `max_examples` examples.
+
+    `first_batch`: the index of the dataset's first batch in a longer sequence, so that an evaluation resumed
+    after its first batches uses the seeds `(seed, first_batch)`, `(seed, first_batch + 1)`, ... an uninterrupted
+    one would have used: the same estimate, batch for batch.
+    """
     seen = 0
-    for i, batch in enumerate(dataset):
+    for i, batch in enumerate(dataset, start=first_batch):
+        if max_examples is not None and seen >= max_examples:
+            return
         memory = batch["memory"] if isinstance(batch, dict) else None
         x = batch["x"] if isinstance(batch, dict) else batch[0] if isinstance(batch, (tuple, list)) else batch
         if max_examples is not None:
             x = x[: max_examples - seen]
         inputs = x if memory is None else (x, memory)
         estimates = model.importance_sampling(inputs, num_samples=num_samples, seed=[seed, i])
-        log_px.append(estimates["log_likelihood"].numpy())
-        elbo.append(estimates["elbo"].numpy())
-        seen += len(log_px[-1])
-        if max_examples is not None and seen >= max_examples:
-            break
+        log_px = estimates["log_likelihood"].numpy()
+        seen += len(log_px)
+        yield log_px, estimates["elbo"].numpy()
+
+
+def log_likelihood_summary(model, log_px, elbo, num_samples, seconds):
+    """`dataset_log_likelihood`'s result from the per-example estimates `log_px` and `elbo` (numpy `[N]`)."""
+    log_px, elbo = np.asarray(log_px, np.float64), np.asarray(elbo, np.float64)
+    seen = len(log_px)
     if not seen:
         raise ValueError("the dataset gave no examples to evaluate")
-    log_px, elbo = np.concatenate(log_px), np.concatenate(elbo)
     nll = float(-log_px.mean())
     return {
         "examples": int(seen),
@@ -50,7 +68,7 @@ def dataset_log_likelihood(model, dataset, num_samples=5000, max_examples=None, 
         "nll_stderr": float(log_px.std(ddof=1) / math.sqrt(seen)) if seen > 1 else float("nan"),
         "bound_nats": float(-elbo.mean()),
         "bits_per_dim": float(objectives.bits_per_dim(nll, math.prod(model.input_shape))),
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
     }
 
 

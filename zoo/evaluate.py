@@ -8,7 +8,7 @@ importance samples per example (Burda et al. 2016) on the first `max_examples` e
 the split (default: all), printing progress with an estimate of the time left, then a summary
 and, as the last line, the JSON object `zoo.runs.evaluation.evaluate` also writes to
 `<model_dir>/evaluation.json` (`--result_file`: another name, so that evaluations with other protocols do not
-replace the one packaging reads).
+replace the one packaging reads). Stopped part-way, the same command resumes after the batches already done.
 """
 
 import json

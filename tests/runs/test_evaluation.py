@@ -4,6 +4,8 @@ import io
 import json
 import shutil
 
+import pytest
+
 from tests.conftest import needs_mnist
 from zoo.runs import evaluation as run_evaluation
 
@@ -31,3 +33,47 @@ def test_another_protocol_is_written_beside_the_evaluation_packaging_reads(tiny_
                                      result_file="evaluation_k2.json")
     assert json.loads((model_dir / "evaluation_k2.json").read_text()) == result
     assert not (model_dir / run_evaluation.RESULT_FILE).exists()
+
+
+@needs_mnist
+def test_an_interrupted_evaluation_resumes_to_the_uninterrupted_estimate(tiny_runs, tmp_path, monkeypatch):
+    model_dir = str(shutil.copytree(tiny_runs["reference"], tmp_path / "run"))
+    protocol = dict(num_samples=3, max_examples=25, batch_size=10, progress=False)
+    whole = run_evaluation.evaluate(model_dir, result_file="whole.json", **protocol)
+    assert not (tmp_path / "run" / "whole.json.partial").exists()
+
+    from zoo import analysis
+
+    class Stopped(Exception):
+        pass
+
+    estimate = analysis.batch_log_likelihoods
+    first_batches, interrupt = [], [True]
+
+    def interrupted(model, data, *args, **kwargs):
+        first_batches.append(kwargs["first_batch"])
+        for i, batch in enumerate(estimate(model, data, *args, **kwargs)):
+            if i == 2 and interrupt and interrupt.pop():
+                raise Stopped  # the process is stopped after two of its three batches
+            yield batch
+
+    monkeypatch.setattr(analysis, "batch_log_likelihoods", interrupted)
+    with pytest.raises(Stopped):
+        run_evaluation.evaluate(model_dir, result_file="resumed.json", **protocol)
+    saved = json.loads((tmp_path / "run" / "resumed.json.partial").read_text())
+    assert saved["batches"] == 2 and len(saved["log_likelihood"]) == 20
+    assert not (tmp_path / "run" / "resumed.json").exists()
+    resumed = run_evaluation.evaluate(model_dir, result_file="resumed.json", **protocol)
+    assert first_batches == [0, 2]  # the second process starts at the third batch, seeded as the third
+    assert {key: resumed[key] for key in resumed if key != "seconds"} == {
+        key: whole[key] for key in whole if key != "seconds"}
+    assert not (tmp_path / "run" / "resumed.json.partial").exists()
+
+    # Estimates of another protocol (here k) are not taken up: the evaluation starts afresh.
+    interrupt.append(True)
+    with pytest.raises(Stopped):
+        run_evaluation.evaluate(model_dir, result_file="other.json", **protocol)
+    assert (tmp_path / "run" / "other.json.partial").exists()
+    first_batches.clear()
+    other = run_evaluation.evaluate(model_dir, result_file="other.json", **{**protocol, "num_samples": 4})
+    assert first_batches == [0] and other["num_samples"] == 4 and other["examples"] == 25

@@ -9,24 +9,33 @@
 
 (`weights`: "best" or "last"; `seed`: the estimate's, which with the rest makes it reproducible.)
 
+A long evaluation (k = 1000 on thousands of images takes hours on a CPU) keeps its per-example estimates in
+`<result_file>.partial` as it goes; run again with the same protocol on the same weights, it resumes after the
+batches already done and gives the estimate an uninterrupted run gives (batch i is seeded `(seed, i)`).
+
 For a model whose memory comes with each batch, examples are the targets of fixed episodes of
 the split (see `zoo.runs.data`).
 """
 
+import hashlib
+import itertools
 import math
 import os
 import sys
 import time
 
+import numpy as np
+
 from zoo.runs.config import DATASETS, check_counts
 from zoo.runs.data import load_episodes, load_split, targets_per_episode
 from zoo.runs.errors import UsageError
-from zoo.runs.files import write_json
+from zoo.runs.files import read_json, write_json
 from zoo.runs.state import load_trained_model
 
 RESULT_FILE = "evaluation.json"
 RESULT_KEYS = ("dataset", "split", "weights", "seed", "num_samples", "examples", "split_examples", "nll_nats",
                "nll_stderr", "bound_nats", "seconds")
+SAVE_INTERVAL = 60.0  # seconds between saves of a partial evaluation
 
 
 class Progress:
@@ -36,12 +45,12 @@ class Progress:
     show they are alive without flooding a log file.
     """
 
-    def __init__(self, total, label, stream=None, interval=10.0):
+    def __init__(self, total, label, stream=None, interval=10.0, done=0):
         self.total, self.label, self.interval = total, label, interval
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
         self.start = self.last = time.perf_counter()
-        self.done = 0
+        self.done = self.first = done  # `done` examples were evaluated by an earlier process
 
     def update(self, done):
         self.done = done
@@ -50,7 +59,8 @@ class Progress:
             return
         self.last = now
         elapsed = now - self.start
-        left = elapsed / done * (self.total - done) if done else math.nan
+        rate = (done - self.first) / elapsed if elapsed > 0 and done > self.first else math.nan
+        left = (self.total - done) / rate if done < self.total else 0.0
         line = (f"{self.label}: {done}/{self.total} examples ({100 * done / self.total:.0f}%), "
                 f"{_duration(elapsed)} elapsed, about {_duration(left)} left")
         end = "" if self.live and done < self.total else "\n"
@@ -62,17 +72,6 @@ def _duration(seconds):
         return "?"
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
-
-
-def _reporting(batches, progress):
-    """Yields `batches`; asked for the next one, reports the examples of those evaluated so far."""
-    done = 0
-    for batch in batches:
-        if done:
-            progress.update(done)
-        yield batch
-        x = batch["x"] if isinstance(batch, dict) else batch[0] if isinstance(batch, (tuple, list)) else batch
-        done = min(done + int(x.shape[0]), progress.total)
 
 
 def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_examples=None, batch_size=100,
@@ -113,15 +112,66 @@ def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_exampl
         if split_examples < 0:
             split_examples = sum(int(batch.shape[0]) for batch in data)
         total = min(max_examples or split_examples, split_examples)
-    if progress:
-        reporter = Progress(total, f"{dataset} {split}, k={num_samples}")
-        data = _reporting(data, reporter)
-    result = analysis.dataset_log_likelihood(model, data, num_samples=num_samples, max_examples=total,
-                                                   seed=seed)
-    if progress:
-        reporter.update(result["examples"])
+    protocol = {"dataset": dataset, "split": split, "weights": weights, "seed": seed, "num_samples": num_samples,
+                "examples": total, "batch_size": batch_size, "weights_sha256": _weights_digest(model)}
+    partial = _Partial(os.path.join(model_dir, result_file + ".partial"), protocol)
+    reporter = Progress(total, f"{dataset} {split}, k={num_samples}", done=partial.examples) if progress else None
+    estimates = analysis.batch_log_likelihoods(model, itertools.islice(data, partial.batches, None), num_samples,
+                                               total - partial.examples, seed, first_batch=partial.batches)
+    try:
+        for log_px, elbo in estimates:
+            partial.add(log_px, elbo)
+            if reporter:
+                reporter.update(partial.examples)
+    finally:
+        partial.save()
+    result = analysis.log_likelihood_summary(model, partial.log_px, partial.elbo, num_samples, partial.seconds())
     result = {"dataset": dataset, "split": split, "weights": weights, "seed": seed, "split_examples": split_examples,
               **result}
     result = {key: result[key] for key in RESULT_KEYS}
     write_json(os.path.join(model_dir, result_file), result)
+    os.remove(partial.path)
     return result
+
+
+def _weights_digest(model):
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.asarray(weight.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+class _Partial:
+    """The per-example estimates of an evaluation in progress, saved every `SAVE_INTERVAL` seconds and when the
+    evaluation stops; those of an earlier process are taken up when its protocol and weights are the same."""
+
+    def __init__(self, path, protocol):
+        self.path, self.protocol = path, protocol
+        self.log_px, self.elbo, self.batches, self.earlier_seconds = [], [], 0, 0.0
+        try:
+            saved = read_json(path)
+        except (OSError, UsageError):  # none, or unreadable: start afresh
+            saved = {}
+        if saved.get("protocol") == protocol:
+            self.log_px, self.elbo = saved["log_likelihood"], saved["elbo"]
+            self.batches, self.earlier_seconds = saved["batches"], saved["seconds"]
+        self.start = self.last_save = time.perf_counter()
+
+    @property
+    def examples(self):
+        return len(self.log_px)
+
+    def seconds(self):
+        return self.earlier_seconds + time.perf_counter() - self.start
+
+    def add(self, log_px, elbo):
+        self.log_px += [float(value) for value in log_px]
+        self.elbo += [float(value) for value in elbo]
+        self.batches += 1
+        if time.perf_counter() - self.last_save >= SAVE_INTERVAL:
+            self.save()
+
+    def save(self):
+        write_json(self.path, {"protocol": self.protocol, "batches": self.batches, "seconds": self.seconds(),
+                               "log_likelihood": self.log_px, "elbo": self.elbo})
+        self.last_save = time.perf_counter()
