@@ -1,5 +1,6 @@
 """`python -m zoo.train` end to end: one-line refusals with exit status 2 before any work, SIGKILL and resume,
-the NaN guard's message, a full disk, a second process, runs made by earlier code."""
+the NaN guard's message, a second process. (What the run library does with runs made by earlier code and with a
+full disk is tested in-process in tests/runs/test_training.py: the app turns its `UsageError` into the one line.)"""
 
 import json
 import os
@@ -15,7 +16,7 @@ import pytest
 
 from tests.conftest import needs_mnist
 from tests.testing import (
-    RUN_BEFORE_RECIPES, STEPS_PER_EPOCH, TINY, TINY_LADDER, checkpointed_epoch, finish_app, fits, md5,
+    STEPS_PER_EPOCH, TINY, TINY_LADDER, checkpointed_epoch, finish_app, fits, md5,
     preset_dataset_pairs, run_app, saved_state, start_app,
 )
 from zoo.runs import config as run_config, errors as run_errors, files as run_files, state as run_state
@@ -97,77 +98,6 @@ def test_every_refused_preset_dataset_pair_gets_one_line_before_any_work(preset,
     assert err.count("\n") == 1 and err.startswith(f"train.py: preset '{preset}' takes "), err
     assert f"but dataset '{dataset}' gives" in err
     assert not model_dir.exists()
-
-
-@needs_mnist
-def test_a_run_made_before_recipes_were_recorded_resumes(tmp_path):
-    model_dir = str(tmp_path / "run")
-    shutil.copytree(RUN_BEFORE_RECIPES, model_dir)
-    before = saved_state(model_dir)
-    code, out, err = run_app("zoo.train", "--preset=vae_mnist_500_500_100", "--dataset=binarized_mnist", "--epochs=2",
-                          "--override=hidden_units=(2,)", "--override=latent_dim=2", "--batch_size=10",
-                          "--steps_per_epoch=2", "--keep_checkpoints=1", "--validation_split=validation[:100]",
-                          "--verbose=0", f"--model_dir={model_dir}")
-    assert code == 0 and f"Resuming {model_dir} after epoch 1 of 2" in out, err
-    after = saved_state(model_dir)
-    assert checkpointed_epoch(model_dir) == 2
-    iterations = "optimizer/0/.ATTRIBUTES/VARIABLE_VALUE"  # Keras's first optimizer variable: its update count
-    assert (before[iterations], after[iterations]) == (2, 4)  # the old run's two updates, then two more
-    assert run_files.read_config(model_dir)["recipe"] == {"optimizer": "adam", "epsilon": 1e-4, "max_global_norm": 5.0,
-                                                          "max_value": 1.0, "decay_start_epoch": 1000,
-                                                          "decay_per_epoch": 0.998}
-
-
-def test_a_run_of_another_recipe_is_refused_not_resumed(tmp_path):
-    # The checkpoint holds the state of the recipe's optimizer: another optimizer or schedule cannot continue it.
-    model_dir = str(tmp_path / "run")
-    shutil.copytree(RUN_BEFORE_RECIPES, model_dir)
-    path = os.path.join(model_dir, run_files.CONFIG_FILE)
-    with open(path) as f:
-        config = json.load(f)
-    config["decay_per_epoch"] = 0.5
-    with open(path, "w") as f:
-        json.dump(config, f)
-    code, out, err = run_app("zoo.train", "--preset=vae_mnist_500_500_100", "--dataset=binarized_mnist", "--epochs=2",
-                          "--override=hidden_units=(2,)", "--override=latent_dim=2", "--batch_size=10",
-                          "--steps_per_epoch=2", f"--model_dir={model_dir}")
-    assert code == 2 and err.strip() == (f"train.py: --model_dir {model_dir!r} holds a run with different recipe; "
-                                         "resume it with the same flags or pick a new directory"), err
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 2 MiB tmpfs (needs root, as in this project's CI), unmounted afterwards."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
-
-
-@needs_mnist
-def test_a_full_disk_ends_in_one_line_naming_the_file_and_the_run_resumes(small_disk):
-    model_dir = str(small_disk / "run")
-    shutil.copytree(RUN_BEFORE_RECIPES, model_dir)  # one epoch done (its flags below)
-    tiny = ["--preset=vae_mnist_500_500_100", "--dataset=binarized_mnist", "--override=hidden_units=(2,)",
-            "--override=latent_dim=2", "--batch_size=10", "--steps_per_epoch=2", "--keep_checkpoints=1",
-            "--validation_split=validation[:100]", "--verbose=0", f"--model_dir={model_dir}"]
-    saved = {path: md5(os.path.join(model_dir, path)) for path in (run_files.BEST_WEIGHTS, "checkpoints/epoch-1.index")}
-    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
-    filler = small_disk / "filler"
-    filler.write_bytes(bytes(free - 24 * 1024))  # room for config.json, not for the next epoch's weights
-    code, _, err = run_app("zoo.train", *tiny, "--epochs=2")
-    assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith(
-        f"train.py: no space left on device for {model_dir}/{run_files.BEST_WEIGHTS} (about "), err
-    assert err.rstrip().endswith("free some space and run the same command again: it resumes after the last saved epoch")
-    assert {path: md5(os.path.join(model_dir, path)) for path in saved} == saved  # the earlier results are intact
-    filler.unlink()
-    code, out, err = run_app("zoo.train", *tiny, "--epochs=2")
-    assert code == 0 and f"Resuming {model_dir} after epoch 1 of 2" in out, err
-    assert checkpointed_epoch(model_dir) == 2
 
 
 @needs_mnist

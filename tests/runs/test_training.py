@@ -1,15 +1,24 @@
 """zoo.runs.training: every preset on every dataset it fits trains and evaluates (one per model class by
-default); which process of a cluster writes the run. Exports are tested per class on the goldens
-(tests/runs/test_export.py) and per packaged model (tests/test_pretrained.py)."""
+default); which process of a cluster writes the run; runs made by earlier code resume, or are refused when their
+recipe differs; a full disk. Exports are tested per class on the goldens (tests/runs/test_export.py) and per
+packaged model (tests/test_pretrained.py)."""
 
+import gc
 import gzip
+import json
+import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED_DATASETS, has_binarized_mnist
-from tests.testing import fits, preset_dataset_pairs
-from zoo.runs import config as run_config, evaluation as run_evaluation, training as run_training
+from tests.conftest import SHARED_DATASETS, has_binarized_mnist, needs_mnist
+from tests.testing import RUN_BEFORE_RECIPES, checkpointed_epoch, fits, md5, preset_dataset_pairs, saved_state
+from zoo.runs import (
+    config as run_config, errors as run_errors, evaluation as run_evaluation, files as run_files,
+    training as run_training,
+)
 
 
 # One run per model class by default (the CLI's code is the same for every preset of a class), chosen so that
@@ -112,3 +121,75 @@ def test_only_the_chief_of_a_cluster_writes_the_run(cluster, task_type, task_id,
         tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
     strategy = type("Strategy", (), {"cluster_resolver": resolver})()
     assert run_training.is_chief(strategy) is chief
+
+
+def _before_recipes_config(epochs=2):
+    """The flags `RUN_BEFORE_RECIPES` was made with (one epoch done)."""
+    return run_config.resolve_config(
+        "vae_mnist_500_500_100", "binarized_mnist", epochs, batch_size=10, steps_per_epoch=2, keep_checkpoints=1,
+        overrides={"hidden_units": (2,), "latent_dim": 2}, validation_split="validation[:100]")
+
+
+@needs_mnist
+def test_a_run_made_before_recipes_were_recorded_resumes(tmp_path, capsys):
+    model_dir = str(shutil.copytree(RUN_BEFORE_RECIPES, tmp_path / "run"))
+    before = saved_state(model_dir)
+    run_training.train(_before_recipes_config(), model_dir, verbose=0)
+    assert f"Resuming {model_dir} after epoch 1 of 2" in capsys.readouterr().out
+    after = saved_state(model_dir)
+    assert checkpointed_epoch(model_dir) == 2
+    iterations = "optimizer/0/.ATTRIBUTES/VARIABLE_VALUE"  # Keras's first optimizer variable: its update count
+    assert (before[iterations], after[iterations]) == (2, 4)  # the old run's two updates, then two more
+    assert run_files.read_config(model_dir)["recipe"] == {"optimizer": "adam", "epsilon": 1e-4, "max_global_norm": 5.0,
+                                                          "max_value": 1.0, "decay_start_epoch": 1000,
+                                                          "decay_per_epoch": 0.998}
+
+
+def test_a_run_of_another_recipe_is_refused_not_resumed(tmp_path):
+    # The checkpoint holds the state of the recipe's optimizer: another optimizer or schedule cannot continue it.
+    model_dir = str(shutil.copytree(RUN_BEFORE_RECIPES, tmp_path / "run"))
+    path = os.path.join(model_dir, run_files.CONFIG_FILE)
+    with open(path) as f:
+        config = json.load(f)
+    config["decay_per_epoch"] = 0.5
+    with open(path, "w") as f:
+        json.dump(config, f)
+    with pytest.raises(run_errors.UsageError) as refused:
+        run_training.train(_before_recipes_config(), model_dir, verbose=0)
+    assert str(refused.value) == (f"--model_dir {model_dir!r} holds a run with different recipe; resume it with the "
+                                  "same flags or pick a new directory")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (needs root, as in this project's CI), unmounted afterwards."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount_point
+    gc.collect()  # the failed run's file writers, kept open by its traceback's frames until collected
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@needs_mnist
+def test_a_full_disk_is_a_usage_error_naming_the_file_and_the_run_resumes(small_disk, capsys):
+    model_dir = str(shutil.copytree(RUN_BEFORE_RECIPES, small_disk / "run"))  # one epoch done
+    saved = {path: md5(os.path.join(model_dir, path)) for path in (run_files.BEST_WEIGHTS, "checkpoints/epoch-1.index")}
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    filler = small_disk / "filler"
+    filler.write_bytes(bytes(free - 24 * 1024))  # room for config.json, not for the next epoch's weights
+    with pytest.raises(run_errors.UsageError) as full:
+        run_training.train(_before_recipes_config(), model_dir, verbose=0)
+    message = str(full.value)
+    assert "\n" not in message and message.startswith(
+        f"no space left on device for {model_dir}/{run_files.BEST_WEIGHTS} (about "), message
+    assert message.endswith("free some space and run the same command again: it resumes after the last saved epoch")
+    assert {path: md5(os.path.join(model_dir, path)) for path in saved} == saved  # the earlier results are intact
+    assert not os.path.exists(os.path.join(model_dir, run_files.LOCK_FILE))
+    filler.unlink()
+    capsys.readouterr()
+    run_training.train(_before_recipes_config(), model_dir, verbose=0)
+    assert f"Resuming {model_dir} after epoch 1 of 2" in capsys.readouterr().out
+    assert checkpointed_epoch(model_dir) == 2
