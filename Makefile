@@ -27,7 +27,7 @@ train: venv
 
 # One pytest worker per core; a test file stays on one worker, so its module fixtures are built once.
 test: venv
-	$(PY) -m pytest -q -n auto --dist loadfile
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=25
 
 test-large: venv
 	$(PY) -m pytest -q -n auto --dist loadfile -m large

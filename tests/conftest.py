@@ -107,3 +107,19 @@ def tiny_runs(tmp_path_factory):
         }
 
     return built_once_per_session(tmp_path_factory, "tiny_runs", build)
+
+
+# Files that keep one pytest-xdist worker busy for a minute or more. `--dist loadfile` hands out files in collection
+# order; collected first, none of them is left for the end while the other worker has nothing to do.
+LONGEST_FILES = ["test_train.py", "test_pretrained.py", "test_goldens.py", "runs/test_training_strategies.py",
+                 "test_notebooks.py", "runs/test_export.py", "runs/test_training.py"]
+
+
+def pytest_collection_modifyitems(items):
+    tests = pathlib.Path(__file__).parent
+
+    def rank(item):
+        relative = item.path.relative_to(tests).as_posix() if item.path.is_relative_to(tests) else None
+        return LONGEST_FILES.index(relative) if relative in LONGEST_FILES else len(LONGEST_FILES)
+
+    items.sort(key=rank)  # stable: the rest keep their order
