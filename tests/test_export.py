@@ -34,7 +34,7 @@ def test_export_cli_writes_a_servable_versioned_savedmodel(tiny_runs, tmp_path):
 
 
 @needs_mnist
-def test_last_weights_evaluate_and_export(tiny_runs, tmp_path):
+def test_last_and_kept_epoch_weights_evaluate_and_export(tiny_runs, tmp_path):
     # --weights=last crashed with "'VAE' object has no attribute 'optimizer'".
     model, _ = run_state.load_trained_model(tiny_runs["reference"], weights="last")
     saved = saved_state(tiny_runs["reference"])
@@ -43,6 +43,10 @@ def test_last_weights_evaluate_and_export(tiny_runs, tmp_path):
                and np.array_equal(value, kernel.numpy())]
     assert matches, "the last checkpoint's weights were not loaded"
     code, out, err = run_app("zoo.export", f"--model_dir={tiny_runs['reference']}", f"--export_dir={tmp_path / 'served'}",
-                          "--weights=last")
+                          "--weights=epoch-2")
     assert code == 0, err
-    assert "(last weights)" in out and os.path.isfile(tmp_path / "served" / "1" / "saved_model.pb")
+    assert "(epoch-2 weights)" in out and os.path.isfile(tmp_path / "served" / "1" / "saved_model.pb")
+    code, _, err = run_app("zoo.export", f"--model_dir={tiny_runs['reference']}", f"--export_dir={tmp_path / 'served'}",
+                           "--weights=latest")
+    assert code == 2 and err.strip() == (
+        'export.py: --weights must be "best", "last" or "epoch-N" (a kept checkpoint), got \'latest\''), err

@@ -3,8 +3,8 @@
     python -m zoo.evaluate --model_dir=runs/vae [--split=test --num_samples=5000 --max_examples=M \
         --result_file=evaluation.json]
 
-Loads the best weights of a `zoo.train` run, estimates log p(x) with `num_samples`
-importance samples per example (Burda et al. 2016) on the first `max_examples` examples of
+Loads the best weights of a `zoo.train` run (`--weights`: the last or a kept epoch's), estimates log p(x) with
+`num_samples` importance samples per example (Burda et al. 2016) on the first `max_examples` examples of
 the split (default: all), printing progress with an estimate of the time left, then a summary
 and, as the last line, the JSON object `zoo.runs.evaluation.evaluate` also writes to
 `<model_dir>/evaluation.json` (`--result_file`: another name, so that evaluations with other protocols do not
@@ -19,6 +19,7 @@ from absl import flags
 from zoo.cli import quiet_libraries, run_app
 from zoo.runs.errors import UsageError
 from zoo.runs.evaluation import evaluate
+from zoo.runs.state import check_weights
 
 
 def define_flags():
@@ -30,7 +31,8 @@ def define_flags():
                          "episodes: 1000 targets).")
     flags.DEFINE_integer("batch_size", 100, "Examples per importance-sampling batch.")
     flags.DEFINE_integer("seed", 0, "Seed of the importance samples.")
-    flags.DEFINE_enum("weights", "best", ["best", "last"], "Best-validation or last-epoch weights.")
+    flags.DEFINE_string("weights", "best", "best (validation-selected), last (the newest epoch checkpoint) or epoch-N "
+                        "(that epoch's checkpoint, if the run kept it).")
     flags.DEFINE_string("result_file", "evaluation.json", "File in --model_dir the result is written to.")
 
 
@@ -40,6 +42,7 @@ def main(argv):
         raise UsageError(f"--model_dir {f.model_dir!r} is not a directory; train into it with python -m zoo.train first")
     if not f.result_file or os.path.basename(f.result_file) != f.result_file:
         raise UsageError(f"--result_file must be a file name (written in --model_dir), got {f.result_file!r}")
+    check_weights(f.weights)
     quiet_libraries()
     result = evaluate(f.model_dir, f.dataset, f.split, f.num_samples, f.max_examples, f.batch_size, f.seed,
                       f.weights, result_file=f.result_file)

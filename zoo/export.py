@@ -14,7 +14,7 @@ from zoo.cli import quiet_libraries, run_app
 from zoo.runs.config import check_counts
 from zoo.runs.errors import UsageError
 from zoo.runs.export import export
-from zoo.runs.state import load_trained_model
+from zoo.runs.state import check_weights, load_trained_model
 
 
 def define_flags():
@@ -22,7 +22,8 @@ def define_flags():
     flags.DEFINE_string("export_dir", None, "Model base path for TF Serving; the export goes in <export_dir>/<version>.",
                         required=True)
     flags.DEFINE_integer("version", None, "Version number (default: next free one).")
-    flags.DEFINE_enum("weights", "best", ["best", "last"], "Best-validation or last-epoch weights.")
+    flags.DEFINE_string("weights", "best", "best (validation-selected), last (the newest epoch checkpoint) or epoch-N "
+                        "(that epoch's checkpoint, if the run kept it).")
 
 
 def main(argv):
@@ -30,6 +31,7 @@ def main(argv):
     if not os.path.isdir(f.model_dir):
         raise UsageError(f"--model_dir {f.model_dir!r} is not a directory; train into it with python -m zoo.train first")
     check_counts(version=f.version)
+    check_weights(f.weights)
     quiet_libraries()
     import tensorflow as tf
 

@@ -1,13 +1,14 @@
-"""zoo.runs.state: a resume falls back past a damaged checkpoint to an intact one."""
+"""zoo.runs.state: a resume falls back past a damaged checkpoint to an intact one; a kept epoch's weights load."""
 
 import os
 import shutil
 
 import numpy as np
+import pytest
 
 from tests.conftest import needs_mnist
 from tests.testing import checkpointed_run, saved_state
-from zoo.runs import files as run_files
+from zoo.runs import errors as run_errors, files as run_files, state as run_state
 
 
 def _truncate(path):
@@ -32,3 +33,21 @@ def test_resume_falls_back_past_a_truncated_newest_checkpoint(tiny_runs, tmp_pat
     reader_two = saved_state(os.path.join(checkpoints, "epoch-2"))
     model_values = [v.numpy() for v in model.variables]
     assert all(any(np.array_equal(m, r) for r in reader_two.values() if np.shape(r) == m.shape) for m in model_values)
+
+
+@needs_mnist
+def test_the_weights_of_a_kept_epoch_load_and_others_are_refused(tiny_runs):
+    model_dir = tiny_runs["reference"]  # three epochs, every checkpoint kept
+    checkpoints = os.path.join(model_dir, run_files.CHECKPOINT_DIR)
+    model, _ = run_state.load_trained_model(model_dir, "epoch-2")
+    epoch_two, epoch_three = (list(saved_state(os.path.join(checkpoints, f"epoch-{e}")).values()) for e in (2, 3))
+    kernel = model.trainable_variables[0].numpy()
+    assert any(np.array_equal(kernel, value) for value in epoch_two)
+    assert not any(np.array_equal(kernel, value) for value in epoch_three)  # epoch 2's, not the newest
+    with pytest.raises(run_errors.UsageError) as missing:
+        run_state.load_trained_model(model_dir, "epoch-7")
+    assert str(missing.value) == f"{checkpoints} holds no checkpoint of epoch 7 (kept: epoch-1, epoch-2, epoch-3)"
+    for weights in ("epoch-0", "epoch-", "epoch-x", "Epoch-2", "first"):
+        with pytest.raises(run_errors.UsageError) as refused:
+            run_state.check_weights(weights)
+        assert str(refused.value) == f'--weights must be "best", "last" or "epoch-N" (a kept checkpoint), got {weights!r}'

@@ -7,7 +7,7 @@
     {"dataset", "split", "weights", "seed", "num_samples", "examples", "split_examples", "nll_nats", "nll_stderr",
      "bound_nats", "seconds"}
 
-(`weights`: "best" or "last"; `seed`: the estimate's, which with the rest makes it reproducible.)
+(`weights`: "best", "last" or "epoch-N"; `seed`: the estimate's, which with the rest makes it reproducible.)
 
 A long evaluation (k = 1000 on thousands of images takes hours on a CPU) keeps its per-example estimates in
 `<result_file>.partial` as it goes; run again with the same protocol on the same weights, it resumes after the
@@ -86,7 +86,7 @@ def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_exampl
         max_examples: int or None, evaluate only the first examples of the split.
         batch_size: int, examples per importance-sampling batch.
         seed: int, makes the estimate reproducible.
-        weights: "best" (validation-selected) or "last".
+        weights: "best" (validation-selected), "last" or "epoch-N" (see `zoo.runs.state.load_trained_model`).
         progress: bool, report progress and the time left on stderr.
         result_file: str, the file in `model_dir` the result is written to. Default `evaluation.json`, the one
             packaging reads (`zoo.runs.packaging.matching_evaluation`).

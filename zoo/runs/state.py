@@ -36,10 +36,21 @@ class RunState:
         self.manager = manager(os.path.join(write_dir or model_dir, CHECKPOINT_DIR))
         self.source = self.manager if write_dir is None else manager(self.directory)
 
-    def restore(self):
-        """Loads the newest intact checkpoint, saying so when it skips damaged ones; False when there is none."""
+    def restore(self, epoch=None):
+        """Loads the newest intact checkpoint, saying so when it skips damaged ones; False when there is none.
+
+        With `epoch`, that epoch's checkpoint and no other (`UsageError` when it was not kept or is damaged).
+        """
+        if epoch is not None:
+            path = os.path.join(self.directory, f"epoch-{epoch}")
+            if path not in self.source.checkpoints:
+                kept = ", ".join(os.path.basename(path) for path in self.source.checkpoints) or "none"
+                raise UsageError(f"{self.directory} holds no checkpoint of epoch {epoch} (kept: {kept})")
+            candidates = [path]
+        else:
+            candidates = list(reversed(self.source.checkpoints))
         damaged = []
-        for path in reversed(self.source.checkpoints):
+        for path in candidates:
             try:
                 status = self.source.checkpoint.read(path)
                 status.assert_existing_objects_matched().expect_partial()
@@ -94,18 +105,28 @@ def write_weights(model, path):
     atomic_write(path, model.save_weights)
 
 
+def check_weights(weights):
+    """The epoch `weights` names (`"epoch-N"`), None for `"best"` and `"last"`; `UsageError` for anything else."""
+    if weights in ("best", "last"):
+        return None
+    prefix, _, number = str(weights).partition("-")
+    if prefix != "epoch" or not number.isdigit() or int(number) < 1:
+        raise UsageError(f'--weights must be "best", "last" or "epoch-N" (a kept checkpoint), got {weights!r}')
+    return int(number)
+
+
 def load_trained_model(model_dir, weights="best"):
     """Rebuilds the model of a `zoo.train` run and loads its weights.
 
     Args:
         model_dir: str, a directory written by `zoo.train`.
-        weights: `"best"` (best validation bound) or `"last"` (latest intact epoch checkpoint).
+        weights: `"best"` (best validation bound), `"last"` (latest intact epoch checkpoint) or `"epoch-N"` (the
+            checkpoint of epoch N, if the run kept it: e.g. to compare two runs at the same budget).
 
     Returns:
         `(model, config)`.
     """
-    if weights not in ("best", "last"):
-        raise UsageError(f'weights must be "best" or "last", got {weights!r}')
+    epoch = check_weights(weights)
     config = read_config(model_dir)
     model = build_model(config)
     if weights == "best":
@@ -119,6 +140,6 @@ def load_trained_model(model_dir, weights="best"):
                 f"{path} is unreadable ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
                 "use --weights=last or retrain"
             ) from None
-    elif not RunState(model, model_dir, config).restore():
+    elif not RunState(model, model_dir, config).restore(epoch):
         raise UsageError(f"--model_dir {model_dir!r} has no checkpoint yet: no epoch has finished")
     return model, config
