@@ -2,9 +2,10 @@
 
 TensorFlow Serving loads a SavedModel with the TF1 session loader (as `saved_model_cli run`
 does), where Keras 3 exports can fail ("Could not find variable"); every signature of every
-committed model is run through that loader here, compared with the Keras model rebuilt from
-the shipped weights, and the served model gives the per-image log-likelihoods it gave when it reproduced its
-card's check (SMALL_CHECKS, at small k on a few images); the exact re-measurement of the card is `large`.
+committed model is run through that loader here on real test images, and the served model gives the per-image
+log-likelihoods it gave when it reproduced its card's check (SMALL_CHECKS, at small k on a few images). In the
+`large` suite: every signature against the Keras model rebuilt from the shipped weights, and the exact
+re-measurement of the card.
 """
 
 import json
@@ -106,27 +107,47 @@ def _signature_inputs(signature, input_signature, images, memory=None):
     return {spec.name: values[spec.name] for spec in input_signature}
 
 
+def _served_input_signature(served, signature):
+    """The served signature's inputs as `tf.TensorSpec`s, as the Keras endpoint declares them."""
+    return [tf.TensorSpec([None if dim.size < 0 else dim.size for dim in info.tensor_shape.dim],
+                          tf.as_dtype(info.dtype), name)
+            for name, info in served.signatures[signature].inputs.items()]
+
+
+def test_every_signature_serves_real_inputs_through_tf_servings_loader(pretrained):
+    name, metrics, served, model = pretrained
+    images = _test_images(metrics, 2 * BATCH)
+    assert set(served.signatures) - {"__saved_model_init_op"} == set(model.serving_endpoints()), name
+    # A learned memory is what the model's numbers hold for; a memory given per batch is any set of test images.
+    memory = model.memory.numpy() if getattr(model, "memory_size", None) else None
+    outputs = {}
+    for signature in model.serving_endpoints():
+        inputs = _signature_inputs(signature, _served_input_signature(served, signature), images, memory)
+        outputs[signature] = served(signature, **inputs)
+        assert set(outputs[signature]) == set(served.signatures[signature].outputs), (name, signature)
+        for key, value in outputs[signature].items():
+            assert np.all(np.isfinite(value)), (name, signature, key)
+    # Sane numbers on real images: for the binary digits reconstructions in [0, 1] and log p(x) within the range
+    # of MNIST models (the per-image numbers themselves are pinned by SMALL_CHECKS below).
+    log_px = outputs["log_likelihood"]["log_likelihood"]
+    assert log_px.shape == (BATCH,), (name, log_px.shape)
+    if metrics["dataset"] == "binarized_mnist":
+        assert 0 <= outputs["reconstruct"]["reconstruction"].min() <= outputs["reconstruct"]["reconstruction"].max() <= 1
+        assert -250 < float(np.mean(log_px)) < -40
+
+
+@pytest.mark.large  # the Keras side traces every endpoint of every model: a minute in all; the goldens compare
+# every class's reloaded signatures with its Keras model by default (tests/runs/test_export.py)
 def test_every_signature_serves_the_keras_models_numbers(pretrained):
     name, metrics, served, model = pretrained
     images = _test_images(metrics, 2 * BATCH)
-    endpoints = model.serving_endpoints()
-    assert set(served.signatures) - {"__saved_model_init_op"} == set(endpoints), name
-    outputs = {}
-    # A learned memory is what the model's numbers hold for; a memory given per batch is any set of test images.
     memory = model.memory.numpy() if getattr(model, "memory_size", None) else None
-    for signature, (fn, input_signature) in endpoints.items():
+    for signature, (fn, input_signature) in model.serving_endpoints().items():
         inputs = _signature_inputs(signature, input_signature, images, memory)
-        outputs[signature] = fn(*[tf.constant(value) for value in inputs.values()])
+        expected = fn(*[tf.constant(value) for value in inputs.values()])
         result = served(signature, **inputs)
-        assert set(result) == set(outputs[signature]), (name, signature)
-        assert_allclose(result, outputs[signature], atol=1e-4, rtol=1e-4)
-    # Sane numbers on real images, not only equal ones: for the binary digits reconstructions in [0, 1]
-    # and log p(x) within the range of MNIST models.
-    log_px = outputs["log_likelihood"]["log_likelihood"].numpy()
-    assert np.all(np.isfinite(log_px))
-    if metrics["dataset"] == "binarized_mnist":
-        assert 0 <= outputs["reconstruct"]["reconstruction"].numpy().min() <= 1
-        assert -250 < float(np.mean(log_px)) < -40
+        assert set(result) == set(expected), (name, signature)
+        assert_allclose(result, expected, atol=1e-4, rtol=1e-4)
 
 
 def _served_nll(name, metrics, served, model, num_samples, examples=None):
