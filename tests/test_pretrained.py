@@ -19,7 +19,6 @@ import tensorflow as tf
 import zoo
 from tests.conftest import SHARED_DATASETS
 from tests.testing import assert_allclose
-from zoo.runs import config as run_config, logs as run_logs, training as run_training
 
 ROOT = pathlib.Path(__file__).parents[1]
 PRETRAINED = sorted(p.parent.name for p in (ROOT / "savedmodels").glob("*/metrics.json"))
@@ -461,81 +460,6 @@ def test_cards_show_the_learning_curve_or_say_it_was_not_kept():
         assert (directory / curve["png"]).read_bytes().startswith(b"\x89PNG"), name
         logged = json.loads((directory / curve["json"]).read_text())
         assert logged["best_epoch"] == curve["best_epoch"] == logged["test"]["epoch"], name
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A 2-epoch zoo.train run made in two sessions (1 epoch, then resumed), with the History of each."""
-    from tests.conftest import has_binarized_mnist
-
-    if not has_binarized_mnist():
-        pytest.skip("binarized_mnist is not prepared in TFDS_DATA_DIR")
-    model_dir = str(tmp_path_factory.mktemp("tiny") / "run")
-    config = run_config.resolve_config("vae_mnist_500_500_100", "binarized_mnist", 2, batch_size=20,
-                                      overrides={"hidden_units": (8,), "latent_dim": 2}, steps_per_epoch=3,
-                                      train_split="train[:100]", validation_split="validation[:40]")
-    histories = [run_training.train({**config, "epochs": epochs}, model_dir, verbose=0).history for epochs in (1, 2)]
-    return model_dir, {key: histories[0][key] + histories[1][key] for key in ("bound", "val_bound")}
-
-
-def test_the_learning_curve_is_what_training_logged(tiny_run, tmp_path):
-    import shutil
-
-    model_dir, history = tiny_run
-    curve = run_logs.learning_curve(model_dir)
-    assert len(list((pathlib.Path(model_dir) / "logs" / "train").glob("events.out.tfevents.*"))) == 2  # two sessions
-    assert [row["epoch"] for row in curve["epochs"]] == [1, 2] and curve["missing_epochs"] == []
-    np.testing.assert_allclose([row["train_bound"] for row in curve["epochs"]], history["bound"], rtol=1e-6)
-    np.testing.assert_allclose([row["validation_bound"] for row in curve["epochs"]], history["val_bound"], rtol=1e-6)
-    assert curve["selected_by"] == "validation_bound"
-    assert curve["best_epoch"] == 1 + int(np.argmax(history["val_bound"]))
-    assert "validation_nll" not in curve["epochs"][0]  # this run logged no NLL estimate
-    assert run_logs.training_seconds(model_dir) > 0
-
-    # A torn last record in the first session's file, an epoch logged again later (re-run after a lost checkpoint)
-    # and a validation NLL estimate (zoo.runs.hypermodel.ValidationLogLikelihood's `val_log_likelihood`) of epoch 2.
-    copy = str(tmp_path / "run")
-    shutil.copytree(model_dir, copy)
-    first = sorted((pathlib.Path(copy) / "logs" / "train").glob("events.out.tfevents.*"))[0]
-    with open(first, "ab") as f:
-        f.write(b"\x10\x00\x00\x00\x00\x00\x00\x00torn")
-    writer = tf.summary.create_file_writer(str(pathlib.Path(copy) / "logs" / "validation"))
-    with writer.as_default():
-        tf.summary.scalar("epoch_bound", 10.0, step=0)
-        tf.summary.scalar("epoch_log_likelihood", -123.5, step=1)
-    writer.close()
-    changed = run_logs.learning_curve(copy)
-    assert [row["train_bound"] for row in changed["epochs"]] == [row["train_bound"] for row in curve["epochs"]]
-    assert [row["validation_bound"] for row in changed["epochs"]] == [10.0, curve["epochs"][1]["validation_bound"]]
-    assert [row["validation_nll"] for row in changed["epochs"]] == [None, 123.5]
-    assert changed["best_epoch"] == 1
-    with pytest.raises(zoo.runs.errors.UsageError, match="no TensorBoard epoch logs"):
-        run_logs.learning_curve(str(tmp_path))
-
-
-def test_packaging_writes_the_learning_curve_and_the_card_links_it(tiny_run, tmp_path, monkeypatch):
-    import importlib
-
-    from zoo.runs import packaging
-
-    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
-    pretrained = importlib.import_module("pretrained")
-    model_dir, _ = tiny_run
-    name = "vae_mnist_530_530_100"  # any packaged model's metrics, given the tiny run's curve
-    metrics = _metrics(name)
-    # Three epochs trained, two logged: the third is reported missing.
-    metrics["learning_curve"] = packaging.write_learning_curve(model_dir, str(tmp_path), name, 3, metrics["test"])
-    written = json.loads((tmp_path / "learning_curve.json").read_text())
-    curve = run_logs.learning_curve(model_dir)
-    assert written["epochs"] == curve["epochs"] and written["missing_epochs"] == [3]
-    assert written["test"] == {"epoch": curve["best_epoch"], **{key: metrics["test"][key] for key in (
-        "split", "num_samples", "examples", "nll_nats", "nll_stderr")}}
-    assert (tmp_path / "learning_curve.png").read_bytes().startswith(b"\x89PNG")
-    card = packaging.model_card(metrics, "- `sample`", **pretrained.card_text(name))
-    assert "## Learning curve\n\n![learning curve](learning_curve.png)" in card
-    assert "[learning_curve.json](learning_curve.json)" in card and "Not kept" not in card
-    assert f"Those weights are epoch {curve['best_epoch']} of 3" in card
-    assert "Epoch 3 is not in the logs" in card
 
 
 if __name__ == "__main__":

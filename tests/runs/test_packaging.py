@@ -202,3 +202,26 @@ def test_a_full_disk_is_one_line_before_anything_is_written(run, tmp_path):
         assert _digest(target) == before and sorted(os.listdir(disk)) == ["tiny"]
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_the_learning_curve_names_epochs_missing_from_the_logs(run, tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    pretrained = importlib.import_module("pretrained")
+    model_dir = run[0]
+    name = "vae_mnist_530_530_100"  # a packaged model's metrics and card text, given the tiny run's curve
+    metrics = json.loads((ROOT / "savedmodels" / name / "metrics.json").read_text())
+    # Three epochs trained, two logged: the third is reported missing.
+    metrics["learning_curve"] = packaging.write_learning_curve(model_dir, str(tmp_path), name, 3, metrics["test"])
+    written = json.loads((tmp_path / "learning_curve.json").read_text())
+    curve = run_logs.learning_curve(model_dir)
+    assert written["epochs"] == curve["epochs"] and written["missing_epochs"] == [3]
+    assert written["test"] == {"epoch": curve["best_epoch"], **{key: metrics["test"][key] for key in (
+        "split", "num_samples", "examples", "nll_nats", "nll_stderr")}}
+    assert (tmp_path / "learning_curve.png").read_bytes().startswith(b"\x89PNG")
+    card = packaging.model_card(metrics, "- `sample`", **pretrained.card_text(name))
+    assert "## Learning curve\n\n![learning curve](learning_curve.png)" in card
+    assert "[learning_curve.json](learning_curve.json)" in card and "Not kept" not in card
+    assert f"Those weights are epoch {curve['best_epoch']} of 3" in card
+    assert "Epoch 3 is not in the logs" in card
