@@ -110,9 +110,12 @@ def tiny_runs(tmp_path_factory):
 
 
 # Files that keep one pytest-xdist worker busy for a minute or more. `--dist loadfile` hands out files in collection
-# order; collected first, none of them is left for the end while the other worker has nothing to do.
-LONGEST_FILES = ["test_train.py", "test_pretrained.py", "test_goldens.py", "runs/test_training_strategies.py",
-                 "test_notebooks.py", "runs/test_export.py", "runs/test_training.py"]
+# order; collected first, none of them is left for the end while the other worker has nothing to do. The notebooks
+# come last: their four kernels run side by side and fill both cores, so they are best run while the other worker
+# finishes its last file (TensorFlow's thread pools, oversubscribed beside other heavy tests, waste CPU time).
+LONGEST_FILES = ["test_goldens.py", "test_train.py", "test_pretrained.py", "runs/test_export.py",
+                 "runs/test_training_strategies.py", "runs/test_training.py"]
+LAST_FILE = "test_notebooks.py"
 
 
 def pytest_collection_modifyitems(items):
@@ -120,6 +123,8 @@ def pytest_collection_modifyitems(items):
 
     def rank(item):
         relative = item.path.relative_to(tests).as_posix() if item.path.is_relative_to(tests) else None
+        if relative == LAST_FILE:
+            return len(LONGEST_FILES) + 1
         return LONGEST_FILES.index(relative) if relative in LONGEST_FILES else len(LONGEST_FILES)
 
     items.sort(key=rank)  # stable: the rest keep their order

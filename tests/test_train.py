@@ -176,26 +176,6 @@ def test_nan_guard_keeps_last_good_checkpoint(tiny_runs, tmp_path):
         np.testing.assert_array_equal(after[key], before[key], err_msg=key)
 
 
-@needs_mnist
-def test_nan_guard_message_cites_the_real_epoch_and_batch(tmp_path):
-    # A fresh run that diverges in its first epoch: no checkpoint exists yet, and the 10-step epoch is
-    # not overrun by the default 25 steps per execution.
-    model_dir = str(tmp_path / "fresh")
-    code, _, err = run_app("zoo.train", *TINY[:4], "--train_split=train[:50]", "--validation_split=validation[:10]",
-                        "--batch_size=5", "--epochs=1", "--learning_rate=1e30", f"--model_dir={model_dir}")
-    assert code == 1, err
-    message = err.strip().splitlines()[-1]
-    assert "epoch 0" not in message and "no epoch had finished, so there is no checkpoint" in message, message
-    batches = [int(word) for word in message.replace(",", " ").split() if word.isdigit()]
-    assert "of 10)" in message and max(batches) <= 10, message
-
-
-@needs_mnist
-def test_training_with_gradient_skipping_from_the_command_line(tmp_path):
-    model_dir = str(tmp_path / "skipping")
-    code, _, err = run_app("zoo.train", *TINY_LADDER, "--epochs=1", "--skip_gradient_norm=1e-6", f"--model_dir={model_dir}")
-    assert code == 0, err
-    with open(os.path.join(model_dir, "config.json")) as f:
-        assert json.load(f)["skip_gradient_norm"] == 1e-6
-    code, _, err = run_app("zoo.train", *TINY_LADDER, "--epochs=1", "--skip_gradient_norm=-1", f"--model_dir={model_dir}_bad")
+def test_a_bad_gradient_skipping_threshold_is_refused_in_one_line(tmp_path):
+    code, _, err = run_app("zoo.train", *TINY_LADDER, "--epochs=1", "--skip_gradient_norm=-1", f"--model_dir={tmp_path}/run")
     assert code == 2 and err.strip() == "train.py: --skip_gradient_norm must be a finite number > 0, got -1.0", err

@@ -1,4 +1,5 @@
-"""zoo.runs.callbacks: the NaN guard stops a diverging hierarchy and the keeper's last good checkpoint survives."""
+"""zoo.runs.callbacks: the NaN guard names the real epoch and batch of a divergence, stops a diverging hierarchy, and
+the keeper's last good checkpoint survives."""
 
 import os
 
@@ -6,7 +7,23 @@ import pytest
 
 from tests.conftest import needs_mnist
 from tests.testing import TINY_LADDER, md5, run_app
-from zoo.runs import files as run_files
+from zoo.runs import config as run_config, errors as run_errors, files as run_files, training as run_training
+
+
+@needs_mnist
+def test_a_divergence_in_the_first_epoch_names_its_batch_and_that_no_checkpoint_exists(tmp_path):
+    # A fresh run that diverges in its first epoch: no checkpoint exists yet, and the 10-step epoch is
+    # not overrun by the default 25 steps per execution.
+    config = run_config.resolve_config(
+        "vae_mnist_500_500_100", "binarized_mnist", 1, batch_size=5, learning_rate=1e30,
+        overrides={"hidden_units": (32,), "latent_dim": 4}, train_split="train[:50]", validation_split="validation[:10]")
+    with pytest.raises(run_errors.TrainingDiverged) as diverged:
+        run_training.train(config, str(tmp_path / "fresh"), verbose=0)
+    message = str(diverged.value)
+    assert "epoch 0" not in message and "no epoch had finished, so there is no checkpoint" in message, message
+    batches = [int(word) for word in message.replace(",", " ").split() if word.isdigit()]
+    assert "of 10)" in message and max(batches) <= 10, message
+    assert not os.path.exists(tmp_path / "fresh" / run_files.LOCK_FILE)
 
 
 # The NaN guard is the same callback for every model (tests/test_train.py runs it by default on a VAE); this

@@ -193,3 +193,17 @@ def test_a_full_disk_is_a_usage_error_naming_the_file_and_the_run_resumes(small_
     run_training.train(_before_recipes_config(), model_dir, verbose=0)
     assert f"Resuming {model_dir} after epoch 1 of 2" in capsys.readouterr().out
     assert checkpointed_epoch(model_dir) == 2
+
+
+@needs_mnist
+def test_a_ladder_vae_trains_with_gradient_skipping(tmp_path):
+    # The Ladder VAE's run (the hierarchy the grid leaves to the large suite), with the recipe's guard that skips
+    # updates whose gradient norm exceeds the threshold (here nearly all: never more than 10 in a row).
+    levels = ({"hidden_units": (16,), "latent_dim": 4}, {"hidden_units": (8,), "latent_dim": 2})
+    config = run_config.resolve_config("ladder_vae_mnist", "binarized_mnist", 1, batch_size=20, skip_gradient_norm=1e-6,
+                                       overrides={"levels": levels}, train_split="train[:200]",
+                                       validation_split="validation[:50]", steps_per_execution=1)
+    model_dir = str(tmp_path / "ladder")
+    history = run_training.train(config, model_dir, verbose=0)
+    assert len(history.history["loss"]) == 1 and np.isfinite(history.history["loss"][0])
+    assert run_files.read_config(model_dir)["skip_gradient_norm"] == 1e-6
