@@ -330,9 +330,10 @@ MODEL_GOLDENS = {
 
 # Goldens of a class that another golden of the same class covers, on code paths other goldens run: IWAE the VAE's
 # with k samples, HierarchicalMemVAE the bottom-up stack's with MemVAE's memory blocks, VMAPaper VMA's with the
-# paper's networks, HierarchicalPixelVAE NVAE's stack with PixelVAE's PixelCNN head. Their costly checks (an XLA
+# paper's networks, HierarchicalPixelVAE NVAE's stack with PixelVAE's PixelCNN head, GaussianVAE the VAE's with the
+# Gaussian likelihood head (the LikelihoodHead layer golden's, XLA step included). Their costly checks (an XLA
 # compile, a save/load round trip, an export: seconds to a minute each on 2 cores) run in the `large` suite.
-REPEATED_PATHS = {"IWAE", "HierarchicalMemVAE", "VMAPaper", "HierarchicalPixelVAE"}
+REPEATED_PATHS = {"IWAE", "HierarchicalMemVAE", "VMAPaper", "HierarchicalPixelVAE", "GaussianVAE"}
 
 
 def costly_check_params():

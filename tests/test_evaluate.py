@@ -1,12 +1,11 @@
-"""`python -m zoo.evaluate`: what it prints and writes, a damaged weights file in one line."""
+"""`python -m zoo.evaluate`: what it prints and writes; a result file outside the run refused in one line. (A damaged
+weights file: tests/runs/test_state.py.)"""
 
 import json
-import os
 import shutil
 
 from tests.conftest import needs_mnist
 from tests.testing import run_app
-from zoo.runs import files as run_files
 
 
 @needs_mnist
@@ -30,23 +29,6 @@ def test_evaluate_cli_prints_progress_what_it_measured_and_writes_json(tiny_runs
     assert 50 < result["nll_nats"] < result["bound_nats"] < 600
     with open(model_dir / "evaluation.json") as f:
         assert json.load(f) == result
-
-
-def _truncate(path):
-    with open(path, "r+b") as f:
-        f.truncate(os.path.getsize(path) // 2)
-
-
-@needs_mnist
-def test_a_truncated_best_weights_file_is_named_in_one_line(tiny_runs, tmp_path):
-    model_dir = tmp_path / "damaged"
-    shutil.copytree(tiny_runs["reference"], model_dir)
-    _truncate(model_dir / run_files.BEST_WEIGHTS)
-    code, out, err = run_app("zoo.evaluate", f"--model_dir={model_dir}", "--num_samples=2", "--max_examples=2")
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"evaluate.py: {model_dir / run_files.BEST_WEIGHTS} is unreadable ("), err
-    assert lines[0].endswith("use --weights=last or retrain")
 
 
 def test_the_result_file_is_a_name_in_the_run_directory(tmp_path):

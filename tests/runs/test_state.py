@@ -1,4 +1,5 @@
-"""zoo.runs.state: a resume falls back past a damaged checkpoint to an intact one; a kept epoch's weights load."""
+"""zoo.runs.state: a resume falls back past a damaged checkpoint to an intact one; a damaged best-weights file is named
+with the way out; a kept epoch's weights load."""
 
 import os
 import shutil
@@ -51,3 +52,18 @@ def test_the_weights_of_a_kept_epoch_load_and_others_are_refused(tiny_runs):
         with pytest.raises(run_errors.UsageError) as refused:
             run_state.check_weights(weights)
         assert str(refused.value) == f'--weights must be "best", "last" or "epoch-N" (a kept checkpoint), got {weights!r}'
+
+
+@needs_mnist
+def test_a_truncated_best_weights_file_is_named_with_the_way_out(tiny_runs, tmp_path):
+    model_dir = str(tmp_path / "damaged")
+    shutil.copytree(tiny_runs["reference"], model_dir)
+    path = os.path.join(model_dir, run_files.BEST_WEIGHTS)
+    _truncate(path)
+    with pytest.raises(run_errors.UsageError) as unreadable:
+        run_state.load_trained_model(model_dir)
+    message = str(unreadable.value)
+    assert "\n" not in message and message.startswith(f"{path} is unreadable ("), message
+    assert message.endswith("use --weights=last or retrain")
+    model, _ = run_state.load_trained_model(model_dir, "last")  # the way out works
+    assert model.latent_dim == 4
