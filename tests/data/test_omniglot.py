@@ -201,3 +201,25 @@ def test_recall_episodes_store_the_targets():
         np.testing.assert_array_equal(episode["x"], episode["memory"][episode["addresses"]])
     with pytest.raises(ValueError, match="num_targets <= memory_size"):
         episodes.recall_episodes(images, memory_size=400)
+
+
+def test_episodes_depend_on_their_seed_only():
+    """A process seed (which `keras.utils.set_random_seed` sets) leaves the episodes as they were; the endless
+    stream starts with the finite one's episodes; another seed draws others."""
+    images = np.arange(300, dtype=np.float32)[:, None, None, None]
+    labels = np.arange(300) // 10
+
+    def draw(num_episodes, seed=3, process_seed=None):
+        tf.random.set_seed(process_seed)
+        try:
+            streams = (episodes.recall_episodes(images, memory_size=8, num_episodes=num_episodes, seed=seed),
+                       episodes.class_episodes(images, labels, num_classes=4, num_targets=2, num_memory=2,
+                                               num_episodes=num_episodes, seed=seed))
+            return [[e["x"][:, 0, 0, 0].tolist() for e in stream.take(3).as_numpy_iterator()] for stream in streams]
+        finally:
+            tf.random.set_seed(None)
+
+    reference = draw(3)
+    assert draw(3, process_seed=1) == reference and draw(3, process_seed=7) == reference
+    assert draw(None, process_seed=2) == reference
+    assert draw(3, seed=4) != reference

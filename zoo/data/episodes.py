@@ -125,5 +125,6 @@ def recall_episodes(images, memory_size=256, num_targets=None, num_episodes=None
 
 
 def _seeds(seed, num_episodes):
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    return seeds if num_episodes is None else seeds.take(num_episodes)
+    """Episode i's stateless seed is (seed, i): no global or process seed (`keras.utils.set_random_seed`) moves it."""
+    indices = tf.data.Dataset.counter() if num_episodes is None else tf.data.Dataset.range(num_episodes)
+    return indices.map(lambda i: tf.stack([tf.constant(seed, tf.int64), i]))
