@@ -43,6 +43,9 @@ SUBSET_TEST = dict(num_samples=100, max_examples=1000)
 # The long runs of issue 25: k = 1000 on the first 2,000 test images (the card's protocol, in evaluation.json),
 # plus k = 100 on all 10,000 (in a file of its own).
 LONG_TEST = dict(num_samples=1000, max_examples=2000)
+# A run trained from a worktree of one commit (a long run, started outside this script) names it there:
+# {"commit", "machine", "cores"} of its training; else the run is this checkout's.
+PINNED_FILE = "provenance.json"
 FULL_SPLIT_TEST = dict(num_samples=100, max_examples=None, result_file="evaluation_k100_full.json")
 # name -> zoo.train arguments, evaluation (k, test images; None: all 10,000), what the paper reports.
 # In order of priority for this machine's budget.
@@ -237,10 +240,16 @@ def main(argv):
             continue
         measured = measure(name, configuration, runs)
         machine = provenance.machine()
+        # Its own JSON and plots, written as it goes, are results, not code.
+        trained = {"commit": provenance.commit(exclude=("experiments/results",)), "machine": machine["cpu"],
+                   "cores": machine["cores"]}
+        pinned = os.path.join(runs, name, PINNED_FILE)
+        if os.path.exists(pinned):
+            with open(pinned) as f:
+                trained = json.load(f)
         results["configurations"][name] = {
-            # Its own JSON and plots, written as it goes, are results, not code.
-            **measured, "paper": configuration["paper"], "commit": provenance.commit(exclude=("experiments/results",)),
-            "machine": machine["cpu"], "cores": machine["cores"],
+            **measured, "paper": configuration["paper"], "commit": trained["commit"],
+            "machine": trained["machine"], "cores": trained["cores"],
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
         _write(results)

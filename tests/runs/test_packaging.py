@@ -150,7 +150,14 @@ def test_repackaging_is_the_next_version_and_a_failure_keeps_the_old_package(run
 
     evaluation = pathlib.Path(model_dir, run_evaluation.RESULT_FILE)
     evaluated = evaluation.stat().st_mtime_ns
-    path = packaging.package(model_dir, str(export_dir), K, EXAMPLES, progress=False)
+    # A second evaluation, on every test image, is kept beside the card's (it is the caller's to measure).
+    full = {**json.loads(evaluation.read_text()), "num_samples": 2, "examples": 10000, "nll_nats": 123.456,
+            "command": "python -m zoo.evaluate --num_samples=2"}
+    with pytest.raises(ValueError, match=r"full_split_test must cover the test split \(10000 examples\), got 20"):
+        packaging.package(model_dir, str(export_dir), K, EXAMPLES, progress=False,
+                          metrics={"full_split_test": {**full, "examples": 20}})
+    path = packaging.package(model_dir, str(export_dir), K, EXAMPLES, progress=False,
+                             metrics={"full_split_test": full})
     assert path == os.path.join(export_dir, "2")
     assert set(os.listdir(export_dir)) == PACKAGE - {"1"} | {"2"} and sorted(os.listdir(tmp_path)) == ["tiny"]
     metrics = json.loads((export_dir / "metrics.json").read_text())
@@ -159,6 +166,10 @@ def test_repackaging_is_the_next_version_and_a_failure_keeps_the_old_package(run
     assert evaluation.stat().st_mtime_ns == evaluated
     assert metrics["test"] == {key: value for key, value in json.loads(evaluation.read_text()).items()
                                if key in metrics["test"]}
+    assert metrics["full_split_test"] == {key: full[key] for key in metrics["full_split_test"]}
+    card = (export_dir / "MODEL_CARD.md").read_text()
+    assert "| test NLL, every test image | 123.46 ± " in card and "k = 2, 10,000 (all) test images" in card
+    assert "\n    python -m zoo.evaluate --num_samples=2\n" in card
     assert set(tf.saved_model.load(path).signatures) == SIGNATURES
 
 

@@ -44,7 +44,9 @@ CHECK_EPISODES = 1
 TREND_EPOCHS = 5
 # metrics.json entries a caller may give because the run directory does not hold them.
 GIVEN_METRICS = ("epochs", "train_seconds", "train_command", "evaluate_command", "package_command", "commit",
-                 "machine", "cores", "paper", "few_shot", "few_shot_check")
+                 "machine", "cores", "paper", "few_shot", "few_shot_check", "full_split_test")
+# What a package's metrics.json keeps of an evaluation (zoo.runs.evaluation's result).
+TEST_KEYS = ("split", "num_samples", "examples", "split_examples", "nll_nats", "nll_stderr", "bound_nats", "seconds")
 NOT_RECORDED = "not recorded"
 NOT_STATED = ("Not stated when it was packaged. Its numbers hold for the data above; nothing here says how it "
               "behaves on other data.")
@@ -124,7 +126,9 @@ def package(model_dir, export_dir, num_samples=5000, max_examples=None, name=Non
         metrics: dict of metrics.json entries the run directory does not hold (`GIVEN_METRICS`), e.g.
             `train_command`, `commit`, `machine`, `cores` of the training, `paper` (a paper's NLL and
             protocol: `nll`, `found`, `binarization`, `k`, `test_images`, `epochs`, `source`), `few_shot`
-            and `few_shot_check` (few-shot results and the ones the served `classify` reproduces). Defaults:
+            and `few_shot_check` (few-shot results and the ones the served `classify` reproduces),
+            `full_split_test` (a second test evaluation on every test example, at a smaller k, when the
+            packaged one is on the first `max_examples`: `zoo.evaluate`'s result with its `command`). Defaults:
             `epochs` the run's checkpoints (else its logs) say, `train_seconds` from its TensorBoard event
             times (`zoo.runs.logs.training_seconds`), the zoo.evaluate and zoo.package commands that do
             what was done, and None ("not recorded" on the card) for the rest.
@@ -141,6 +145,10 @@ def package(model_dir, export_dir, num_samples=5000, max_examples=None, name=Non
     unknown = sorted(set(given) - set(GIVEN_METRICS))
     if unknown:
         raise ValueError(f"metrics: unknown entries {unknown}; known: {', '.join(GIVEN_METRICS)}")
+    full = given.get("full_split_test")
+    if full is not None and full["examples"] != full["split_examples"]:
+        raise ValueError(f"metrics: full_split_test must cover the test split ({full['split_examples']} examples), "
+                         f"got {full['examples']}")
     export_dir = os.path.normpath(export_dir)
     base = os.path.basename(os.path.abspath(export_dir))
     name = name or base
@@ -181,8 +189,7 @@ def package(model_dir, export_dir, num_samples=5000, max_examples=None, name=Non
         "learning_rate": config["learning_rate"],
         "seed": config["seed"],
         "train_seconds": given.get("train_seconds") or round(logs.training_seconds(model_dir), 1),
-        "test": {key: result[key] for key in ("split", "num_samples", "examples", "split_examples", "nll_nats",
-                                               "nll_stderr", "bound_nats", "seconds")},
+        "test": {key: result[key] for key in TEST_KEYS},
         "check": _check(model, config, num_samples),
         "paper": given.get("paper"),
         "train_command": given.get("train_command"),
@@ -199,6 +206,8 @@ def package(model_dir, export_dir, num_samples=5000, max_examples=None, name=Non
     }
     if given.get("few_shot") is not None:
         metrics.update(few_shot=given["few_shot"], few_shot_check=given.get("few_shot_check"))
+    if full is not None:
+        metrics["full_split_test"] = {key: full[key] for key in (*TEST_KEYS, "command")}
     card = {"wall_time_note": None if "train_seconds" in given else LOGGED_WALL_TIME, **(card or {})}
     shown = os.path.relpath(export_dir)
     shutil.rmtree(staging, ignore_errors=True)
@@ -342,14 +351,23 @@ def _nll(test):
     return f"{test['nll_nats']:.2f} ± {test['nll_stderr']:.2f} nats (k = {test['num_samples']:,}, {_examples(test)})"
 
 
-def few_shot_table(metrics):
-    """The few-shot accuracies against their targets and the paper's, as Markdown table lines."""
-    lines = ["| setting | accuracy | episodes | target | paper |", "| --- | ---: | ---: | ---: | ---: |"]
-    for row in metrics["few_shot"]["results"]:
-        accuracy = 100 * row["accuracy"]
-        verdict = "meets" if accuracy >= row["target"] else f"misses by {row['target'] - accuracy:.1f} points"
-        lines.append(f"| {row['ways']}-way {row['shots']}-shot | {accuracy:.1f} % ± {100 * row['stderr']:.1f} | "
-                     f"{row['episodes']} | {row['target']} % ({verdict}) | {row['paper']} % |")
+def few_shot_table(*packages):
+    """The few-shot accuracies of packages (one column each, one protocol) against the targets and the paper's,
+    as Markdown table lines."""
+    protocols = {json.dumps(metrics["few_shot"]["protocol"]) for metrics in packages}
+    if len(protocols) != 1:
+        raise ValueError(f"few-shot results of one protocol expected, got {sorted(protocols)}")
+    heads = [metrics["name"] for metrics in packages] if len(packages) > 1 else ["accuracy"]
+    lines = ["| setting | " + " | ".join(heads) + " | target | paper |", "| --- |" + " ---: |" * (len(heads) + 2)]
+    for i, first in enumerate(packages[0]["few_shot"]["results"]):
+        cells = []
+        for metrics in packages:
+            row = metrics["few_shot"]["results"][i]
+            accuracy = 100 * row["accuracy"]
+            verdict = "meets" if accuracy >= row["target"] else f"misses by {row['target'] - accuracy:.1f} points"
+            cells.append(f"{accuracy:.1f} % ± {100 * row['stderr']:.1f} ({verdict})")
+        lines.append(f"| {first['ways']}-way {first['shots']}-shot | " + " | ".join(cells)
+                     + f" | {first['target']} % | {first['paper']} % |")
     return lines
 
 
@@ -363,7 +381,8 @@ def _few_shot_section(metrics, command, checked_by):
     return "\n".join([
         "\n## Few-shot classification on the held-out alphabets\n",
         "`model.classify(queries, support_set, labels)`: p(c | x) = the posterior address mass q(a | x) on the "
-        "class's entries, no retraining; one query per class and episode, accuracy ± standard error over episodes"
+        "class's entries, no retraining; one query per class and episode, accuracy ± standard error over the "
+        f"{metrics['few_shot']['protocol']['episodes']} episodes of each setting"
         f"{f' (`{command}`)' if command else ''}. {checked}\n",
         *few_shot_table(metrics),
         "",
@@ -438,10 +457,15 @@ def model_card(metrics, signatures, path=None, data=None, limitations=None, wall
     path = path or f"savedmodels/{name}"
     overrides = ", ".join(f"`{k}={v!r}`" for k, v in metrics["overrides"].items()) or "none"
     paper = f"\n| paper | {_paper(metrics['paper'])} |" if metrics.get("paper") else ""
+    full = metrics.get("full_split_test")
+    full_split = (f"\n| test NLL, every test image | {_nll(full)}; -ELBO {full['bound_nats']:.2f} nats; evaluation "
+                  f"{full['seconds']:,.0f} s |" if full else "")
     commit = f"`{metrics['commit']}`" if metrics["commit"] else NOT_RECORDED
     checked = (f"{checked_by} re-measures it" if checked_by
                else "the served `log_likelihood` signature gives it with `seed` [0, 0]")
     train_command = metrics["train_command"] or "# training command not recorded: config.json holds the configuration"
+    commands = "\n    ".join([train_command, metrics["evaluate_command"], *([full["command"]] if full else []),
+                                metrics["package_command"]])
     base_path = path if os.path.isabs(path) else f"$PWD/{path}"
     return f"""# {name}
 
@@ -453,7 +477,7 @@ parameters.
 | data | {data or _data(metrics)} |
 | training | {_budget(metrics)}, learning rate {metrics['learning_rate']:g}, seed {metrics['seed']} |
 | training wall time | {_wall_time(metrics, wall_time_note)} |
-| test NLL | {_nll(test)}; -ELBO {test['bound_nats']:.2f} nats; evaluation {test['seconds']:,.0f} s |{paper}
+| test NLL | {_nll(test)}; -ELBO {test['bound_nats']:.2f} nats; evaluation {test['seconds']:,.0f} s |{full_split}{paper}
 | commit | {commit} (training code), packaged at `{metrics['packaged_at_commit']}` |
 
 The NLL is the importance-sampled estimate of -log p(x{' | memory' if metrics['check'].get('episodes') else ''}) (Burda et al. 2016) with evaluation seed 0;
@@ -462,9 +486,7 @@ on the first {_check_of(metrics['check'])} the same estimator gives {metrics['ch
 {_few_shot_section(metrics, few_shot_command, checked_by)}{_learning_curve_section(metrics)}
 ## Commands
 
-    {train_command}
-    {metrics['evaluate_command']}
-    {metrics['package_command']}
+    {commands}
 
 ## Use
 
