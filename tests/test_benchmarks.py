@@ -48,3 +48,18 @@ def test_machine_reads_this_cpu():
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
         assert machine["cpu"] == names[0]
         assert machine["avx512"] == (" avx512f" in cpuinfo.read_text())
+
+
+def test_machine_reads_the_versions_without_importing_the_frameworks():
+    import subprocess
+
+    import keras
+    import tensorflow as tf
+
+    machine = provenance.machine()
+    assert machine["tensorflow"] == tf.__version__ and machine["keras"] == keras.__version__
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys; from zoo.runs import provenance; provenance.machine(); "
+         "print(sorted(m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules))"],
+        capture_output=True, text=True, check=True, cwd=pathlib.Path(__file__).parents[1]).stdout.strip()
+    assert imported == "[]"

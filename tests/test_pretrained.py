@@ -40,21 +40,28 @@ def _metrics(name):
 DATA_FILES = {"frey_faces": SHARED_DATASETS / "frey_faces" / "frey_rawface.mat", "omniglot": SHARED_DATASETS / "omniglot"}
 
 
-def _data_options(dataset):
-    return {"path": str(DATA_FILES[dataset])} if dataset in DATA_FILES else {}
+def _config(name):
+    return json.loads((ROOT / "savedmodels" / name / "config.json").read_text())
+
+
+def _data_options(name):
+    """The package's data as it trained on it (e.g. Omniglot at 26x26), read from ../shared."""
+    config = _config(name)
+    options = dict(config.get("data_options") or {})
+    return {**options, "path": str(DATA_FILES[config["dataset"]])} if config["dataset"] in DATA_FILES else options
 
 
 def _test_images(metrics, count):
-    options = _data_options(metrics["dataset"])
+    options = _data_options(metrics["name"])
     return next(iter(zoo.data.load(metrics["dataset"], split="test", batch_size=count, shuffle=False, **options))).numpy()
 
 
 def _test_episodes(name, count, seed):
     """The first `count` test episodes of a model whose memory comes with each batch, as it trained on them."""
-    config = json.loads((ROOT / "savedmodels" / name / "config.json").read_text())
+    config = _config(name)
     sizes = {key: value for key, value in config["episodes"].items() if key != "kind"}
     return zoo.data.load_episodes(config["dataset"], "test", num_episodes=count, seed=seed,
-                                  **sizes, **_data_options(config["dataset"]))
+                                  **sizes, **_data_options(name))
 
 
 class ServedModel:
@@ -189,8 +196,8 @@ def test_the_served_model_reproduces_the_card(pretrained):
 
 # The card check's protocol at k = SMALL_K on the first SMALL_EXAMPLES images (of the first test episode's targets):
 # what the served model gave, per image, when it reproduced its card's check exactly (`python -m
-# tests.test_pretrained` re-measures every card, then prints this table). `card_check` is the card's check mean
-# it was measured against: a model packaged again fails here until its table entry is made again.
+# tests.test_pretrained [NAME ...]` re-measures the cards, then prints their entries). `card_check` is the card's
+# check mean it was measured against: a model packaged again fails here until its table entry is made again.
 SMALL_K, SMALL_EXAMPLES = 20, 8
 SMALL_CHECKS = {
     "iwae_mnist_2layer": {
@@ -245,10 +252,10 @@ def test_the_served_model_gives_the_numbers_it_gave_when_it_reproduced_its_card(
     export, weights or estimator moves log p(x) by far more than the tolerance; the signature test ties the Keras
     model's estimator of today to the served one)."""
     name, metrics, served, model = pretrained
-    assert name in SMALL_CHECKS, f"{name}: no SMALL_CHECKS entry; run python -m tests.test_pretrained"
+    assert name in SMALL_CHECKS, f"{name}: no SMALL_CHECKS entry; run python -m tests.test_pretrained {name}"
     reference = SMALL_CHECKS[name]
     assert reference["card_check"] == round(metrics["check"]["nll_nats"], 4), (
-        f"{name} was packaged again: run python -m tests.test_pretrained")
+        f"{name} was packaged again: run python -m tests.test_pretrained {name}")
     nll = _served_nll(name, metrics, served, model, SMALL_K, SMALL_EXAMPLES)
     np.testing.assert_allclose(nll, reference["nll"], atol=0.02, rtol=0, err_msg=name)
 
@@ -274,7 +281,7 @@ def test_the_served_model_classifies_as_the_card_says(name):
         ways, shots = check["ways"], check["shots"]
         episodes = zoo.data.omniglot.few_shot_episodes(
             "test", ways=ways, shots=shots, queries_per_class=1, num_episodes=check["episodes"],
-            seed=metrics["few_shot"]["protocol"]["seed"], **_data_options("omniglot"))
+            seed=metrics["few_shot"]["protocol"]["seed"], **_data_options(name))
         correct = []
         for episode in episodes:
             probabilities = served("classify", x=episode["queries"].numpy(), memory=episode["memory"].numpy(),
@@ -463,9 +470,15 @@ def test_cards_show_the_learning_curve_or_say_it_was_not_kept():
 
 
 if __name__ == "__main__":
-    # Re-measures every card's check with the served model (as the large test does), then prints SMALL_CHECKS.
+    # Re-measures the cards' checks with the served models (as the large test does), then prints their SMALL_CHECKS
+    # entries: `python -m tests.test_pretrained [NAME ...]` (default: every packaged model).
+    import sys
+
+    unknown = sorted(set(sys.argv[1:]) - set(PRETRAINED))
+    if unknown:
+        sys.exit(f"unknown packaged models {unknown}; known: {PRETRAINED}")
     rows = []
-    for name in PRETRAINED:
+    for name in sys.argv[1:] or PRETRAINED:
         metrics = _metrics(name)
         served = ServedModel(_latest_version(name))
         model = zoo.LatentVariableModel.from_preset(str(ROOT / "savedmodels" / name))

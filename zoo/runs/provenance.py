@@ -4,6 +4,7 @@ Every recorded result (a benchmark row, an experiment's JSON, a packaged model's
 takes its provenance from here, read off the machine and the checkout, never typed.
 """
 
+import importlib.metadata
 import os
 import platform
 import subprocess
@@ -38,11 +39,15 @@ def machine():
     flags = set(info.get("flags", "").split())
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     versions = {"python": platform.python_version()}
-    for module in ("tensorflow", "keras", "torch"):
-        try:
-            versions[module] = __import__(module).__version__
-        except ImportError:
-            pass
+    # Read from the installed distributions, not by importing them (PyTorch in a TensorFlow process costs seconds).
+    for name, distributions in (("tensorflow", ("tensorflow", "tensorflow-cpu")), ("keras", ("keras",)),
+                                ("torch", ("torch",))):
+        for distribution in distributions:
+            try:
+                versions[name] = importlib.metadata.version(distribution)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                pass
     return {
         "cpu": info.get("model name", platform.processor() or "unknown"),
         "vendor": info.get("vendor_id", "unknown"),
