@@ -603,10 +603,13 @@ def _few_shot_scoreboard(packaged):
     if not models:
         return []
     names = " and ".join(metrics["name"] for metrics in models)
+    budgets = {(metrics["seed"], metrics["epochs"] * metrics["steps_per_epoch"]) for metrics in models}
+    budget = (f"; trained on the same episodes (seed {models[0]['seed']}) for {models[0]['epochs']} x "
+              f"{models[0]['steps_per_epoch']} updates each" if len(models) > 1 and len(budgets) == 1 else "")
     return [f"\nFew-shot classification on the held-out alphabets by {names} "
-            f"({models[0]['few_shot']['protocol']['episodes']} episodes per setting; the paper's on its 45/5 alphabet "
-            "split, about 1,479 training characters against these 178); their NLL rows are -log p(x | memory) of "
-            "episode targets, not comparable with the other rows.\n",
+            f"({models[0]['few_shot']['protocol']['episodes']} episodes per setting{budget}; the paper's on its 45/5 "
+            "alphabet split, about 1,479 training characters against these 178); their NLL rows are -log p(x | "
+            "memory) of episode targets, not comparable with the other rows.\n",
             *packaging.few_shot_table(*models)]
 
 
