@@ -339,7 +339,12 @@ def _identity(config, key):
 
 def changed_identity(previous, config):
     """The names of what differs between two run configurations and forbids resuming one as the other."""
-    return [key for key in RUN_IDENTITY + ("model",) if _identity(previous, key) != _identity(config, key)]
+    changed = [key for key in RUN_IDENTITY + ("model",) if _identity(previous, key) != _identity(config, key)]
+    # A warm-up + cosine learning rate spans the run's epochs: other epochs would give the updates already made
+    # and the ones to come rates of another schedule.
+    if "warmup_epochs" in _identity(config, "recipe") and previous.get("epochs") != config.get("epochs"):
+        changed.append(f"epochs ({previous.get('epochs')}, which its warm-up + cosine learning rate spans)")
+    return changed
 
 
 def check_run_dir(model_dir, config):
