@@ -3,7 +3,6 @@ default); which process of a cluster writes the run; runs made by earlier code r
 recipe differs; a full disk. Exports are tested per class on the goldens (tests/runs/test_export.py) and per
 packaged model (tests/test_pretrained.py)."""
 
-import gc
 import gzip
 import json
 import os
@@ -169,8 +168,13 @@ def small_disk(tmp_path):
     if mounted.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     yield mount_point
-    gc.collect()  # the failed run's file writers, kept open by its traceback's frames until collected
     subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def _open_files_under(directory):
+    """The files under `directory` this process holds open."""
+    paths = (os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd"))
+    return sorted(path for path in paths if path.startswith(str(directory) + os.sep))
 
 
 @needs_mnist
@@ -188,6 +192,7 @@ def test_a_full_disk_is_a_usage_error_naming_the_file_and_the_run_resumes(small_
     assert message.endswith("free some space and run the same command again: it resumes after the last saved epoch")
     assert {path: md5(os.path.join(model_dir, path)) for path in saved} == saved  # the earlier results are intact
     assert not os.path.exists(os.path.join(model_dir, run_files.LOCK_FILE))
+    assert _open_files_under(model_dir) == []  # the event files too, while the failure's traceback lives
     filler.unlink()
     capsys.readouterr()
     run_training.train(_before_recipes_config(), model_dir, verbose=0)

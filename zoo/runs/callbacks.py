@@ -111,6 +111,18 @@ class SampleGrid(keras.callbacks.Callback):
             tf.summary.image("samples", np.clip(grid, 0.0, 1.0), step=epoch + 1)
         self.writer.flush()
 
+    def on_train_end(self, logs=None):
+        self.writer.close()
+
+
+def close_writers(callbacks):
+    """Ends the callbacks that write event files, after a `fit` that failed: Keras ends them only when `fit`
+    returns, and until the failure's traceback is collected their files would stay open (on a full disk, the
+    space of a deleted file stays taken)."""
+    for callback in callbacks:
+        if isinstance(callback, (keras.callbacks.TensorBoard, SampleGrid)):
+            callback.on_train_end()
+
 
 def training_callbacks(model, state, config, write_dir):
     """The guard, keeper, TensorBoard and (for models that sample on their own) sample-grid callbacks of a run.

@@ -77,7 +77,7 @@ def _train_locked(config, model_dir, verbose, strategy, write_dir):
     import tensorflow as tf
 
     from zoo.models.base import STEPS_PER_EXECUTION
-    from zoo.runs.callbacks import training_callbacks  # imports Keras: not before a run's options are checked
+    from zoo.runs.callbacks import close_writers, training_callbacks  # imports Keras: not before a run's options are checked
 
     # Keras draws the seeds of unseeded initializers from Python's `random`: seeding it makes the
     # initial weights a function of --seed. (Not `keras.utils.set_random_seed`: a global TF seed
@@ -105,15 +105,19 @@ def _train_locked(config, model_dir, verbose, strategy, write_dir):
         return None
     validation = data.sharded(data.validation_stream(config)) if config["validation_split"] else None
     guard, callbacks = training_callbacks(model, state, config, write_dir)
-    history = model.fit(
-        data.sharded(data.training_stream(config, first_epoch)),
-        epochs=config["epochs"],
-        initial_epoch=first_epoch,
-        steps_per_epoch=steps_per_epoch,
-        validation_data=validation,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    try:
+        history = model.fit(
+            data.sharded(data.training_stream(config, first_epoch)),
+            epochs=config["epochs"],
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    except BaseException:
+        close_writers(callbacks)
+        raise
     if guard.failure is not None:
         raise TrainingDiverged(guard.failure)
     return history
