@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import zoo
 from zoo import validation
+from zoo.models.base import steps_per_execution_for
 from tests.goldens import binary_images
 
 
@@ -104,9 +105,22 @@ def test_memory_models_validate_latents_and_addresses():
         model.reconstruct((memory, memory), memory=memory)
 
 
-def test_fit_checks_generators_batch_by_batch():
+def test_fit_refuses_epochs_that_are_not_whole_compiled_calls():
+    # Keras runs whole calls: 30 steps an epoch at 25 a call would train 50 on endless data.
+    assert [steps_per_execution_for(steps) for steps in (250, 1562, 30, 26, 7, 31)] == [25, 22, 15, 13, 7, 1]
+    assert steps_per_execution_for(1562, limit=10) == 2
     model = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, seed=0)
     model.compile()
+    endless = tf.data.Dataset.from_tensors(binary_images((4, 8, 8, 1))).repeat()
+    with pytest.raises(ValueError, match=r"^steps_per_epoch \(30\) must be a multiple of the compiled "
+                                         r"steps_per_execution \(25\): Keras runs whole calls, so each epoch would "
+                                         r"take 50 steps; compile with steps_per_execution=15$"):
+        model.fit(endless, epochs=1, steps_per_epoch=30, verbose=0)
+
+
+def test_fit_checks_generators_batch_by_batch():
+    model = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, seed=0)
+    model.compile(steps_per_execution=2)  # an epoch is two steps, one call
     good = binary_images((4, 8, 8, 1))
 
     def batches(bad_value):
@@ -133,7 +147,7 @@ def test_fit_refuses_dict_datasets_for_models_without_a_memory():
 
 def test_fit_checks_dict_datasets_of_memory_models():
     model = zoo.VMA(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, matching_dim=4, seed=0)
-    model.compile()
+    model.compile(steps_per_execution=1)  # the last fit's epoch is one step
     x = binary_images()
     with pytest.raises(ValueError, match="memory contains .*NaN"):
         model.fit(tf.data.Dataset.from_tensors({"x": x, "memory": np.full_like(x, np.nan)}), verbose=0)

@@ -40,7 +40,8 @@ def define_flags():
     flags.DEFINE_string("train_split", None, "Training split (default per dataset, e.g. 'train').")
     flags.DEFINE_string("validation_split", None, "Split that picks the best epoch ('' for none).")
     flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass over the training split).")
-    flags.DEFINE_integer("steps_per_execution", None, "Steps per compiled call (default: the model's, at most an epoch).")
+    flags.DEFINE_integer("steps_per_execution", None, "Steps per compiled call, at most (default: the model's): "
+                         "the largest number up to it that divides the epoch's steps.")
     flags.DEFINE_integer("keep_checkpoints", 3, "Epoch checkpoints to keep.")
     flags.DEFINE_integer("episode_classes", None, "Memory-per-batch presets on omniglot: characters per episode (8).")
     flags.DEFINE_integer("episode_targets", None, "Memory-per-batch presets: targets per character on omniglot (4); "

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import warnings
 
 import numpy as np
 import pytest
@@ -142,6 +143,23 @@ def test_a_run_made_before_recipes_were_recorded_resumes(tmp_path, capsys):
     assert run_files.read_config(model_dir)["recipe"] == {"optimizer": "adam", "epsilon": 1e-4, "max_global_norm": 5.0,
                                                           "max_value": 1.0, "decay_start_epoch": 1000,
                                                           "decay_per_epoch": 0.998}
+
+
+@needs_mnist
+def test_an_epoch_takes_its_steps_when_they_are_not_a_multiple_of_the_default_call(tmp_path):
+    # 26 steps an epoch run as 2 calls of 13: at 25 a call Keras would run 50 steps an epoch (whole calls), and the
+    # stream of 2 x 26 batches would run out in the second.
+    config = run_config.resolve_config(
+        "vae_mnist_500_500_100", "binarized_mnist", 2, batch_size=10, steps_per_epoch=26, keep_checkpoints=2,
+        overrides={"hidden_units": (2,), "latent_dim": 2}, train_split="train[:100]", validation_split="validation[:20]")
+    model_dir = str(tmp_path / "run")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_training.train(config, model_dir, verbose=0)
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
+    iterations = "optimizer/0/.ATTRIBUTES/VARIABLE_VALUE"  # Keras's first optimizer variable: its update count
+    assert [saved_state(os.path.join(model_dir, run_files.CHECKPOINT_DIR, f"epoch-{epoch}"))[iterations]
+            for epoch in (1, 2)] == [26, 52]
 
 
 def test_a_run_of_another_recipe_is_refused_not_resumed(tmp_path):

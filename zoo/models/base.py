@@ -24,6 +24,16 @@ from zoo.layers.likelihood_head import LIKELIHOODS
 
 # Default training steps per compiled call (see `compile`).
 STEPS_PER_EXECUTION = 25
+
+
+def steps_per_execution_for(steps_per_epoch, limit=STEPS_PER_EXECUTION):
+    """The most steps per compiled call, at most `limit`, that divide an epoch of `steps_per_epoch` steps.
+
+    Keras runs whole calls: with `steps_per_epoch` not a multiple of `steps_per_execution`, an epoch
+    of endless data takes whole calls' worth of steps (30 asked at 25 per call train 50), and a finite
+    stream of exactly `epochs x steps_per_epoch` batches runs out in the last epoch.
+    """
+    return max(d for d in range(1, min(limit, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
 # Upper bound on importance samples x batch rows per compiled chunk of `log_likelihood`.
 _ROWS_PER_CHUNK = 50_000
 # A pretrained model's directory (savedmodels/<name>): its training configuration and Keras weights.
@@ -309,6 +319,14 @@ class LatentVariableModel(keras.Model):
             return method(data, *args, **kwargs)
 
     def fit(self, x=None, *args, **kwargs):
+        steps = kwargs.get("steps_per_epoch")
+        if steps is not None and self.steps_per_execution and steps % self.steps_per_execution:
+            raise ValueError(
+                f"steps_per_epoch ({steps}) must be a multiple of the compiled steps_per_execution "
+                f"({self.steps_per_execution}): Keras runs whole calls, so each epoch would take "
+                f"{-(-steps // self.steps_per_execution) * self.steps_per_execution} steps; compile with "
+                f"steps_per_execution={steps_per_execution_for(steps, self.steps_per_execution)}"
+            )
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)  # a dataset is shuffled by its own pipeline
         return self._run_checked(super().fit, x, *args, **kwargs)

@@ -232,15 +232,16 @@ class PresetHyperModel(keras_tuner.HyperModel):
         return overrides, values.get("learning_rate", self.config["learning_rate"])
 
     def build(self, hp):
-        from zoo.models.base import STEPS_PER_EXECUTION
+        from zoo.models.base import STEPS_PER_EXECUTION, steps_per_execution_for
 
         overrides, learning_rate = self.train_overrides(hp)
         # As in zoo.runs.training: Keras draws the seeds of unseeded initializers from Python's `random`.
         random.seed(self.config["seed"])
         model = build_model({"preset": self.config["preset"], "overrides": overrides})
-        steps_per_execution = min(self.config["steps_per_execution"] or STEPS_PER_EXECUTION,
-                                  self.config["steps_per_epoch"])
-        # The optimizer zoo.runs.training builds for a run (the recipe's epsilon, clipping, decay), so a retrained trial matches.
+        steps_per_execution = steps_per_execution_for(self.config["steps_per_epoch"],
+                                                      self.config["steps_per_execution"] or STEPS_PER_EXECUTION)
+        # The optimizer zoo.runs.training builds for a run (the recipe's epsilon, clipping, decay), so a retrained
+        # trial matches.
         model.compile(optimizer=build_optimizer({**self.config, "learning_rate": learning_rate}),
                       steps_per_execution=steps_per_execution)
         return model

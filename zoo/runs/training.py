@@ -76,7 +76,7 @@ def _train_locked(config, model_dir, verbose, strategy, write_dir):
     import keras
     import tensorflow as tf
 
-    from zoo.models.base import STEPS_PER_EXECUTION
+    from zoo.models.base import STEPS_PER_EXECUTION, steps_per_execution_for
     from zoo.runs.callbacks import close_writers, training_callbacks  # imports Keras: not before a run's options are checked
 
     # Keras draws the seeds of unseeded initializers from Python's `random`: seeding it makes the
@@ -85,7 +85,8 @@ def _train_locked(config, model_dir, verbose, strategy, write_dir):
     random.seed(config["seed"])
     steps_per_epoch = config["steps_per_epoch"]
     # A compiled call never runs past the end of an epoch: the epoch's data and checks stay its own.
-    steps_per_execution = min(config["steps_per_execution"] or STEPS_PER_EXECUTION, steps_per_epoch)
+    steps_per_execution = steps_per_execution_for(steps_per_epoch,
+                                                  config["steps_per_execution"] or STEPS_PER_EXECUTION)
     if isinstance(strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)):
         steps_per_execution = 1  # keras-team/keras#19246: a multi-step call fails under these strategies
     with strategy.scope():  # the variables of the model, its metrics and the optimizer live on every replica
