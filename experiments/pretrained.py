@@ -126,6 +126,13 @@ OMNIGLOT_LIMITATIONS = ("A generative few-shot model of {size} binarized handwri
                         "against the paper's about 1,479 (12 %), and tested on other alphabets, so its accuracies are "
                         "not the paper's.")
 
+def vma_omniglot(preset, size, data_size, networks):
+    """The registry entry of a few-shot Omniglot VMA: trained, evaluated and compared alike, at `size`."""
+    return dict(train=[f"--preset={preset}", *VMA_OMNIGLOT_TRAIN], epochs=50, evaluate=VMA_OMNIGLOT_TEST,
+                few_shot=VMA_FEW_SHOT, paper=VMA_PAPER, data=OMNIGLOT.format(size=data_size),
+                limitations=OMNIGLOT_LIMITATIONS.format(size=size) + networks)
+
+
 # name -> how the model is trained (zoo.train arguments and where its run lives under --runs, or the
 # experiment that trained it), evaluated, and what its paper reports.
 MODELS = {
@@ -176,27 +183,13 @@ MODELS = {
         limitations=MNIST_LIMITATIONS + " VMA with a learned memory of 256 images (the memory size is our choice): "
                     "`model.memory` holds them; the served signatures take it (or any other memory) as an input.",
     ),
-    "vma_omniglot_conv": dict(
-        train=["--preset=vma_omniglot_conv", *VMA_OMNIGLOT_TRAIN],
-        epochs=50,
-        evaluate=VMA_OMNIGLOT_TEST,
-        few_shot=VMA_FEW_SHOT,
-        paper=VMA_PAPER,
-        data=OMNIGLOT.format(size="28x28"),
-        limitations=OMNIGLOT_LIMITATIONS.format(size="28x28") + " Its networks are the zoo's (tied h^q = h^m, "
-                    "p(a) from the same embeddings); vma_omniglot_paper is the paper's configuration, trained alike.",
-    ),
-    "vma_omniglot_paper": dict(
-        train=["--preset=vma_omniglot_paper", *VMA_OMNIGLOT_TRAIN],
-        epochs=50,
-        evaluate=VMA_OMNIGLOT_TEST,
-        few_shot=VMA_FEW_SHOT,
-        paper=VMA_PAPER,
-        data=OMNIGLOT.format(size="26x26 (the 104x104 originals max-pooled 4x4, as the paper's)"),
-        limitations=OMNIGLOT_LIMITATIONS.format(size="26x26") + " The paper's networks (sec. 4.2): untied embedding "
-                    "networks for p(a) and q(a|x), q(z|m,x) on x and m stacked, the leave-one-out VIMCO baseline; "
-                    "same training episodes, updates and seed as vma_omniglot_conv.",
-    ),
+    "vma_omniglot_conv": vma_omniglot(
+        "vma_omniglot_conv", "28x28", "28x28", " Its networks are the zoo's (tied h^q = h^m, p(a) from the same "
+        "embeddings); vma_omniglot_paper is the paper's configuration, trained alike."),
+    "vma_omniglot_paper": vma_omniglot(
+        "vma_omniglot_paper", "26x26", "26x26 (the 104x104 originals max-pooled 4x4, as the paper's)",
+        " The paper's networks (sec. 4.2): untied embedding networks for p(a) and q(a|x), q(z|m,x) on x and m "
+        "stacked, the leave-one-out VIMCO baseline; same training episodes, updates and seed as vma_omniglot_conv."),
     "iwae_mnist_2layer": dict(
         hierarchy="iwae_2layer_k5",
         evaluate=FULL_TEST,
