@@ -115,11 +115,13 @@ CONFIGURATIONS = {
         also_evaluate=FULL_SPLIT_TEST,
         paper="Gulrajani et al. 2017, sec. 3.2: hierarchical PixelVAE (a paper-scale model, not this one)",
     ),
+    # Compared with the seed model's own epoch-10 checkpoint on one protocol (k = 100, all 10,000), so it is
+    # evaluated at that protocol only.
     "pixel_hierarchy_no_concatenation_long": dict(
         train=["--preset=pixelvae_hierarchical_mnist_no_concatenation", "--batch_size=32", "--epochs=10",
                "--override=kl_warmup_steps=9380", "--keep_checkpoints=25"],
-        evaluate=LONG_TEST,
-        also_evaluate=FULL_SPLIT_TEST,
+        evaluate=dict(num_samples=100, max_examples=None),
+        equal_budget=dict(run="pixel_hierarchy_long", epoch=10),
         paper="the review's ablation of the seed model without the concatenation (no number quoted here)",
     ),
 }
@@ -141,6 +143,11 @@ def measure(name, configuration, runs):
     if "also_evaluate" in configuration:
         command, result = evaluate(model_dir, configuration["also_evaluate"])
         also = {"also_evaluate_command": command, "also_evaluation": result}
+    if "equal_budget" in configuration:  # the other run's checkpoint of this run's epochs, on this run's protocol
+        other, epoch = configuration["equal_budget"]["run"], configuration["equal_budget"]["epoch"]
+        command, result = evaluate(os.path.join(runs, other), {
+            **configuration["evaluate"], "weights": f"epoch-{epoch}", "result_file": f"evaluation_epoch-{epoch}.json"})
+        also = {"equal_budget": {"run": other, "epoch": epoch, "evaluate_command": command, "evaluation": result}}
 
     import zoo
     from zoo.runs import files as run_files, logs as run_logs, state as run_state
@@ -178,6 +185,8 @@ def evaluate(model_dir, wanted):
     args = [f"--model_dir={model_dir}", "--split=test", f"--num_samples={wanted['num_samples']}"]
     if wanted["max_examples"]:
         args.append(f"--max_examples={wanted['max_examples']}")
+    if "weights" in wanted:
+        args.append(f"--weights={wanted['weights']}")
     if result_file != "evaluation.json":
         args.append(f"--result_file={result_file}")
     command = "python -m " + " ".join(["zoo.evaluate", *args])
@@ -189,8 +198,7 @@ def evaluate(model_dir, wanted):
 
 
 def _finished_evaluation(model_dir, wanted, result_file):
-    """The run's `result_file` if it is this experiment's evaluation (same k, same number of test images), else
-    None."""
+    """The run's `result_file` if it is this experiment's evaluation (same k, test images and weights), else None."""
     path = os.path.join(model_dir, result_file)
     if not os.path.exists(path):
         return None
@@ -198,7 +206,7 @@ def _finished_evaluation(model_dir, wanted, result_file):
         evaluation = json.load(f)
     if evaluation.get("num_samples") != wanted["num_samples"] or evaluation.get("examples") != (
         wanted["max_examples"] or 10_000
-    ):
+    ) or evaluation.get("weights", "best") != wanted.get("weights", "best"):
         return None
     return evaluation
 

@@ -145,28 +145,56 @@ def vimco_baseline_variance(path=VIMCO):
 HIERARCHIES = f"{RESULTS}/hierarchies.json"
 
 
+# Issue 25: the seed model's PixelCNN fed the image should be this many nats ahead of its ablation at equal budget.
+IMAGE_INPUT_TARGET = 2.0
+
+
+def _nll(e):
+    return f"{e['nll_nats']:.2f} ± {e['nll_stderr']:.2f} (k={e['num_samples']}, {e['examples']} images)"
+
+
 def hierarchies(path=HIERARCHIES):
-    """One row per configuration of experiments/hierarchies.py, in the order the JSON holds them."""
+    """One row per configuration of experiments/hierarchies.py, in the order the JSON holds them, then the
+    equal-budget comparisons."""
     configurations = _load(path)["configurations"]
     lines = [
         _source_line([path]),
         "",
-        "| configuration | epochs | test NLL (nats, k, ± s.e.) | -ELBO | KL per group | active units | "
+        "| configuration | epochs | test NLL (nats, ± s.e., k, images) | -ELBO | KL per group | active units | "
         "train wall time | machine, commit | paper |",
         "| --- | ---: | --- | ---: | --- | --- | ---: | --- | --- |",
     ]
-    commands = []
+    commands, comparisons = [], []
     for name, r in configurations.items():
         e = r["evaluation"]
+        nll = _nll(e) + (f"; {_nll(r['also_evaluation'])}" if "also_evaluation" in r else "")
         kl = ", ".join(f"{v:.1f}" for v in r["kl_per_group"]) + f" ({r['group_order']})"
         lines.append(
-            f"| {name} | {r['epochs']} | {e['nll_nats']:.2f} ± {e['nll_stderr']:.2f} (k={e['num_samples']}, "
-            f"{e['examples']} images) | {e['bound_nats']:.2f} | {kl} | {r['active_units']} of {r['latent_units']} | "
-            f"{_seconds(r['train_seconds'])} | {r['machine']} ({r['cores']} cores), `{r['commit']}` | {r['paper']} |"
+            f"| {name} | {r['epochs']} | {nll} | {e['bound_nats']:.2f} | {kl} | {r['active_units']} of "
+            f"{r['latent_units']} | {_seconds(r['train_seconds'])} | {r['machine']} ({r['cores']} cores), "
+            f"`{r['commit']}` | {r['paper']} |"
         )
+        also = [r[key] for key in ("also_evaluate_command",) if key in r]
+        if "equal_budget" in r:
+            also.append(r["equal_budget"]["evaluate_command"])
+            comparisons.append(_equal_budget(name, r))
         commands.append(f"- {name} ({r['date']}): `{r['train_command']}`, then `{r['evaluate_command']}` "
-                        f"(evaluation {_seconds(r['evaluate_seconds'])})")
-    return "\n".join(lines + _details("The commands of each configuration", commands))
+                        f"(evaluation {_seconds(r['evaluate_seconds'])})" + "".join(f" and `{c}`" for c in also))
+    return "\n".join(lines + comparisons + _details("The commands of each configuration", commands))
+
+
+def _equal_budget(name, r):
+    """A run against another run's checkpoint of the same epoch (same seed, data order and updates)."""
+    other, mine = r["equal_budget"]["evaluation"], r["evaluation"]
+    gap = mine["nll_nats"] - other["nll_nats"]
+    stderr = (mine["nll_stderr"] ** 2 + other["nll_stderr"] ** 2) ** 0.5
+    target = f"issue 25's target of {IMAGE_INPUT_TARGET:g} nats"
+    verdict = f"meets {target}" if gap >= IMAGE_INPUT_TARGET else f"misses {target} by {IMAGE_INPUT_TARGET - gap:.2f}"
+    return (f"\nAt equal budget ({r['epochs']} epochs, same seed and data order, k = {mine['num_samples']:,} on "
+            f"{mine['examples']:,} test images): {r['equal_budget']['run']} at its epoch {r['equal_budget']['epoch']} "
+            f"{other['nll_nats']:.2f} ± {other['nll_stderr']:.2f} nats, {name} {mine['nll_nats']:.2f} ± "
+            f"{mine['nll_stderr']:.2f}: {r['equal_budget']['run']} is ahead by **{gap:.2f} nats** (± {stderr:.2f}, the "
+            f"errors taken as independent); it {verdict}.")
 
 
 # name -> (the committed files it is generated from, its renderer), in the order RESULTS.md shows them.

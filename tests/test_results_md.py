@@ -91,3 +91,17 @@ def test_the_command_line_checks_results_md():
     result = subprocess.run([sys.executable, str(ROOT / "experiments" / "results_md.py"), "no_such_section"],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and "no section no_such_section" in result.stderr
+
+
+def test_an_equal_budget_comparison_states_the_gap_and_the_target():
+    def evaluation(nll, stderr):
+        return {"nll_nats": nll, "nll_stderr": stderr, "num_samples": 100, "examples": 10000}
+
+    for ablation, verdict in ((85.0, "it meets issue 25's target of 2 nats"),
+                              (83.4, "it misses issue 25's target of 2 nats by 0.60")):
+        text = results_md._equal_budget("ablation", {"epochs": 10, "evaluation": evaluation(ablation, 0.3),
+                                                     "equal_budget": {"run": "seed", "epoch": 10,
+                                                                      "evaluation": evaluation(82.0, 0.4)}})
+        assert (f"(10 epochs, same seed and data order, k = 100 on 10,000 test images): seed at its epoch 10 82.00 ± "
+                f"0.40 nats, ablation {ablation:.2f} ± 0.30: seed is ahead by **{ablation - 82:.2f} nats** (± 0.50, "
+                f"the errors taken as independent); {verdict}.") in text
