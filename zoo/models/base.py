@@ -24,6 +24,11 @@ from zoo.layers.likelihood_head import LIKELIHOODS
 
 # Default training steps per compiled call (see `compile`).
 STEPS_PER_EXECUTION = 25
+# Upper bound on importance samples x batch rows per compiled chunk of `log_likelihood`.
+_ROWS_PER_CHUNK = 50_000
+# A pretrained model's directory (savedmodels/<name>): its training configuration and Keras weights.
+PRETRAINED_CONFIG = "config.json"
+PRETRAINED_WEIGHTS = "model.weights.h5"
 
 
 def steps_per_execution_for(steps_per_epoch, limit=STEPS_PER_EXECUTION):
@@ -34,11 +39,6 @@ def steps_per_execution_for(steps_per_epoch, limit=STEPS_PER_EXECUTION):
     stream of exactly `epochs x steps_per_epoch` batches runs out in the last epoch.
     """
     return max(d for d in range(1, min(limit, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
-# Upper bound on importance samples x batch rows per compiled chunk of `log_likelihood`.
-_ROWS_PER_CHUNK = 50_000
-# A pretrained model's directory (savedmodels/<name>): its training configuration and Keras weights.
-PRETRAINED_CONFIG = "config.json"
-PRETRAINED_WEIGHTS = "model.weights.h5"
 
 
 class LatentVariableModel(keras.Model):

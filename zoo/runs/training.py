@@ -77,7 +77,8 @@ def _train_locked(config, model_dir, verbose, strategy, write_dir):
     import tensorflow as tf
 
     from zoo.models.base import STEPS_PER_EXECUTION, steps_per_execution_for
-    from zoo.runs.callbacks import close_writers, training_callbacks  # imports Keras: not before a run's options are checked
+    # Imports Keras: not before a run's options are checked.
+    from zoo.runs.callbacks import close_writers, training_callbacks
 
     # Keras draws the seeds of unseeded initializers from Python's `random`: seeding it makes the
     # initial weights a function of --seed. (Not `keras.utils.set_random_seed`: a global TF seed
