@@ -115,12 +115,12 @@ CONFIGURATIONS = {
         also_evaluate=FULL_SPLIT_TEST,
         paper="Gulrajani et al. 2017, sec. 3.2: hierarchical PixelVAE (a paper-scale model, not this one)",
     ),
-    # Compared with the seed model's own epoch-10 checkpoint on one protocol (k = 100, all 10,000), so it is
-    # evaluated at that protocol only.
+    # Compared with the seed model's own epoch-10 checkpoint, its own epoch 10 (not its best epoch) on one protocol
+    # (k = 100, all 10,000), so it is evaluated at that protocol only.
     "pixel_hierarchy_no_concatenation_long": dict(
         train=["--preset=pixelvae_hierarchical_mnist_no_concatenation", "--batch_size=32", "--epochs=10",
                "--override=kl_warmup_steps=9380", "--keep_checkpoints=25"],
-        evaluate=dict(num_samples=100, max_examples=None),
+        evaluate=dict(num_samples=100, max_examples=None, weights="epoch-10"),
         equal_budget=dict(run="pixel_hierarchy_long", epoch=10),
         paper="the review's ablation of the seed model without the concatenation (no number quoted here)",
     ),
@@ -147,7 +147,7 @@ def measure(name, configuration, runs):
         other, epoch = configuration["equal_budget"]["run"], configuration["equal_budget"]["epoch"]
         command, result = evaluate(os.path.join(runs, other), {
             **configuration["evaluate"], "weights": f"epoch-{epoch}", "result_file": f"evaluation_epoch-{epoch}.json"})
-        also = {"equal_budget": {"run": other, "epoch": epoch, "evaluate_command": command, "evaluation": result}}
+        also["equal_budget"] = {"run": other, "epoch": epoch, "evaluate_command": command, "evaluation": result}
 
     import zoo
     from zoo.runs import files as run_files, logs as run_logs, state as run_state

@@ -542,33 +542,42 @@ TARGETS = [
 
 
 def _targets(packaged):
-    """Each target model's NLL against its target and the models it should be below, on every test image where it
-    was measured there (else on its card's test images). A smaller k can only raise an estimate (in expectation),
-    so being below a larger-k row on the same images is a conservative ordering."""
+    """Each target model's NLL against its target and against the models it should be below, each model on every
+    test image where it was measured there (else on its card's test images). An ordering is claimed only beyond two
+    standard errors of the difference (the estimates' errors taken as independent); a smaller k can only raise an
+    estimate (in expectation), so being below a larger-k row is conservative."""
     by_name = {metrics["name"]: metrics for metrics in packaged}
     lines = []
     for name, target, below in TARGETS:
         if name not in by_name:
             continue
         metrics = by_name[name]
-        test = metrics.get("full_split_test") or metrics["test"]
+        test = _widest_test(metrics)
         others = [n for n in by_name if n != name and by_name[n]["dataset"] == metrics["dataset"]] if below == "*" \
-            else below
+            else [n for n in below if n in by_name]
         nll = test["nll_nats"]
         verdict = (f"meets the target of {target:g} nats" if nll <= target
                    else f"misses the target of {target:g} nats by {nll - target:.2f}")
-        beside = [(n, by_name[n]["test"]) for n in others]
-        ahead = [f"{n} ({t['nll_nats']:.2f}, k = {t['num_samples']:,}, {t['examples']:,} test images)"
-                 for n, t in beside if t["nll_nats"] > nll]
-        behind = [f"{n} ({t['nll_nats']:.2f}, k = {t['num_samples']:,}, {t['examples']:,} test images)"
-                  for n, t in beside if t["nll_nats"] <= nll]
+        groups = {"Below": [], "Within two standard errors of": [], "Above": []}
+        for other in others:
+            theirs = _widest_test(by_name[other])
+            gap = theirs["nll_nats"] - nll
+            stderr = (theirs["nll_stderr"] ** 2 + test["nll_stderr"] ** 2) ** 0.5
+            relation = ("Below" if gap > 2 * stderr else "Above" if gap < -2 * stderr
+                        else "Within two standard errors of")
+            groups[relation].append(f"{other} ({theirs['nll_nats']:.2f}, k = {theirs['num_samples']:,}, "
+                                    f"{theirs['examples']:,} test images; {gap:+.2f} ± {stderr:.2f})")
         lines.append(
             f"\n{name} after {metrics['epochs']} epoch{'s' if metrics['epochs'] != 1 else ''}: {nll:.2f} ± "
-            f"{test['nll_stderr']:.2f} nats (k = {test['num_samples']:,}, {test['examples']:,} test images) {verdict}. "
-            + (f"Below {', '.join(ahead)}. " if ahead else "")
-            + (f"Not below {', '.join(behind)}." if behind else "Below every model the target names.")
+            f"{test['nll_stderr']:.2f} nats (k = {test['num_samples']:,}, {test['examples']:,} test images) {verdict}."
+            + "".join(f" {relation} {', '.join(rows)}." for relation, rows in groups.items() if rows)
         )
     return lines
+
+
+def _widest_test(metrics):
+    """A package's evaluation on every test image if it has one, else its card's."""
+    return metrics.get("full_split_test") or metrics["test"]
 
 
 def _comparisons():
@@ -596,13 +605,17 @@ def _few_shot_scoreboard(packaged):
     if not models:
         return []
     names = " and ".join(metrics["name"] for metrics in models)
-    budgets = {(metrics["seed"], metrics["epochs"] * metrics["steps_per_epoch"]) for metrics in models}
-    budget = (f"; trained on the same episodes (seed {models[0]['seed']}) for {models[0]['epochs']} x "
-              f"{models[0]['steps_per_epoch']} updates each" if len(models) > 1 and len(budgets) == 1 else "")
+    # The same seed, budget and training code (which draws the episodes): the same training episodes.
+    budgets = {(metrics["seed"], metrics["epochs"], metrics["steps_per_epoch"], metrics["commit"])
+               for metrics in models}
+    budget = (f"; trained on the same episodes (seed {models[0]['seed']}, code of `{models[0]['commit']}`) for "
+              f"{models[0]['epochs']} x {models[0]['steps_per_epoch']} updates each"
+              if len(models) > 1 and len(budgets) == 1 else "")
     return [f"\nFew-shot classification on the held-out alphabets by {names} "
             f"({models[0]['few_shot']['protocol']['episodes']} episodes per setting{budget}; the paper's on its 45/5 "
-            "alphabet split, about 1,479 training characters against these 178); their NLL rows are -log p(x | "
-            "memory) of episode targets, not comparable with the other rows.\n",
+            f"alphabet split, about 1,479 training characters against these 178); "
+            f"{'their NLL rows are' if len(models) > 1 else 'its NLL row is'} -log p(x | memory) of episode targets, "
+            "not comparable with the other rows.\n",
             *packaging.few_shot_table(*models)]
 
 

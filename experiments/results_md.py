@@ -186,6 +186,8 @@ def hierarchies(path=HIERARCHIES):
 def _equal_budget(name, r):
     """A run against another run's checkpoint of the same epoch (same seed, data order and updates)."""
     other, mine = r["equal_budget"]["evaluation"], r["evaluation"]
+    assert (mine["num_samples"], mine["examples"], mine["weights"]) == (
+        other["num_samples"], other["examples"], f"epoch-{r['equal_budget']['epoch']}"), (name, mine, other)
     gap = mine["nll_nats"] - other["nll_nats"]
     stderr = (mine["nll_stderr"] ** 2 + other["nll_stderr"] ** 2) ** 0.5
     target = f"issue 25's target of {IMAGE_INPUT_TARGET:g} nats"
@@ -193,8 +195,8 @@ def _equal_budget(name, r):
     return (f"\nAt equal budget ({r['epochs']} epochs, same seed and data order, k = {mine['num_samples']:,} on "
             f"{mine['examples']:,} test images): {r['equal_budget']['run']} at its epoch {r['equal_budget']['epoch']} "
             f"{other['nll_nats']:.2f} ± {other['nll_stderr']:.2f} nats, {name} {mine['nll_nats']:.2f} ± "
-            f"{mine['nll_stderr']:.2f}: {r['equal_budget']['run']} is ahead by **{gap:.2f} nats** (± {stderr:.2f}, the "
-            f"errors taken as independent); it {verdict}.")
+            f"{mine['nll_stderr']:.2f}: {r['equal_budget']['run'] if gap >= 0 else name} is ahead by **{abs(gap):.2f} "
+            f"nats** (± {stderr:.2f}, the errors taken as independent); {r['equal_budget']['run']} {verdict}.")
 
 
 # name -> (the committed files it is generated from, its renderer), in the order RESULTS.md shows them.

@@ -36,7 +36,7 @@ SMALL_SETTINGS = {
                          "IMPUTATION_STEPS": 3},
     "hierarchies.ipynb": {"TRAIN_EXAMPLES": 500, "EPOCHS": 2, "WARMUP_STEPS": 10, "TEST_EXAMPLES": 50},
     "pretrained.ipynb": {"NUM_SAMPLES": 20, "TEST_EXAMPLES": 20},
-    "few_shot_vma.ipynb": {"EPOCHS": 1, "STEPS_PER_EPOCH": 10, "TEST_EPISODES": 10, "NUM_SAMPLES": 10},
+    "few_shot_vma.ipynb": {"EPOCHS": 1, "STEPS_PER_EPOCH": 25, "TEST_EPISODES": 10, "NUM_SAMPLES": 10},
 }
 
 

@@ -95,13 +95,14 @@ def test_the_command_line_checks_results_md():
 
 def test_an_equal_budget_comparison_states_the_gap_and_the_target():
     def evaluation(nll, stderr):
-        return {"nll_nats": nll, "nll_stderr": stderr, "num_samples": 100, "examples": 10000}
+        return {"nll_nats": nll, "nll_stderr": stderr, "num_samples": 100, "examples": 10000, "weights": "epoch-10"}
 
-    for ablation, verdict in ((85.0, "it meets issue 25's target of 2 nats"),
-                              (83.4, "it misses issue 25's target of 2 nats by 0.60")):
+    for ablation, ahead, verdict in ((85.0, "seed is ahead by **3.00", "seed meets issue 25's target of 2 nats"),
+                                     (83.4, "seed is ahead by **1.40", "misses issue 25's target of 2 nats by 0.60"),
+                                     (81.0, "ablation is ahead by **1.00", "target of 2 nats by 3.00")):
         text = results_md._equal_budget("ablation", {"epochs": 10, "evaluation": evaluation(ablation, 0.3),
                                                      "equal_budget": {"run": "seed", "epoch": 10,
                                                                       "evaluation": evaluation(82.0, 0.4)}})
         assert (f"(10 epochs, same seed and data order, k = 100 on 10,000 test images): seed at its epoch 10 82.00 ± "
-                f"0.40 nats, ablation {ablation:.2f} ± 0.30: seed is ahead by **{ablation - 82:.2f} nats** (± 0.50, "
-                f"the errors taken as independent); {verdict}.") in text
+                f"0.40 nats, ablation {ablation:.2f} ± 0.30: {ahead} nats** (± 0.50, the errors taken as "
+                "independent); ") in text and text.endswith(f"{verdict}."), text

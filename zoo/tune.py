@@ -44,7 +44,8 @@ def define_flags():
     flags.DEFINE_string("validation_split", None, "Split that scores the trials (default per dataset).")
     flags.DEFINE_string("data_path", None, "A local copy of the data (see zoo.train).")
     flags.DEFINE_integer("steps_per_execution", None,
-                         "Steps per compiled call (default: the model's, at most an epoch).")
+                         "Steps per compiled call, at most (default: the model's): the largest number up to it "
+                         "that divides the epoch's steps.")
     flags.DEFINE_enum("objective", "auto", ["auto", "val_bound", "val_log_likelihood"],
                       "Trial score (auto: val_bound, or val_log_likelihood when the number of importance samples "
                       "is searched).")

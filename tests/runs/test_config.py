@@ -76,15 +76,17 @@ def test_the_run_identity_ignores_the_models_automatic_name(tmp_path):
 
 def test_a_warmup_cosine_run_resumes_with_its_own_epochs_only(tmp_path):
     # Its learning rate spans the run's epochs; a constant or per-epoch rate does not, so those runs may be extended.
-    def config(epochs, recipe):
-        return {"preset": "p", "epochs": epochs, "recipe": recipe}
+    def config(epochs, recipe, steps_per_epoch=500):
+        return {"preset": "p", "epochs": epochs, "recipe": recipe, "steps_per_epoch": steps_per_epoch}
 
     cosine = {"optimizer": "adamax", "learning_rate_min": 1e-4, "warmup_epochs": 5}
     run_files.write_json(str(tmp_path / run_files.CONFIG_FILE), config(400, cosine))
     run_config.check_run_dir(str(tmp_path), config(400, cosine))
-    with pytest.raises(run_errors.UsageError, match=r"different epochs \(400, which its warm-up \+ cosine learning "
-                                                    r"rate spans\); resume it with the same flags"):
+    with pytest.raises(run_errors.UsageError, match=r"different epochs \(the run's 400, asked 500: its warm-up \+ "
+                                                    r"cosine learning rate spans them\); resume it with the same"):
         run_config.check_run_dir(str(tmp_path), config(500, cosine))
+    with pytest.raises(run_errors.UsageError, match=r"different steps_per_epoch \(the run's 500, asked 250"):
+        run_config.check_run_dir(str(tmp_path), config(400, cosine, steps_per_epoch=250))
     run_files.write_json(str(tmp_path / run_files.CONFIG_FILE), config(25, {"learning_rate": 1e-3}))
     run_config.check_run_dir(str(tmp_path), config(50, {"learning_rate": 1e-3}))
 

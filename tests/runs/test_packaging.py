@@ -153,9 +153,15 @@ def test_repackaging_is_the_next_version_and_a_failure_keeps_the_old_package(run
     # A second evaluation, on every test image, is kept beside the card's (it is the caller's to measure).
     full = {**json.loads(evaluation.read_text()), "num_samples": 2, "examples": 10000, "nll_nats": 123.456,
             "command": "python -m zoo.evaluate --num_samples=2"}
-    with pytest.raises(ValueError, match=r"full_split_test must cover the test split \(10000 examples\), got 20"):
+    for wrong, got in (({"examples": 20}, "got 20 examples of 'test' with 'best'"),
+                       ({"weights": "last"}, "got 10000 examples of 'test' with 'last'")):
+        with pytest.raises(ValueError, match=rf"full_split_test must cover the test split \(10000 examples\) with the "
+                                             rf"best weights, {got}"):
+            packaging.package(model_dir, str(export_dir), K, EXAMPLES, progress=False,
+                              metrics={"full_split_test": {**full, **wrong}})
+    with pytest.raises(ValueError, match=r"zoo.evaluate result with its command, missing \['command'\]"):
         packaging.package(model_dir, str(export_dir), K, EXAMPLES, progress=False,
-                          metrics={"full_split_test": {**full, "examples": 20}})
+                          metrics={"full_split_test": {k: v for k, v in full.items() if k != "command"}})
     path = packaging.package(model_dir, str(export_dir), K, EXAMPLES, progress=False,
                              metrics={"full_split_test": full})
     assert path == os.path.join(export_dir, "2")
@@ -166,7 +172,7 @@ def test_repackaging_is_the_next_version_and_a_failure_keeps_the_old_package(run
     assert evaluation.stat().st_mtime_ns == evaluated
     assert metrics["test"] == {key: value for key, value in json.loads(evaluation.read_text()).items()
                                if key in metrics["test"]}
-    assert metrics["full_split_test"] == {key: full[key] for key in metrics["full_split_test"]}
+    assert metrics["full_split_test"] == {key: full[key] for key in (*packaging.TEST_KEYS, "command")}
     card = (export_dir / "MODEL_CARD.md").read_text()
     assert "| test NLL, every test image | 123.46 ± " in card and "k = 2, 10,000 (all) test images" in card
     assert "\n    python -m zoo.evaluate --num_samples=2\n" in card

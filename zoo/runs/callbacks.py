@@ -1,5 +1,6 @@
 """The Keras callbacks of a training run: the NaN guard, the epoch keeper (checkpoint and best weights), samples."""
 
+import contextlib
 import math
 import os
 
@@ -121,7 +122,8 @@ def close_writers(callbacks):
     space of a deleted file stays taken)."""
     for callback in callbacks:
         if isinstance(callback, (keras.callbacks.TensorBoard, SampleGrid)):
-            callback.on_train_end()
+            with contextlib.suppress(Exception):  # closing flushes, which may fail too: the fit's error is the one
+                callback.on_train_end()
 
 
 def training_callbacks(model, state, config, write_dir):

@@ -340,10 +340,11 @@ def _identity(config, key):
 def changed_identity(previous, config):
     """The names of what differs between two run configurations and forbids resuming one as the other."""
     changed = [key for key in RUN_IDENTITY + ("model",) if _identity(previous, key) != _identity(config, key)]
-    # A warm-up + cosine learning rate spans the run's epochs: other epochs would give the updates already made
-    # and the ones to come rates of another schedule.
-    if "warmup_epochs" in _identity(config, "recipe") and previous.get("epochs") != config.get("epochs"):
-        changed.append(f"epochs ({previous.get('epochs')}, which its warm-up + cosine learning rate spans)")
+    # A warm-up + cosine learning rate spans the run's updates: other epochs or epoch lengths would give the updates
+    # already made and the ones to come rates of another schedule.
+    if "warmup_epochs" in _identity(config, "recipe"):
+        changed += [f"{key} (the run's {previous.get(key)}, asked {config.get(key)}: its warm-up + cosine learning "
+                    "rate spans them)" for key in ("epochs", "steps_per_epoch") if previous.get(key) != config.get(key)]
     return changed
 
 

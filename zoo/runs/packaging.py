@@ -146,9 +146,15 @@ def package(model_dir, export_dir, num_samples=5000, max_examples=None, name=Non
     if unknown:
         raise ValueError(f"metrics: unknown entries {unknown}; known: {', '.join(GIVEN_METRICS)}")
     full = given.get("full_split_test")
-    if full is not None and full["examples"] != full["split_examples"]:
-        raise ValueError(f"metrics: full_split_test must cover the test split ({full['split_examples']} examples), "
-                         f"got {full['examples']}")
+    if full is not None:
+        missing = sorted((set(TEST_KEYS) | {"command", "weights"}) - set(full))
+        if missing:
+            raise ValueError(f"metrics: full_split_test must be a zoo.evaluate result with its command, "
+                             f"missing {missing}")
+        if (full["split"], full["weights"], full["examples"]) != ("test", "best", full["split_examples"]):
+            raise ValueError(f"metrics: full_split_test must cover the test split ({full['split_examples']} examples) "
+                             f"with the best weights, got {full['examples']} examples of {full['split']!r} with "
+                             f"{full['weights']!r}")
     export_dir = os.path.normpath(export_dir)
     base = os.path.basename(os.path.abspath(export_dir))
     name = name or base
@@ -354,9 +360,9 @@ def _nll(test):
 def few_shot_table(*packages):
     """The few-shot accuracies of packages (one column each, one protocol) against the targets and the paper's,
     as Markdown table lines."""
-    protocols = {json.dumps(metrics["few_shot"]["protocol"]) for metrics in packages}
-    if len(protocols) != 1:
-        raise ValueError(f"few-shot results of one protocol expected, got {sorted(protocols)}")
+    protocols = {metrics["name"]: json.dumps(metrics["few_shot"]["protocol"], sort_keys=True) for metrics in packages}
+    if len(set(protocols.values())) != 1:
+        raise ValueError(f"few-shot results of one protocol expected, got {protocols}")
     heads = [metrics["name"] for metrics in packages] if len(packages) > 1 else ["accuracy"]
     lines = ["| setting | " + " | ".join(heads) + " | target | paper |", "| --- |" + " ---: |" * (len(heads) + 2)]
     for i, first in enumerate(packages[0]["few_shot"]["results"]):
