@@ -185,7 +185,7 @@ MODELS = {
     ),
     "vma_omniglot_conv": vma_omniglot(
         "vma_omniglot_conv", "28x28", "28x28", " Its networks are the zoo's (tied h^q = h^m, p(a) from the same "
-        "embeddings); vma_omniglot_paper is the paper's configuration, trained alike."),
+        "embeddings); vma_omniglot_paper, the paper's configuration, trains on the same episodes and budget."),
     "vma_omniglot_paper": vma_omniglot(
         "vma_omniglot_paper", "26x26", "26x26 (the 104x104 originals max-pooled 4x4, as the paper's)",
         " The paper's networks (sec. 4.2): untied embedding networks for p(a) and q(a|x), q(z|m,x) on x and m "
