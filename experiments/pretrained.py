@@ -16,10 +16,10 @@ learning curve (models packaged before curves were kept: the card says so). This
 cannot tell: the data in words, the paper's number and protocol, limitations, few-shot results and the
 training record (command, epochs, wall time, commit, machine).
 
-Each run directory also gets `provenance.json` (commit, CPU, training wall time of every round,
-including the time of interrupted attempts: stop a training with Ctrl-C or by killing its zoo.train
-process, and the next `--train` resumes it), written by `--train`; the hierarchies trained by experiments/hierarchies.py take theirs from
-experiments/results/hierarchies.json.
+Each run directory also gets `provenance.json` (commit, CPU and the finished rounds), written by `--train`;
+a stopped training (Ctrl-C, or its zoo.train process killed) resumes with the next `--train`. The training
+wall time is read from the run's TensorBoard logs (every session's, not the time between them); the
+hierarchies trained by experiments/hierarchies.py take theirs from experiments/results/hierarchies.json.
 """
 
 import contextlib
@@ -34,7 +34,7 @@ from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # this checkout's zoo
-from zoo.runs import packaging, provenance  # noqa: E402
+from zoo.runs import logs, packaging, provenance  # noqa: E402
 
 SAVEDMODELS = os.path.join(ROOT, "savedmodels")
 HIERARCHIES = os.path.join(ROOT, "experiments", "results", "hierarchies.json")
@@ -253,9 +253,7 @@ def run_dir(name):
 def _run(module, *args):
     command = [sys.executable, "-m", module, *args]
     print("$", shlex.join(command), flush=True)
-    start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)
-    return time.perf_counter() - start
 
 
 def _read(path, default=None):
@@ -287,7 +285,7 @@ def train(names):
 
 
 def _train_round(name, epochs):
-    """Resumes the run to `epochs` and adds the round's wall time to the run's provenance.json."""
+    """Resumes the run to `epochs` and records the finished round in the run's provenance.json."""
     directory = run_dir(name)
     provenance_path = os.path.join(directory, "provenance.json")
     record = _read(provenance_path)
@@ -297,17 +295,8 @@ def _train_round(name, epochs):
     os.makedirs(directory, exist_ok=True)
     if record["rounds"] and record["rounds"][-1]["epochs"] >= epochs:
         return
-    start = time.perf_counter()
-    try:
-        _run("zoo.train", *MODELS[name]["train"], f"--epochs={epochs}", f"--model_dir={directory}", "--verbose=2")
-    except BaseException:
-        # An interrupted training resumes from its last checkpoint; the time it ran still counts.
-        record["interrupted_seconds"] = record.get("interrupted_seconds", 0) + time.perf_counter() - start
-        _write(provenance_path, record)
-        raise
-    seconds = time.perf_counter() - start + record.pop("interrupted_seconds", 0)
-    record["rounds"].append({"epochs": epochs, "seconds": round(seconds, 1),
-                             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+    _run("zoo.train", *MODELS[name]["train"], f"--epochs={epochs}", f"--model_dir={directory}", "--verbose=2")
+    record["rounds"].append({"epochs": epochs, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
     _write(provenance_path, record)
 
 
@@ -325,7 +314,8 @@ def training_record(name):
     assert epochs == config["epochs"], (name, epochs, config["epochs"])
     command = shlex.join(["python", "-m", "zoo.train", *spec["train"], f"--epochs={epochs}",
                           f"--model_dir=~/zoo-runs/pretrained/{name}"])
-    seconds = sum(r["seconds"] for r in record["rounds"])
+    # From the TensorBoard logs: every session's time, an interrupted one's too, and not the time between them.
+    seconds = round(logs.training_seconds(directory), 1)
     return command, epochs, seconds, record["commit"], record["machine"], record["cores"]
 
 

@@ -55,3 +55,14 @@ def test_the_learning_curve_is_what_training_logged(tiny_run, tmp_path):
     assert changed["best_epoch"] == 1
     with pytest.raises(run_errors.UsageError, match="no TensorBoard epoch logs"):
         run_logs.learning_curve(str(tmp_path))
+
+
+def test_training_seconds_sums_the_sessions_and_not_the_time_between_them(tmp_path):
+    # Two sessions (event files) at hand-set times: 100-130 s and, two hours later, 7300-7350 s.
+    directory = tmp_path / "logs" / "train"
+    directory.mkdir(parents=True)
+    for name, times in (("events.out.tfevents.1", (100.0, 110.0, 130.0)), ("events.out.tfevents.2", (7300.0, 7350.0))):
+        with tf.io.TFRecordWriter(str(directory / name)) as writer:
+            for step, wall_time in enumerate(times):
+                writer.write(tf.compat.v1.Event(wall_time=wall_time, step=step).SerializeToString())
+    assert run_logs.training_seconds(str(tmp_path)) == 30.0 + 50.0

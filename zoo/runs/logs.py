@@ -7,18 +7,18 @@ from zoo.runs.errors import UsageError
 from zoo.runs.files import LOG_DIR
 
 
-def _events(model_dir, subdirectory):
-    """The TensorBoard events in `<model_dir>/logs/<subdirectory>`, from every event file (one per training session)."""
+def _sessions(model_dir, subdirectory):
+    """The TensorBoard events in `<model_dir>/logs/<subdirectory>`, one list per event file (one per training session)."""
     import glob
 
     import tensorflow as tf
 
-    events = []
+    sessions = []
     for path in sorted(glob.glob(os.path.join(model_dir, LOG_DIR, subdirectory, "events.out.tfevents.*"))):
         # File by file: a session killed mid-write leaves a torn last record, which costs that record, not the files after.
-        for record in tf.data.TFRecordDataset(path).ignore_errors():
-            events.append(tf.compat.v1.Event.FromString(record.numpy()))
-    return events
+        records = tf.data.TFRecordDataset(path).ignore_errors()
+        sessions.append([tf.compat.v1.Event.FromString(record.numpy()) for record in records])
+    return sessions
 
 
 def scalars(model_dir, subdirectory):
@@ -27,7 +27,8 @@ def scalars(model_dir, subdirectory):
 
     scalars = {}
     # In the order written: an epoch logged twice (re-run after a lost checkpoint) keeps the value training went on from.
-    for event in sorted(_events(model_dir, subdirectory), key=lambda event: event.wall_time):
+    events = [event for session in _sessions(model_dir, subdirectory) for event in session]
+    for event in sorted(events, key=lambda event: event.wall_time):
         for value in event.summary.value:
             kind = value.WhichOneof("value")
             if kind == "simple_value":
@@ -83,8 +84,9 @@ def learning_curve(model_dir):
 
 
 def training_seconds(model_dir):
-    """Training wall time from the run's TensorBoard event times: from the opening of its first event
-    file (training start) to the last epoch's event; it includes any time between resumptions."""
-    # The first event of a file is written when training opens it, the last after the last epoch.
-    times = [event.wall_time for event in _events(model_dir, "train")]
-    return max(times) - min(times)
+    """Training wall time from the run's TensorBoard event times: the sum over its training sessions (one
+    event file each) of the time from the session's start to its last logged epoch. Time between sessions
+    is not counted, nor a killed session's unfinished epoch (a resumption trains it again)."""
+    # The first event of a file is written when training opens it, the last after the session's last epoch.
+    return sum(max(e.wall_time for e in session) - min(e.wall_time for e in session)
+               for session in _sessions(model_dir, "train") if session)
