@@ -601,11 +601,18 @@ def _few_shot_scoreboard(packaged):
     budget = (f"; trained on the same episodes (seed {models[0]['seed']}, code of `{models[0]['commit']}`) for "
               f"{models[0]['epochs']} x {models[0]['steps_per_epoch']} updates each"
               if len(models) > 1 and len(budgets) == 1 else "")
+    sizes = {metrics["name"]: _read(os.path.join(SAVEDMODELS, metrics["name"], "config.json"))["model"]["config"][
+        "input_shape"][:2] for metrics in models}
+    if len({tuple(size) for size in sizes.values()}) > 1:  # nats per image of different pixel counts
+        comparable = ("not comparable with the other rows nor with each other (images of "
+                      + ", ".join(f"{h}x{w} pixels ({name})" for name, (h, w) in sizes.items()) + ")")
+    else:
+        comparable = "not comparable with the other rows"
     return [f"\nFew-shot classification on the held-out alphabets by {names} "
             f"({models[0]['few_shot']['protocol']['episodes']} episodes per setting{budget}; the paper's on its 45/5 "
             f"alphabet split, about 1,479 training characters against these 178); "
             f"{'their NLL rows are' if len(models) > 1 else 'its NLL row is'} -log p(x | memory) of episode targets, "
-            "not comparable with the other rows.\n",
+            f"{comparable}.\n",
             *packaging.few_shot_table(*models)]
 
 

@@ -425,6 +425,8 @@ def _budget(metrics):
 
 
 def _check_of(check):
+    if check.get("episodes") == 1:
+        return f"test episode ({check['examples']} targets)"
     if check.get("episodes"):
         return f"{check['episodes']} test episodes ({check['examples']} targets)"
     return f"{check['examples']} test images"
