@@ -57,6 +57,9 @@ FULL_TEST = dict(num_samples=5000, max_examples=None)
 # The convolutional hierarchies and the PixelCNN decoders cost ~100x the MLPs per importance sample here: k = 5000
 # on 10,000 images is days, so they are evaluated (as experiments/hierarchies.py does) at k = 100 on the first 1,000.
 SUBSET_TEST = dict(num_samples=100, max_examples=1000)
+# Issue 25's long runs, as experiments/hierarchies.py evaluates them: k = 1000 on the first 2,000 (the card's NLL);
+# their k = 100 on all 10,000 comes from hierarchies.json as the package's `full_split_test`.
+LONG_TEST = dict(num_samples=1000, max_examples=2000)
 BINARIZED_MNIST = ("binarized_mnist: the fixed binarization of Salakhutdinov & Murray (2008); trained on `train` "
                    "(50,000 images), the epoch with the best `validation` bound (10,000) kept, tested on `test` "
                    "(10,000)")
@@ -206,12 +209,16 @@ MODELS = {
                     "0.2), before the preset took the authors' 0.01; its config.json pins `activation` to it.",
     ),
     "nvae_mnist_small": dict(
-        hierarchy="nvae_small",
-        evaluate=SUBSET_TEST,
+        hierarchy="nvae_small_long",
+        evaluate=LONG_TEST,
         paper=reported(78.01, VAHDAT, "dynamic", k=1000, test_images=10000, epochs=400),
         data=BINARIZED_MNIST,
-        limitations=MNIST_LIMITATIONS + " A small NVAE trained for one epoch: a working example of the "
-                    "architecture, far from the paper's model; its NLL is at k = 100 on 1,000 test images.",
+        limitations=MNIST_LIMITATIONS + " A small NVAE (4 latent groups of 8 channels at 7x7 and 14x14, 16 "
+                    "channels) trained for 20 epochs with KL warm-up over the first 30 %: far from the paper's model "
+                    "and budget. Its NLL is at k = 1000 on the first 2,000 test images (the card also gives k = 100 "
+                    "on all 10,000). It took 31,461 updates, not 20 x 1,562 = 31,240: Keras ran whole calls of 25 "
+                    "steps, so each epoch took 1,575 and the last one ran out of data after 1,536 (epochs are whole "
+                    "calls since).",
     ),
     "pixelvae_mnist": dict(
         hierarchy="pixelvae",

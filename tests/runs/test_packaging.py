@@ -242,3 +242,19 @@ def test_the_learning_curve_names_epochs_missing_from_the_logs(run, tmp_path, mo
     assert "[learning_curve.json](learning_curve.json)" in card and "Not kept" not in card
     assert f"Those weights are epoch {curve['best_epoch']} of 3" in card
     assert "Epoch 3 is not in the logs" in card
+
+
+@pytest.mark.parametrize("best, trend", [
+    (20, "the best epoch is the last one logged, so the bound was still improving when training stopped"),
+    (19, "the epoch after it did not improve on it"),
+    (17, "none of the 3 epochs after the best one improved on it"),
+])
+def test_the_card_reads_the_learning_curve_after_the_best_epoch(best, trend):
+    metrics = json.loads((ROOT / "savedmodels" / "nvae_mnist_small" / "metrics.json").read_text())
+    metrics["learning_curve"] = {"json": "learning_curve.json", "png": "learning_curve.png", "epochs": 20,
+                                 "missing_epochs": [], "selected_by": "validation_bound", "best_epoch": best,
+                                 "best_bound": -89.0, "earlier_epoch": 15, "earlier_bound": -90.5,
+                                 "last_epoch": 20, "last_bound": -89.25}
+    card = packaging.model_card(metrics, "- `sample`")
+    assert (f"Those weights are epoch {best} of 20, the best validation bound (-bound 89.00 nats); from epoch 15 to "
+            f"epoch 20 the validation -bound went from 90.50 to 89.25 nats (-1.25); {trend}.") in card
