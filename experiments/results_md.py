@@ -174,12 +174,13 @@ def hierarchies(path=HIERARCHIES):
             f"{r['latent_units']} | {_seconds(r['train_seconds'])} | {r['machine']} ({r['cores']} cores), "
             f"`{r['commit']}` | {r['paper']} |"
         )
-        also = [r[key] for key in ("also_evaluate_command",) if key in r]
+        also = [(r["also_evaluate_command"], r["also_evaluation"])] if "also_evaluate_command" in r else []
         if "equal_budget" in r:
-            also.append(r["equal_budget"]["evaluate_command"])
+            also.append((r["equal_budget"]["evaluate_command"], r["equal_budget"]["evaluation"]))
             comparisons.append(_equal_budget(name, r))
         commands.append(f"- {name} ({r['date']}): `{r['train_command']}`, then `{r['evaluate_command']}` "
-                        f"(evaluation {_seconds(r['evaluate_seconds'])})" + "".join(f" and `{c}`" for c in also))
+                        f"(evaluation {_seconds(r['evaluate_seconds'])})"
+                        + "".join(f" and `{c}` ({_seconds(e['seconds'])})" for c, e in also))
     return "\n".join(lines + comparisons + _details("The commands of each configuration", commands))
 
 
