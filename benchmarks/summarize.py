@@ -64,6 +64,15 @@ DESCRIPTIONS = {
         "seeds, so their estimates must agree (the notes give the largest difference). Issue 25: NVAE's "
         "bottom-up pass once per image per call, not once per chunk of samples.",
     ),
+    "side_by_side": (
+        "Two trainings on a 2-core CPU: one process with every core, or one process per core",
+        "Training updates/s at batch 32 on binarized MNIST: one process with TensorFlow's default thread pools, "
+        "against one process per core run at once, each pinned to its core with one intra-op and one inter-op "
+        "thread (the total is the sum of theirs); fresh processes, configurations interleaved over the rounds, "
+        "median. Issue 25: the hierarchical PixelVAE's 20-epoch run and its 10-epoch ablation train side by "
+        "side, one core each. Both configurations train the same updates from the same seed, so their losses "
+        "agree up to rounding (notes).",
+    ),
     "vma_speed": (
         "Hard (VMA) vs soft memory addressing as the memory grows",
         "Training updates/s of `vma_omniglot_conv` and the soft-attention baseline with the memory "

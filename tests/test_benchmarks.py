@@ -8,6 +8,7 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import summarize  # noqa: E402
+from tests.conftest import needs_mnist  # noqa: E402
 from zoo.runs import provenance  # noqa: E402
 
 
@@ -63,3 +64,14 @@ def test_machine_reads_the_versions_without_importing_the_frameworks():
          "print(sorted(m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules))"],
         capture_output=True, text=True, check=True, cwd=pathlib.Path(__file__).parents[1]).stdout.strip()
     assert imported == "[]"
+
+
+@needs_mnist
+def test_a_training_pinned_to_one_core_and_one_thread_computes_what_the_default_computes():
+    # benchmarks/side_by_side.py's two configurations, run at once as the long trainings run: the same seed and
+    # images give the same loss up to float rounding (a different seed, batch or model moves it by nats).
+    import side_by_side
+
+    default, pinned = side_by_side.run_workers("vae_mnist_500_500_100", ["all", 0])
+    assert abs(default["loss"] - pinned["loss"]) < 0.1, (default, pinned)
+    assert 150 < default["loss"] < 250, default  # 125 updates from the preset's initial weights
