@@ -69,7 +69,7 @@ DESCRIPTIONS = {
         "Training updates/s at batch 32 on binarized MNIST: one process with TensorFlow's default thread pools, "
         "against one process per core run at once, each pinned to its core with one intra-op and one inter-op "
         "thread (the total is the sum of theirs); fresh processes, configurations interleaved over the rounds, "
-        "median. Issue 25: the hierarchical PixelVAE's 20-epoch run and its 10-epoch ablation train side by "
+        "median. Issue 25: whether the hierarchical PixelVAE's 20-epoch run and its 10-epoch ablation finish sooner side by "
         "side, one core each. Both configurations train the same updates from the same seed, so their losses "
         "agree up to rounding (notes).",
     ),
