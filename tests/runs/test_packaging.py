@@ -246,7 +246,7 @@ def test_the_learning_curve_names_epochs_missing_from_the_logs(run, tmp_path, mo
 
 @pytest.mark.parametrize("best, trend", [
     (20, "the best epoch is the last one logged, so the bound was still improving when training stopped"),
-    (19, "the epoch after it did not improve on it"),
+    (19, "the epoch after the best one did not improve on it"),
     (17, "none of the 3 epochs after the best one improved on it"),
 ])
 def test_the_card_reads_the_learning_curve_after_the_best_epoch(best, trend):

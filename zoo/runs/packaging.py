@@ -329,7 +329,7 @@ def _learning_curve_section(metrics):
         trend = (f"from epoch {earlier} to epoch {last} the {which} -bound went from {-curve['earlier_bound']:.2f} to "
                  f"{-curve['last_bound']:.2f} nats ({change:+.2f})")
         trend += ("; the best epoch is the last one logged, so the bound was still improving when training stopped"
-                  if best == last else "; the epoch after it did not improve on it" if last - best == 1
+                  if best == last else "; the epoch after the best one did not improve on it" if last - best == 1
                   else f"; none of the {last - best} epochs after the best one improved on it")
     several = len(curve["missing_epochs"]) > 1
     missing = (f" Epoch{'s' if several else ''} {_epoch_list(curve['missing_epochs'])} {'are' if several else 'is'} "
