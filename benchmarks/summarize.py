@@ -48,6 +48,14 @@ DESCRIPTIONS = {
         "100 on binarized MNIST, models alternating over rounds in one process, median; each preset's own "
         "bound (the two-layer IWAE at k = 5). The notes give each preset's epoch time over the first one's.",
     ),
+    "training_variants": (
+        "Ways to compile a training step, measured on this machine",
+        "Examples/s of a preset's compiled training step (25 steps per call) built and compiled the default way "
+        "(float32, no XLA) and each other way: `xla` is `model.compile(jit_compile=True)`, `mixed_bfloat16` the "
+        "Keras dtype policy `zoo.train --mixed_precision=mixed_bfloat16` sets; all in one process, "
+        "alternating over rounds, median. Issue 25: whether a cheaper step carries over to the running CPU "
+        "before the long runs use it (the notes give each variant over the default).",
+    ),
     "sampling_speed": (
         "Sampling speed: an NVAE-style hierarchy against the same hierarchy with a PixelCNN decoder",
         "ms per 28x28 image of `model.sample(16)`: `nvae_mnist_small` (one top-down pass), "

@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import subprocess
 import sys
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
@@ -75,3 +76,19 @@ def test_a_training_pinned_to_one_core_and_one_thread_computes_what_the_default_
     default, pinned = side_by_side.run_workers("vae_mnist_500_500_100", ["all", 0])
     assert abs(default["loss"] - pinned["loss"]) < 0.1, (default, pinned)
     assert 150 < default["loss"] < 250, default  # 125 updates from the preset's initial weights
+
+
+def test_each_training_variant_is_built_the_way_it_names():
+    import memvae_vs_vae
+
+    models = {v: memvae_vs_vae.build("vae_mnist_500_500_100", v) for v in ("default", *memvae_vs_vae.VARIANTS)}
+    assert {v: (m.dtype_policy.compute_dtype, m.jit_compile) for v, m in models.items()} == {
+        "default": ("float32", False), "xla": ("float32", True), "mixed_bfloat16": ("bfloat16", False)}
+    assert all(w.dtype == "float32" for m in models.values() for w in m.trainable_weights)
+
+
+def test_an_unknown_training_variant_is_refused_with_the_known_ones():
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "memvae_vs_vae.py"), "--variants=xla,bf16"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "--variants: expected some of xla, mixed_bfloat16; got 'xla,bf16'" in out.stderr
