@@ -189,15 +189,17 @@ def _equal_budget(name, r):
     other, mine = r["equal_budget"]["evaluation"], r["evaluation"]
     assert (mine["num_samples"], mine["examples"], mine["weights"]) == (
         other["num_samples"], other["examples"], f"epoch-{r['equal_budget']['epoch']}"), (name, mine, other)
-    gap = mine["nll_nats"] - other["nll_nats"]
-    stderr = (mine["nll_stderr"] ** 2 + other["nll_stderr"] ** 2) ** 0.5
+    paired = r["equal_budget"]["paired"]  # this run's NLL minus the other's, image by image
+    gap, stderr = paired["gap_nats"], paired["stderr"]
     target = f"issue 25's target of {IMAGE_INPUT_TARGET:g} nats"
     verdict = f"meets {target}" if gap >= IMAGE_INPUT_TARGET else f"misses {target} by {IMAGE_INPUT_TARGET - gap:.2f}"
+    images = f"{'all' if mine['examples'] == mine['split_examples'] else 'the first'} {mine['examples']:,}"
     return (f"\nAt equal budget ({r['epochs']} epochs, same seed and data order, k = {mine['num_samples']:,} on "
-            f"{mine['examples']:,} test images): {r['equal_budget']['run']} at its epoch {r['equal_budget']['epoch']} "
+            f"{images} test images): {r['equal_budget']['run']} at its epoch {r['equal_budget']['epoch']} "
             f"{other['nll_nats']:.2f} ± {other['nll_stderr']:.2f} nats, {name} {mine['nll_nats']:.2f} ± "
             f"{mine['nll_stderr']:.2f}: {r['equal_budget']['run'] if gap >= 0 else name} is ahead by **{abs(gap):.2f} "
-            f"nats** (± {stderr:.2f}, the errors taken as independent); {r['equal_budget']['run']} {verdict}.")
+            f"nats** (± {stderr:.2f}, the standard error of the difference image by image); "
+            f"{r['equal_budget']['run']} {verdict}.")
 
 
 # name -> (the committed files it is generated from, its renderer), in the order RESULTS.md shows them.

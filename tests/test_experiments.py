@@ -100,3 +100,40 @@ def test_vma_omniglot_trains_a_run_and_measures_the_sweep_and_few_shot_accuracy(
         (5, 1, 5), (5, 5, 5), (20, 1, 20), (20, 5, 20)]
     assert all(0 <= row["accuracy"] <= 1 for row in result["few_shot"])
     assert result["train_seconds"] > 0 and len(result["commit"]) >= 7 and result["cores"] >= 1
+
+
+@needs_mnist
+@pytest.mark.large
+def test_hierarchies_compares_a_run_with_another_runs_same_epoch_image_by_image(tmp_path, monkeypatch):
+    # Two tiny Ladder VAEs in experiments/hierarchies.py's place: "ablation" (1 epoch) against "seed"'s epoch 1.
+    from tests.testing import TINY_LADDER
+
+    train = [a for a in TINY_LADDER if not a.startswith("--dataset")] + ["--keep_checkpoints=5"]
+    configurations = {
+        "seed": dict(train=train + ["--epochs=2"], evaluate=dict(num_samples=2, max_examples=20), paper="-"),
+        "ablation": dict(train=train + ["--epochs=1", "--override=seed=7"],
+                         evaluate=dict(num_samples=2, max_examples=20, weights="epoch-1"),
+                         equal_budget=dict(run="seed", epoch=1), paper="-"),
+    }
+    out, runs = tmp_path / "hierarchies.json", tmp_path / "runs"
+    driver = (f"import sys; sys.path.insert(0, {EXPERIMENTS!r}); import hierarchies; from absl import app; "
+              f"hierarchies.CONFIGURATIONS = {configurations!r}; "
+              f"app.run(hierarchies.main, argv=['hierarchies.py', '--runs={runs}', '--out={out}'])")
+    done = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = read_json(out)["configurations"]
+    seed_epoch_1 = read_json(runs, "seed", "evaluation_epoch-1.json")
+    ablation, budget = result["ablation"]["evaluation"], result["ablation"]["equal_budget"]
+    assert (ablation["weights"], seed_epoch_1["weights"], result["seed"]["evaluation"]["weights"]) == (
+        "epoch-1", "epoch-1", "best")
+    assert budget["evaluation"] == seed_epoch_1 and budget["run"] == "seed" and budget["epoch"] == 1
+    assert budget["paired"]["examples"] == 20 and budget["paired"]["stderr"] > 0
+    assert budget["paired"]["gap_nats"] == pytest.approx(ablation["nll_nats"] - seed_epoch_1["nll_nats"], abs=1e-6)
+    assert (tmp_path / "kl_ablation.png").is_file()  # beside --out, not in the repository
+
+    monkeypatch.syspath_prepend(EXPERIMENTS)
+    import results_md
+
+    assert "k = 2 on the first 20 test images): seed at its epoch 1" in results_md._equal_budget(
+        "ablation", result["ablation"])

@@ -93,16 +93,18 @@ def test_the_command_line_checks_results_md():
     assert result.returncode == 2 and "no section no_such_section" in result.stderr
 
 
-def test_an_equal_budget_comparison_states_the_gap_and_the_target():
+def test_an_equal_budget_comparison_states_the_gap_image_by_image_and_the_target():
     def evaluation(nll, stderr):
-        return {"nll_nats": nll, "nll_stderr": stderr, "num_samples": 100, "examples": 10000, "weights": "epoch-10"}
+        return {"nll_nats": nll, "nll_stderr": stderr, "num_samples": 100, "examples": 2000, "split_examples": 10000,
+                "weights": "epoch-10"}
 
     for ablation, ahead, verdict in ((85.0, "seed is ahead by **3.00", "seed meets issue 25's target of 2 nats"),
                                      (83.4, "seed is ahead by **1.40", "misses issue 25's target of 2 nats by 0.60"),
                                      (81.0, "ablation is ahead by **1.00", "target of 2 nats by 3.00")):
+        paired = {"gap_nats": ablation - 82.0, "stderr": 0.12, "examples": 2000}
         text = results_md._equal_budget("ablation", {"epochs": 10, "evaluation": evaluation(ablation, 0.3),
-                                                     "equal_budget": {"run": "seed", "epoch": 10,
+                                                     "equal_budget": {"run": "seed", "epoch": 10, "paired": paired,
                                                                       "evaluation": evaluation(82.0, 0.4)}})
-        assert (f"(10 epochs, same seed and data order, k = 100 on 10,000 test images): seed at its epoch 10 82.00 ± "
-                f"0.40 nats, ablation {ablation:.2f} ± 0.30: {ahead} nats** (± 0.50, the errors taken as "
-                "independent); ") in text and text.endswith(f"{verdict}."), text
+        assert (f"(10 epochs, same seed and data order, k = 100 on the first 2,000 test images): seed at its epoch 10 "
+                f"82.00 ± 0.40 nats, ablation {ablation:.2f} ± 0.30: {ahead} nats** (± 0.12, the standard error of "
+                "the difference image by image); ") in text and text.endswith(f"{verdict}."), text

@@ -1,4 +1,5 @@
-"""zoo.runs.evaluation: progress with the time left, where the result is written."""
+"""zoo.runs.evaluation: progress with the time left, where the result and its per-example estimates are written,
+paired differences."""
 
 import io
 import json
@@ -33,6 +34,29 @@ def test_another_protocol_is_written_beside_the_evaluation_packaging_reads(tiny_
                                      result_file="evaluation_k2.json")
     assert json.loads((model_dir / "evaluation_k2.json").read_text()) == result
     assert not (model_dir / run_evaluation.RESULT_FILE).exists()
+    examples = run_evaluation.per_example(str(model_dir), "evaluation_k2.json")
+    assert examples["protocol"]["num_samples"] == 2 and len(examples["log_likelihood"]) == len(examples["elbo"]) == 4
+    assert -sum(examples["log_likelihood"]) / 4 == pytest.approx(result["nll_nats"], rel=1e-9)
+    assert -sum(examples["elbo"]) / 4 == pytest.approx(result["bound_nats"], rel=1e-9)
+    with pytest.raises(run_evaluation.UsageError, match="evaluation.json.examples does not exist: evaluate the run "
+                       "with --result_file=evaluation.json first"):
+        run_evaluation.per_example(str(model_dir))
+
+
+def test_a_paired_difference_is_the_mean_and_standard_error_of_the_differences_image_by_image():
+    def examples(log_likelihood, num_samples=100, count=3):
+        protocol = {"dataset": "binarized_mnist", "split": "test", "examples": count, "num_samples": num_samples,
+                    "weights": "best", "seed": 0}
+        return {"protocol": protocol, "log_likelihood": log_likelihood}
+
+    first, second = examples([-80.0, -90.0, -100.0]), examples([-81.0, -92.0, -100.0])
+    # NLLs 90 and 91: first is 1 nat lower; differences -1, -2, 0 have standard deviation 1, over sqrt(3) images.
+    assert run_evaluation.paired_difference(first, second) == {
+        "gap_nats": -1.0, "stderr": pytest.approx(3 ** -0.5, rel=1e-12), "examples": 3}
+    assert run_evaluation.paired_difference(second, first)["gap_nats"] == 1.0
+    with pytest.raises(ValueError, match="the same examples with the same k; got .*'num_samples': 100.* and "
+                                         ".*'num_samples': 1000"):
+        run_evaluation.paired_difference(first, examples([-81.0, -92.0, -100.0], num_samples=1000))
 
 
 @needs_mnist

@@ -12,6 +12,8 @@
 A long evaluation (k = 1000 on thousands of images takes hours on a CPU) keeps its per-example estimates in
 `<result_file>.partial` as it goes; run again with the same protocol on the same weights, it resumes after the
 batches already done and gives the estimate an uninterrupted run gives (batch i is seeded `(seed, i)`).
+Finished, they stay in `<result_file>.examples` (`per_example`), so two models evaluated on the same images
+are compared image by image (`paired_difference`).
 
 For a model whose memory comes with each batch, examples are the targets of fixed episodes of
 the split (see `zoo.runs.data`).
@@ -33,6 +35,7 @@ from zoo.runs.files import read_json, write_json
 from zoo.runs.state import load_trained_model
 
 RESULT_FILE = "evaluation.json"
+EXAMPLES_SUFFIX = ".examples"  # beside the result file: its per-example estimates
 RESULT_KEYS = ("dataset", "split", "weights", "seed", "num_samples", "examples", "split_examples", "nll_nats",
                "nll_stderr", "bound_nats", "seconds")
 SAVE_INTERVAL = 60.0  # seconds between saves of a partial evaluation
@@ -130,8 +133,34 @@ def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_exampl
               **result}
     result = {key: result[key] for key in RESULT_KEYS}
     write_json(os.path.join(model_dir, result_file), result)
-    os.remove(partial.path)
+    os.replace(partial.path, os.path.join(model_dir, result_file + EXAMPLES_SUFFIX))
     return result
+
+
+def per_example(model_dir, result_file=RESULT_FILE):
+    """A finished evaluation's estimates per example: {"protocol", "log_likelihood", "elbo", ...} (log p(x) and
+    the ELBO of each example, in the split's order)."""
+    path = os.path.join(model_dir, result_file + EXAMPLES_SUFFIX)
+    if not os.path.exists(path):
+        raise UsageError(f"{path} does not exist: evaluate the run with --result_file={result_file} first")
+    return read_json(path)
+
+
+def paired_difference(first, second):
+    """The NLL of `first` minus that of `second` (two `per_example` results on the same examples with the same k),
+    image by image: {"gap_nats", "stderr", "examples"}, the mean difference and its standard error.
+
+    The mean difference is the difference of the two NLLs; its standard error is smaller than either NLL's,
+    because how hard an image is cancels between two models evaluated on it.
+    """
+    same = ("dataset", "split", "examples", "num_samples")
+    protocols = [{key: result["protocol"][key] for key in same} for result in (first, second)]
+    if protocols[0] != protocols[1]:
+        raise ValueError(f"a paired difference needs two evaluations of the same examples with the same k; got "
+                         f"{protocols[0]} and {protocols[1]}")
+    difference = np.asarray(second["log_likelihood"]) - np.asarray(first["log_likelihood"])
+    return {"gap_nats": float(difference.mean()), "stderr": float(difference.std(ddof=1) / math.sqrt(len(difference))),
+            "examples": len(difference)}
 
 
 def _weights_digest(model):
