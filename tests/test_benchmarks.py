@@ -69,6 +69,7 @@ def test_machine_reads_the_versions_without_importing_the_frameworks():
 
 
 @needs_mnist
+@pytest.mark.large  # two training processes at once: half a minute of a loaded 2-core machine
 def test_a_training_pinned_to_one_core_and_one_thread_computes_what_the_default_computes():
     # benchmarks/side_by_side.py's two configurations, run at once as the long trainings run: the same seed and
     # images give the same loss up to float rounding (a different seed, batch or model moves it by nats).
