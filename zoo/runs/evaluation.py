@@ -150,8 +150,8 @@ def paired_difference(first, second):
     """The NLL of `first` minus that of `second` (two `per_example` results on the same examples with the same k),
     image by image: {"gap_nats", "stderr", "examples"}, the mean difference and its standard error.
 
-    The mean difference is the difference of the two NLLs; its standard error is smaller than either NLL's,
-    because how hard an image is cancels between two models evaluated on it.
+    The mean difference is the difference of the two NLLs; its standard error is usually much smaller than either
+    NLL's, because how hard an image is cancels between two models evaluated on it.
     """
     same = ("dataset", "split", "examples", "num_samples")
     protocols = [{key: result["protocol"][key] for key in same} for result in (first, second)]
