@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The tests compile with XLA to check that the models run under it (the goldens' gradients and fit steps); LLVM's
+# optimisation of the generated code is a third of that compile time and none of what they check.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 _SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared"
 SHARED_TFDS = _SHARED / "tensorflow_datasets"
 SHARED_DATASETS = _SHARED / "datasets"

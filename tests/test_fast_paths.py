@@ -111,10 +111,14 @@ def test_block_count_keeps_a_split_only_when_it_is_clearly_faster():
 
 
 def test_block_count_times_on_this_machine():
-    zoo.layers.dense.CHOICES.pop((128, 512, 256, "float32"), None)
+    key = (128, 512, 256, "float32")
+    zoo.layers.dense.CHOICES.pop(key, None)
     choice = zoo.layers.dense.block_count(128, 512, 256)
-    expected = [1] + [b for b in (2, 4) if b <= zoo.layers.dense._num_threads()]
-    assert choice in expected and zoo.layers.dense.CHOICES[(128, 512, 256, "float32")] == choice
+    candidates = [b for b in (2, 4) if b <= zoo.layers.dense._num_threads()]
+    if candidates:  # timed once, then cached
+        assert choice in [1] + candidates and zoo.layers.dense.CHOICES[key] == choice
+    else:  # one intra-op thread: nothing to time, Keras's product
+        assert choice == 1 and key not in zoo.layers.dense.CHOICES
 
 
 @pytest.mark.parametrize("kind", ["bernoulli", "gaussian"])

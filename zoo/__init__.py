@@ -4,8 +4,8 @@
 on the first use of a `zoo.<name>` (`zoo.VAE`, `from zoo import MemVAE`, `zoo.models`), so that
 the command-line apps (`python -m zoo.train`, ...) report a bad flag before TensorFlow is
 imported. Loading the models registers the zoo's classes with Keras: to read a `.keras` file
-of a zoo model with `keras.saving.load_model` in a program that has not used a zoo name yet,
-`import zoo.models` first.
+of a zoo model with `keras.saving.load_model` in a program that has not used `zoo.models` or a
+model class yet, `import zoo.models` first.
 """
 
 import importlib
@@ -18,13 +18,14 @@ __all__ = [*_SUBMODULES, *_MODELS]
 
 
 def __getattr__(name):
-    if name not in __all__:
-        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
-    for module in _SUBMODULES:
-        globals()[module] = importlib.import_module(f"zoo.{module}")
-    for model in _MODELS:
-        globals()[model] = getattr(globals()["models"], model)
-    return globals()[name]
+    # Only what is asked for: the package's own modules run `from zoo import distributions` while they load, and
+    # loading more here (the models, which import those modules) would be a circular import.
+    if name in _SUBMODULES:
+        return importlib.import_module(f"zoo.{name}")
+    if name in _MODELS:
+        globals()[name] = getattr(importlib.import_module("zoo.models"), name)
+        return globals()[name]
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 
 def __dir__():
