@@ -1,12 +1,14 @@
 """SavedModel export: every signature reloads with tf.saved_model.load and gives the Keras model's numbers."""
 
 import os
+import pathlib
 import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import zoo
 from tests.goldens import MODEL_GOLDENS, costly_check_params
 from tests.testing import assert_allclose
 from zoo.runs import export as run_export
@@ -169,3 +171,35 @@ def test_importing_the_export_module_defines_no_flags():
     from absl import flags
 
     assert "export_dir" not in flags.FLAGS and "preset" not in flags.FLAGS
+
+
+def _build_md_serving_tables():
+    """BUILD.md's serving tables (the models without a memory input, then the memory models') as
+    `{signature: [(input, vma_only)]}`, a signature marked `(VMA)` and an input after "VMA also" being VMA's only."""
+    text = (pathlib.Path(__file__).parents[2] / "BUILD.md").read_text()
+    section = text[text.index("## Serving"):]
+    tables = re.findall(r"\| signature \| inputs \| outputs \|\n\| --- \| --- \| --- \|\n((?:\|.*\n)+)", section)
+    parsed = []
+    for table in tables[:2]:
+        rows = {}
+        for line in table.splitlines():
+            names, inputs, _ = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+            vma_row = names.endswith("(VMA)")
+            inputs = [(name, vma_row or bool(vma)) for vma, name in re.findall(r"(VMA also )?`([a-z_]+)`", inputs)]
+            for name in re.findall(r"`([a-z_]+)`", names):
+                rows[name] = (vma_row, inputs)
+        parsed.append(rows)
+    return parsed
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_GOLDENS))
+def test_build_md_serving_tables_name_every_signature_and_its_inputs(name):
+    golden = MODEL_GOLDENS[name]
+    model = golden["cls"](**golden["init_kwargs"])
+    served = {signature: [spec.name for spec in specs] for signature, (_, specs) in model.serving_endpoints().items()}
+    plain, memory = _build_md_serving_tables()
+    is_vma = isinstance(model, zoo.VMA)
+    table = memory if isinstance(model, zoo.models.SoftAttentionVAE) or is_vma else plain
+    documented = {signature: [input for input, vma_only in inputs if is_vma or not vma_only]
+                  for signature, (vma_row, inputs) in table.items() if is_vma or not vma_row}
+    assert documented == served
