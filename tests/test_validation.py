@@ -51,12 +51,23 @@ def test_bad_counts(num_samples):
 @pytest.mark.parametrize("seed", ["abc", 2.5, True, [1, 2, 3], np.array([0.5, 1.0])])
 def test_bad_seeds(seed):
     model = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, seed=0)
-    with pytest.raises(ValueError, match="seed must be None, an int or 2 integers"):
+    with pytest.raises(ValueError, match="seed must be None, an int32 or 2 of them"):
         model.sample(2, seed=seed)
-    with pytest.raises(ValueError, match="seed must be None, an int or 2 integers"):
+    with pytest.raises(ValueError, match="seed must be None, an int32 or 2 of them"):
         model.log_likelihood(binary_images(), num_samples=2, seed=seed)
     with pytest.raises(ValueError, match="seed must be None or an int"):
         zoo.VAE(hidden_units=(8,), latent_dim=2, seed=seed)
+
+
+@pytest.mark.parametrize("seed", [2**31, -2**31 - 1, 2**40, np.int64(2**32 + 5)])
+def test_call_seeds_beyond_int32_are_refused_not_wrapped(seed):
+    # The samplers take int32 seeds: 2**32 + 5 would draw what 5 draws.
+    model = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, seed=0)
+    with pytest.raises(ValueError, match=r"seed must be .*each in \[-2\*\*31, 2\*\*31\), got"):
+        model.sample(2, seed=seed)
+    with pytest.raises(ValueError, match=r"each in \[-2\*\*31, 2\*\*31\)"):
+        model.log_likelihood(binary_images(), num_samples=2, seed=seed)
+    assert model.sample(2, seed=2**31 - 1).shape == (2, 8, 8, 1)
 
 
 @pytest.mark.parametrize(
@@ -74,6 +85,14 @@ def test_bad_seeds(seed):
         (lambda: zoo.layers.GaussianLatent(2.7), "latent_dim must be an int >= 1"),
         (lambda: zoo.layers.ConvStack(filters=(4.5,), strides=(1,)), "filters must be"),
         (lambda: zoo.layers.MemoryBlock(num_slots=2.5), "num_slots must be an int >= 1"),
+        # A string is truthy: "False" would have meant True.
+        (lambda: zoo.VAE(batch_norm="False"), "batch_norm must be a bool, got 'False'"),
+        (lambda: zoo.VMA(shared_embedding="False"), "shared_embedding must be a bool"),
+        (lambda: zoo.NVAE(input_shape=(8, 8, 1), kl_balancing="False"), "kl_balancing must be a bool"),
+        (lambda: zoo.NVAE(input_shape=(8, 8, 1), squeeze_excitation=0), "squeeze_excitation must be a bool, got 0"),
+        (lambda: zoo.MemVAE(hidden_units=(8, 8), num_slots=4), r"num_slots must be 2 non-negative numbers .*got 4"),
+        (lambda: zoo.LatentVariableModel.from_preset(None), "name must be a preset name or a pretrained model's"),
+        (lambda: zoo.data.load("binarized_mnist", split=None), "split must be a split name"),
     ],
 )
 def test_constructor_values_are_not_truncated(build, message):
@@ -90,6 +109,59 @@ def test_decode_rejects_non_finite_latents(model_cls):
             model.decode(np.array([[0.0, 1.0], [value, value]], np.float32))
     with pytest.raises(ValueError, match=r"z must be float latents of shape \[N, 2\]"):
         model.decode(np.zeros((2, 3), np.float32))
+
+
+def test_a_numpy_spectral_regularization_is_a_number():
+    model = zoo.NVAE(input_shape=(8, 8, 1), spectral_regularization=np.float32(0.25))
+    assert model.spectral_regularization == 0.25 and type(model.spectral_regularization) is float
+
+
+@pytest.mark.parametrize("model_fn, options, message", [
+    (lambda: zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, seed=0), {"temprature": 0.5},
+     "VAE.sample takes num_samples, seed, temperature; got temprature"),
+    # A VAE has no memory to switch off.
+    (lambda: zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, seed=0), {"memory_enabled": (False,)},
+     "VAE.sample takes num_samples, seed, temperature; got memory_enabled"),
+    (lambda: zoo.MemVAE(input_shape=(8, 8, 1), hidden_units=(8, 8), num_slots=(3, 3), latent_dim=2, seed=0),
+     {"temperature": 1.0, "memory_enabled": (True, False), "training": True},
+     "MemVAE.sample takes num_samples, seed, temperature, memory_enabled; got training"),
+    (lambda: zoo.NVAE(input_shape=(8, 8, 1), scales=[{"groups": 1, "latent_channels": 2}], channels=4, seed=0),
+     {"training": True}, "NVAE.sample takes num_samples, seed, temperature; got training"),
+])
+def test_sample_refuses_options_the_model_does_not_take(model_fn, options, message):
+    # NVAE's sampler once took training=True and moved its batch-norm statistics.
+    model = model_fn()
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        model.sample(2, seed=0, **options)
+
+
+def test_mem_vae_memory_switches_and_slot_layers_are_checked():
+    model = zoo.MemVAE(input_shape=(8, 8, 1), hidden_units=(8, 8), num_slots=(3, 3), latent_dim=2, seed=0)
+    with pytest.raises(ValueError, match=r"memory_enabled must be 2 bools .*got True"):
+        model.decode(np.zeros((1, 2), np.float32), memory_enabled=True)
+    with pytest.raises(ValueError, match="layer must be an int >= 0, got '0'"):
+        model.slot_images(layer="0")
+    assert model.slot_images(layer=0).shape == (3, 8, 8, 1)
+
+
+@pytest.mark.parametrize("cls", [zoo.VMA, zoo.SoftAttentionVAE])
+def test_an_empty_memory_is_refused(cls):
+    # VMA failed deep inside its matching network; the soft attention read all zeros.
+    model = cls(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, seed=0)
+    x, empty = binary_images((2, 8, 8, 1)), np.zeros((0, 8, 8, 1), np.float32)
+    for call in (lambda: model.log_likelihood(x, num_samples=2, seed=0, memory=empty),
+                 lambda: model.reconstruct(x, memory=empty), lambda: model.sample(2, seed=0, memory=empty)):
+        with pytest.raises(ValueError, match=r"^memory must hold at least one entry, got shape \[0, 8, 8, 1\]$"):
+            call()
+
+
+def test_vma_log_weight_terms_checks_its_count_and_seed():
+    model = zoo.VMA(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, matching_dim=4, seed=0)
+    x, memory = binary_images((2, 8, 8, 1)), binary_images((3, 8, 8, 1))
+    with pytest.raises(ValueError, match="num_samples must be an int >= 1, got 0"):
+        model.log_weight_terms(x, 0, [1, 2], memory=memory)
+    with pytest.raises(ValueError, match="seed must be None, an int32 or 2 of them"):
+        model.log_weight_terms(x, 2, [1, 2, 3], memory=memory)
 
 
 def test_memory_models_validate_latents_and_addresses():

@@ -52,6 +52,21 @@ def positive_float(name, value):
     return float(value)
 
 
+def non_negative_float(name, value):
+    """`value` as a float, if it is a finite Python or NumPy number >= 0 (not a bool)."""
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating))
+            or not np.isfinite(value) or value < 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def boolean(name, value):
+    """`value` as a bool, if it is a Python or NumPy bool (not a string such as "False", which is truthy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
 def positive_ints(name, values, minimum=1):
     """A non-empty sequence of ints >= `minimum`, as a tuple."""
     try:
@@ -66,12 +81,16 @@ def positive_ints(name, values, minimum=1):
 
 def per_layer(name, values, depth, kind):
     """One non-negative number per hidden layer (`kind` int or float), as a tuple of `kind`."""
-    values = tuple(values)
+    expected = f"{name} must be {depth} non-negative numbers (one per hidden layer, from x upward), got {values!r}"
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise ValueError(expected) from None
     if len(values) != depth or any(
         isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) or v < 0
         for v in values
     ):
-        raise ValueError(f"{name} must be {depth} non-negative numbers (one per hidden layer, from x upward), got {values!r}")
+        raise ValueError(expected)
     if kind is int and any(v != int(v) for v in values):
         raise ValueError(f"{name} must be ints, got {values!r}")
     return tuple(kind(v) for v in values)
@@ -167,20 +186,18 @@ def num_samples(value, name="num_samples"):
 
 def temperature(value):
     """A sampling temperature: a finite Python or NumPy number >= 0, as a float."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
-        math.isfinite(value) and value >= 0
-    ):
-        raise ValueError(f"temperature must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return non_negative_float("temperature", value)
 
 
 def seed(value):
     """A call's `seed`: None, an int, a `keras.random.SeedGenerator` or integers of shape [2] (stateless)."""
     if value is None or isinstance(value, keras.random.SeedGenerator):
         return value
+    expected = "seed must be None, an int32 or 2 of them (a stateless seed)"
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        if not -2**31 <= value < 2**31:  # the samplers take int32 seeds: a larger one would wrap around
+            raise ValueError(f"{expected}, each in [-2**31, 2**31), got {value!r}")
         return int(value)
-    expected = "seed must be None, an int or 2 integers (a stateless seed)"
     if isinstance(value, (str, bytes, float, bool, np.bool_)) or value is Ellipsis:
         raise ValueError(f"{expected}, got {value!r}")
     try:
@@ -251,6 +268,15 @@ def examples(x, event_shape, likelihood=None, name="x", leading="batch"):
                 f"got {int(off.sum())} other values, e.g. {values[off].flat[0]:g} (scale uint8 images by 1/255)"
             )
     return tf.cast(x, tf.float32)
+
+
+def non_empty(x, name):
+    """`x` (a tensor) if its first axis holds at least one entry (traced: guarded by an assertion)."""
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one entry, got shape {x.shape.as_list()}")
+    if _traced(x):
+        return _asserted(x, tf.shape(x)[0] > 0, f"{name} must hold at least one entry, got shape", tf.shape(x))
+    return x
 
 
 # How far (in units of one 8-bit step, 1/255) a value may lie from k/255: float32 rounding of k/255.

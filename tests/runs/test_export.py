@@ -150,6 +150,8 @@ def test_served_memory_inputs_are_validated(exported):
          "memory_labels must hold"),
         (lambda: served["decode"](z=tf.zeros([2, 2]), address=tf.constant([0, 3]), memory=memory),
          "address must be < the memory size"),
+        (lambda: served["log_likelihood"](x=x, num_samples=tf.constant(2), seed=seed, memory=memory[:0]),
+         "memory must hold at least one entry"),
     ]
     for call, reason in cases:
         first_line = _first_line_of_error(call)

@@ -36,6 +36,8 @@ def load(name, split="train", batch_size=100, **kwargs):
     """
     if name not in LOADERS:
         raise ValueError(f"unknown dataset {name!r}; available: {sorted(LOADERS)}")
+    if not isinstance(split, str):
+        raise ValueError(f"split must be a split name such as 'train' or 'test[:10%]', got {split!r}")
     return LOADERS[name](split=split, batch_size=batch_size, **kwargs)
 
 

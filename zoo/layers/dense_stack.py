@@ -52,7 +52,7 @@ class DenseStack(keras.layers.Layer):
         super().__init__(**kwargs)
         self.hidden_units = validation.positive_ints("hidden_units", hidden_units)
         self.activation = activation
-        self.batch_norm = bool(batch_norm)
+        self.batch_norm = validation.boolean("batch_norm", batch_norm)
         self.num_slots = (
             None if num_slots is None else validation.per_layer("num_slots", num_slots, len(self.hidden_units), int)
         )

@@ -110,8 +110,7 @@ class PixelCNN(keras.layers.Layer):
                 "condition_shape must be None, (features,) or (height, width, channels) with a height and width that "
                 f"divide the image's {self.event_shape[:2]}, got {condition_shape!r}"
             )
-        if not isinstance(concatenate_input, bool):
-            raise ValueError(f"concatenate_input must be a bool, got {concatenate_input!r}")
+        concatenate_input = validation.boolean("concatenate_input", concatenate_input)
         if not concatenate_input and self.condition_shape is None:
             raise ValueError("concatenate_input=False leaves the PixelCNN without inputs: it needs a condition_shape")
         self.concatenate_input = concatenate_input

@@ -105,9 +105,7 @@ class ResidualCell(keras.layers.Layer):
         if isinstance(stride, bool) or stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride!r}")
         self.stride = int(stride)
-        if not isinstance(upsample, (bool, np.bool_)):
-            raise ValueError(f"upsample must be a bool, got {upsample!r}")
-        self.upsample = bool(upsample)
+        self.upsample = validation.boolean("upsample", upsample)
         if self.upsample and self.stride != 1:
             raise ValueError(f"a cell either upsamples or has stride 2, got upsample=True and stride={stride}")
         if isinstance(expansion, bool) or not isinstance(expansion, (int, float)) or not expansion > 0:
@@ -118,7 +116,7 @@ class ResidualCell(keras.layers.Layer):
         if validation.positive_int("kernel_size", kernel_size) % 2 == 0:
             raise ValueError(f"kernel_size must be odd (the padding keeps maps centred), got {kernel_size!r}")
         self.kernel_size = int(kernel_size)
-        self.squeeze_excitation = bool(squeeze_excitation)
+        self.squeeze_excitation = validation.boolean("squeeze_excitation", squeeze_excitation)
         if isinstance(residual_scale, bool) or not isinstance(residual_scale, (int, float)):
             raise ValueError(f"residual_scale must be a number, got {residual_scale!r}")
         self.residual_scale = float(residual_scale)

@@ -62,7 +62,7 @@ class SkipDecoder(keras.layers.Layer):
         self.filters, self.strides = checked_conv_args(filters, strides)
         self.activation = activation
         self.likelihood = likelihood
-        self.skip_connections = bool(skip_connections)
+        self.skip_connections = validation.boolean("skip_connections", skip_connections)
         self.seed = validation.constructor_seed(seed)
         self.map_shapes = conv_feature_shapes(self.event_shape, self.filters, self.strides)
         initializer = lambda i: keras.initializers.GlorotUniform(validation.derived_seed(self.seed, i))  # noqa: E731

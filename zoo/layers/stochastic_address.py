@@ -124,7 +124,7 @@ class StochasticAddress(keras.layers.Layer):
         self.memory_embedding = MatchingEmbedding(
             **embedding, seed=validation.derived_seed(seed, 0), name="memory_embedding"
         )
-        self.shared_embedding = bool(shared_embedding)
+        self.shared_embedding = validation.boolean("shared_embedding", shared_embedding)
         if not self.shared_embedding and query_network == "residual":
             self.query_residual = MatchingEmbedding(
                 **embedding, projection_initializer="zeros", seed=validation.derived_seed(seed, 1), name="query_residual"

@@ -103,6 +103,8 @@ class LatentVariableModel(keras.Model):
 
         from zoo.presets import PRESETS
 
+        if not isinstance(name, (str, os.PathLike)):
+            raise ValueError(f"name must be a preset name or a pretrained model's directory, got {name!r}")
         if os.path.isdir(name):
             config_path = os.path.join(name, PRETRAINED_CONFIG)
             if not os.path.isfile(config_path):

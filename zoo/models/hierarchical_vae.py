@@ -123,7 +123,7 @@ class HierarchicalVAE(LevelStack):
         self.levels = validation.levels(levels)
         self.inference = inference
         self.activation = activation
-        self.batch_norm = bool(batch_norm)
+        self.batch_norm = validation.boolean("batch_norm", batch_norm)
         self.latent_dim = self.levels[-1]["latent_dim"]
         # Level l's sub-layers are seeded 10 l + 1.. from `seed`: the same seed, the same
         # initial weights (and the one-level stack keeps the VAE's seeds 1-4).

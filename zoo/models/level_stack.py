@@ -34,6 +34,9 @@ class LevelStack(LatentVariableModel):
         input_shape, likelihood, num_importance_samples, seed: as in `LatentVariableModel`.
     """
 
+    # Keyword options of `sample` beyond seed and temperature, passed to `_generate`.
+    SAMPLE_OPTIONS = ()
+
     # The order of the groups in `kl_levels`, `kl_units` and the `kl_i` metrics, for readers and plots.
     group_order = "from x upward"
     # The KL weight's floor during warm-up: 0 is Sønderby et al. (2016)'s linear warm-up from 0.
@@ -78,9 +81,7 @@ class LevelStack(LatentVariableModel):
         self.pixelcnn_filters = validation.positive_int("pixelcnn_filters", pixelcnn_filters)
         self.pixelcnn_blocks = validation.positive_int("pixelcnn_blocks", pixelcnn_blocks)
         self.pixelcnn_kernel_size = validation.positive_int("pixelcnn_kernel_size", pixelcnn_kernel_size)
-        if not isinstance(concatenate_input, bool):
-            raise ValueError(f"concatenate_input must be a bool, got {concatenate_input!r}")
-        self.concatenate_input = concatenate_input
+        self.concatenate_input = validation.boolean("concatenate_input", concatenate_input)
 
     def kl_weight(self):
         """beta = max(min(1, t / kl_warmup_steps), kl_warmup_floor) at the optimizer's update t (1-based)
@@ -107,10 +108,14 @@ class LevelStack(LatentVariableModel):
         """Ancestral samples: the decoder mean at z ~ p(z), `[num_samples, *input_shape]`.
 
         `temperature` (float >= 0) scales every level's prior standard deviation (0: the
-        prior means throughout). `decode_options` go to the generative layers (e.g.
-        MemVAE's `memory_enabled`). An autoregressive decoder (PixelCNN) returns the images it
-        draws, x ~ p(x | z), pixel by pixel.
+        prior means throughout). `decode_options`, the class's `SAMPLE_OPTIONS`, go to the
+        generative layers (MemVAE's `memory_enabled`). An autoregressive decoder (PixelCNN)
+        returns the images it draws, x ~ p(x | z), pixel by pixel.
         """
+        unknown = sorted(set(decode_options) - set(self.SAMPLE_OPTIONS))
+        if unknown:
+            accepted = ", ".join(("num_samples", "seed", "temperature") + self.SAMPLE_OPTIONS)
+            raise ValueError(f"{type(self).__name__}.sample takes {accepted}; got {', '.join(unknown)}")
         num_samples = validation.num_samples(num_samples)
         temperature = validation.temperature(temperature)
         seed = distributions.seed_pair(validation.seed(seed) if seed is not None else self.seed_generator)

@@ -57,6 +57,8 @@ class MemVAE(VAE):
         Li, Zhu & Zhang, "Learning to Generate with Memory", ICML 2016; code: thu-ml/MEM_DGM.
     """
 
+    SAMPLE_OPTIONS = ("memory_enabled",)
+
     def __init__(
         self,
         input_shape=(28, 28, 1),
@@ -153,12 +155,14 @@ class MemVAE(VAE):
     def _check_memory_enabled(self, memory_enabled):
         if memory_enabled is None:
             return None
-        flags = tuple(memory_enabled)
+        expected = (f"memory_enabled must be {len(self.hidden_units)} bools (one per hidden layer, from x upward), "
+                    f"got {memory_enabled!r}")
+        try:
+            flags = tuple(memory_enabled)
+        except TypeError:
+            raise ValueError(expected) from None
         if len(flags) != len(self.hidden_units) or not all(isinstance(f, bool) for f in flags):
-            raise ValueError(
-                f"memory_enabled must be {len(self.hidden_units)} bools (one per hidden layer, from x upward), "
-                f"got {memory_enabled!r}"
-            )
+            raise ValueError(expected)
         return flags
 
     def decode(self, z, *, memory_enabled=None):
@@ -179,6 +183,7 @@ class MemVAE(VAE):
         Later layers (toward x) run as usual. Returns the decoder means `[S, *input_shape]`.
         """
         blocks = self.memory_blocks
+        layer = validation.positive_int("layer", layer, minimum=0)
         if str(layer) not in blocks:
             raise ValueError(f"layer must be one of the layers with memory {sorted(map(int, blocks))}, got {layer!r}")
         block = blocks[str(layer)]

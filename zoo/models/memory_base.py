@@ -229,7 +229,8 @@ class MemoryConditionedModel(LatentVariableModel):
             return tf.convert_to_tensor(self.memory)
         if isinstance(memory, keras.Variable):  # the learned memory, passed back in
             return tf.convert_to_tensor(memory)
-        return validation.examples(memory, self.input_shape, name="memory", leading="memory entries")
+        memory = validation.examples(memory, self.input_shape, name="memory", leading="memory entries")
+        return validation.non_empty(memory, "memory")
 
     @staticmethod
     def _inputs(x, memory):

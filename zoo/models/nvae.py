@@ -153,18 +153,14 @@ class NVAE(LevelStack):
         self.preprocess_blocks = validation.positive_int("preprocess_blocks", preprocess_blocks, minimum=0)
         self.preprocess_cells = validation.positive_int("preprocess_cells", preprocess_cells)
         self.postprocess_cells = validation.positive_int("postprocess_cells", postprocess_cells)
-        self.kl_balancing = bool(kl_balancing)
+        self.kl_balancing = validation.boolean("kl_balancing", kl_balancing)
         if self.kl_balancing and self.num_importance_samples != 1:
             raise ValueError(
                 "kl_balancing weighs the closed-form KL terms of the ELBO, so it needs num_importance_samples=1, "
                 f"got {self.num_importance_samples}"
             )
-        if isinstance(spectral_regularization, bool) or not isinstance(spectral_regularization, (int, float)) or not (
-            math.isfinite(spectral_regularization) and spectral_regularization >= 0
-        ):
-            raise ValueError(f"spectral_regularization must be a finite number >= 0, got {spectral_regularization!r}")
-        self.spectral_regularization = float(spectral_regularization)
-        self.squeeze_excitation = bool(squeeze_excitation)
+        self.spectral_regularization = validation.non_negative_float("spectral_regularization", spectral_regularization)
+        self.squeeze_excitation = validation.boolean("squeeze_excitation", squeeze_excitation)
         self.num_mixtures = validation.positive_int("num_mixtures", num_mixtures)
         self.set_decoder_options(decoder_type, pixelcnn_filters, pixelcnn_blocks, pixelcnn_kernel_size,
                                  concatenate_input)
@@ -453,7 +449,7 @@ class NVAE(LevelStack):
     def _per_sample(values, num_samples):
         return tf.reshape(values, [num_samples, -1])  # [S * B] -> [S, B]
 
-    def _generate(self, z_top, temperature, seed, training=False):
+    def _generate(self, z_top, temperature, seed):
         """Ancestral sampling below the top group's `z_top` `[N, latent_dim]`, prior scales x `temperature`.
 
         A PixelCNN decoder then draws the pixels (exactly, whatever the temperature) from `seed`, or
@@ -462,7 +458,7 @@ class NVAE(LevelStack):
         pixel_seed = None if seed is None else tf.random.experimental.stateless_fold_in(
             distributions.seed_pair(seed), self.num_groups
         )
-        return self._observe(self._generative_features(z_top, temperature, seed, training), seed=pixel_seed)
+        return self._observe(self._generative_features(z_top, temperature, seed), seed=pixel_seed)
 
     def _generative_features(self, z_top, temperature, seed, training=False):
         """The top-down path's last feature map below `z_top` (see `_generate`)."""

@@ -149,7 +149,7 @@ class VMA(MemoryConditionedModel):
             raise ValueError(f"vimco_baseline must be one of {objectives.VIMCO_BASELINES}, got {vimco_baseline!r}")
         self.vimco_baseline = vimco_baseline
         self.address_prior = address_prior
-        self.shared_embedding = bool(shared_embedding)
+        self.shared_embedding = validation.boolean("shared_embedding", shared_embedding)
         self.residual_scale = validation.positive_float("residual_scale", residual_scale)
         if posterior_input not in POSTERIOR_INPUTS:
             raise ValueError(f"posterior_input must be one of {POSTERIOR_INPUTS}, got {posterior_input!r}")
@@ -281,7 +281,8 @@ class VMA(MemoryConditionedModel):
         samples `address` `[K, B]` (int32) and `z` `[K, B, latent_dim]`.
         """
         x, memory = self.validate_inputs(self._inputs(x, memory))
-        terms = self._sample_terms(x, memory, num_samples, seed)
+        num_samples = validation.num_samples(num_samples)
+        terms = self._sample_terms(x, memory, num_samples, validation.seed(seed))
         keys = ("log_weights", "log_px_z", "z_log_ratio", "address_log_ratio", "address", "z")
         return {key: terms[key] for key in keys}
 
