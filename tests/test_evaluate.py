@@ -3,6 +3,10 @@ weights file: tests/runs/test_state.py.)"""
 
 import json
 import shutil
+import subprocess
+import sys
+
+import pytest
 
 from tests.conftest import needs_mnist
 from tests.testing import run_app
@@ -35,3 +39,19 @@ def test_the_result_file_is_a_name_in_the_run_directory(tmp_path):
     code, _, err = run_app("zoo.evaluate", f"--model_dir={tmp_path}", "--result_file=../evaluation.json")
     assert code == 2 and err.strip() == ("evaluate.py: --result_file must be a file name (written in --model_dir), "
                                          "got '../evaluation.json'"), err
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["--num_samples=0"], "--num_samples must be an int >= 1, got 0"),
+    (["--max_examples=-1"], "--max_examples must be an int >= 1, got -1"),
+    (["--dataset=cifar"], "unknown dataset 'cifar'; available: binarized_mnist, frey_faces, mnist, omniglot"),
+])
+def test_bad_options_are_refused_before_tensorflow_loads(tmp_path, args, reason):
+    code, out, err = run_app("zoo.evaluate", f"--model_dir={tmp_path}", *args)
+    assert code == 2 and out == "" and err.strip() == f"evaluate.py: {reason}", err
+    # They were refused only after TensorFlow's start-up (seconds).
+    probe = ("import sys; from zoo import evaluate; sys.argv = ['evaluate.py', *sys.argv[1:]]\n"
+             "try:\n    evaluate.run()\nexcept SystemExit as stop:\n    print(stop.code, 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe, f"--model_dir={tmp_path}", *args], capture_output=True,
+                            text=True)
+    assert result.stdout.split() == ["2", "False"], (result.stdout, result.stderr)

@@ -47,3 +47,9 @@ def test_last_weights_load_and_malformed_weights_are_refused(tiny_runs, tmp_path
                            "--weights=latest")
     assert code == 2 and err.strip() == (
         'export.py: --weights must be "best", "last" or "epoch-N" (a kept checkpoint), got \'latest\''), err
+    # An export_dir that is a file, or under one, is refused before TensorFlow loads (it failed after, with a traceback).
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for export_dir, reason in ((a_file, "is a file, not a directory"), (a_file / "served", f"{a_file} is a file")):
+        code, _, err = run_app("zoo.export", f"--model_dir={tiny_runs['reference']}", f"--export_dir={export_dir}")
+        assert code == 2 and len(err.strip().splitlines()) == 1 and reason in err, err

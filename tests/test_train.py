@@ -51,6 +51,9 @@ def test_bad_flag_exits_fast_with_one_line_reason():
         (["--dataset=cifar"], "unknown dataset 'cifar'; available: binarized_mnist, frey_faces, mnist, omniglot"),
         (["--episode_memory=4"], "--episode_memory: only for presets whose memory comes with each batch"),
         (["--override=latent_dim"], "--override expects key=value, got 'latent_dim'"),
+        (["--num_importance_samples=0"], "--num_importance_samples must be an int >= 1, got 0"),
+        (["--num_importance_samples=3", "--override=num_importance_samples=7"],  # the override was dropped silently
+         "--num_importance_samples=3 and --override=num_importance_samples=7 both set K; pass one"),
     ],
 )
 def test_bad_flag_values_are_refused_in_one_line(tmp_path, args, reason):
@@ -72,6 +75,10 @@ def test_model_dir_that_is_a_file_is_refused(tmp_path):
     assert code == 2 and err.strip() == f"train.py: --model_dir '{path}' is a file, not a directory; pick a directory"
     with pytest.raises(run_errors.UsageError, match="is a file, not a directory"):
         run_config.check_run_dir(str(path), {})
+    # Under a file: a traceback (NotADirectoryError) before.
+    code, _, err = run_app("zoo.train", "--preset=vae_mnist_500_500_100", "--dataset=binarized_mnist", "--epochs=1",
+                           f"--model_dir={path / 'run'}")
+    assert code == 2 and err.strip() == f"train.py: --model_dir '{path / 'run'}' cannot be made: {path} is a file"
 
 
 @needs_mnist

@@ -41,6 +41,9 @@ def test_missing_max_trials_and_bad_directories_exit_2(tmp_path):
     (tmp_path / "file").write_text("")
     code, _, err = run_app("zoo.tune", *TINY_SEARCH, f"--directory={tmp_path / 'file'}", timeout=60)
     assert code == 2 and "is a file, not a directory" in err and len(err.strip().splitlines()) == 1, err
+    code, _, err = run_app("zoo.tune", *TINY_SEARCH, f"--directory={tmp_path / 'file' / 'search'}", timeout=60)
+    assert code == 2 and err.strip() == f"tune.py: --directory '{tmp_path / 'file' / 'search'}' cannot be made: " \
+                                        f"{tmp_path / 'file'} is a file", err
     other = tmp_path / "other"
     other.mkdir()
     (other / run_search.SEARCH_FILE).write_text(json.dumps({"preset": "memvae_mnist_500_500_100"}))

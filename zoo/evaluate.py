@@ -18,7 +18,7 @@ from absl import flags
 
 from zoo.cli import quiet_libraries, run_app
 from zoo.runs.errors import UsageError
-from zoo.runs.evaluation import evaluate
+from zoo.runs.evaluation import check_options, evaluate
 from zoo.runs.state import check_weights
 
 
@@ -43,6 +43,7 @@ def main(argv):
     if not f.result_file or os.path.basename(f.result_file) != f.result_file:
         raise UsageError(f"--result_file must be a file name (written in --model_dir), got {f.result_file!r}")
     check_weights(f.weights)
+    check_options(f.dataset, f.num_samples, f.max_examples, f.batch_size)
     quiet_libraries()
     result = evaluate(f.model_dir, f.dataset, f.split, f.num_samples, f.max_examples, f.batch_size, f.seed,
                       f.weights, result_file=f.result_file)

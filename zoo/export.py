@@ -14,6 +14,7 @@ from zoo.cli import quiet_libraries, run_app
 from zoo.runs.config import check_counts
 from zoo.runs.errors import UsageError
 from zoo.runs.export import export
+from zoo.runs.files import check_directory_path
 from zoo.runs.state import check_weights, load_trained_model
 
 
@@ -32,6 +33,7 @@ def main(argv):
         raise UsageError(f"--model_dir {f.model_dir!r} is not a directory; train into it with python -m zoo.train first")
     check_counts(version=f.version)
     check_weights(f.weights)
+    check_directory_path(f.export_dir, "--export_dir")
     quiet_libraries()
     import tensorflow as tf
 

@@ -12,14 +12,11 @@ uninterrupted one would. The flags become a run configuration (`zoo.runs.config.
 which `zoo.runs.training.train` runs: both are usable from Python.
 """
 
-import os
-
 from absl import flags
 
 from zoo.cli import parse_overrides, quiet_libraries, run_app
 from zoo.runs.config import DATASETS, MIXED_PRECISION, STRATEGIES, check_options, resolve_config
-from zoo.runs.errors import UsageError
-from zoo.runs.files import check_not_in_use
+from zoo.runs.files import check_directory_path, check_not_in_use
 from zoo.runs.training import make_strategy, train
 
 
@@ -63,9 +60,9 @@ def main(argv):
     check_options(f.preset, f.dataset, f.epochs, f.batch_size, f.learning_rate, f.steps_per_execution,
                   f.keep_checkpoints, f.steps_per_epoch, f.episode_classes, f.episode_targets, f.episode_memory,
                   data_path=f.data_path, overrides=overrides, skip_gradient_norm=f.skip_gradient_norm,
-                  strategy=f.strategy, mixed_precision=f.mixed_precision)
-    if os.path.exists(f.model_dir) and not os.path.isdir(f.model_dir):
-        raise UsageError(f"--model_dir {f.model_dir!r} is a file, not a directory; pick a directory")
+                  strategy=f.strategy, mixed_precision=f.mixed_precision,
+                  num_importance_samples=f.num_importance_samples)
+    check_directory_path(f.model_dir, "--model_dir")
     check_not_in_use(f.model_dir)
     quiet_libraries()
     strategy = make_strategy(f.strategy)  # first: a cluster's collectives are configured before any op runs

@@ -190,6 +190,7 @@ def test_bad_input_is_one_line_with_exit_status_2_and_leaves_the_package(run, tm
     cases = [
         ([f"--model_dir={tmp_path / 'missing'}", f"--export_dir={export_dir}"], "does not exist"),
         ([f"--model_dir={tmp_path / 'empty'}", f"--export_dir={export_dir}"], "holds no config.json"),
+        ([f"--model_dir={foreign / 'notes.txt'}", f"--export_dir={export_dir}"], "is a file, not a run directory"),
         ([f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--num_samples=0"],
          "--num_samples must be an int >= 1"),
         ([f"--model_dir={model_dir}", f"--export_dir={foreign}"],

@@ -78,7 +78,7 @@ def resolve_config(
     check_options(preset, dataset, epochs, batch_size, learning_rate, steps_per_execution, keep_checkpoints,
                 steps_per_epoch, episode_classes, episode_targets, episode_memory, data_path=data_path,
                 overrides=overrides, skip_gradient_norm=skip_gradient_norm, strategy=strategy,
-                mixed_precision=mixed_precision)
+                mixed_precision=mixed_precision, num_importance_samples=num_importance_samples)
     recipe = zoo.presets.PRESETS[preset].get("recipe", {})
     try:
         zoo.optimizers.check_recipe(preset, recipe)
@@ -133,7 +133,7 @@ def resolve_config(
 def check_options(preset, dataset, epochs, batch_size=None, learning_rate=None, steps_per_execution=None,
                   keep_checkpoints=3, steps_per_epoch=None, episode_classes=None, episode_targets=None,
                   episode_memory=None, *, data_path=None, overrides=None, skip_gradient_norm=None, strategy="default",
-                  mixed_precision=None):
+                  mixed_precision=None, num_importance_samples=None):
     """The checks that need no TensorFlow: run first, so that a bad flag is reported at once."""
     from zoo.presets import PRESETS
 
@@ -153,7 +153,11 @@ def check_options(preset, dataset, epochs, batch_size=None, learning_rate=None, 
         raise UsageError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
     check_counts(epochs=epochs, batch_size=batch_size, keep_checkpoints=keep_checkpoints,
                  steps_per_execution=steps_per_execution, steps_per_epoch=steps_per_epoch,
-                 episode_classes=episode_classes, episode_targets=episode_targets, episode_memory=episode_memory)
+                 episode_classes=episode_classes, episode_targets=episode_targets, episode_memory=episode_memory,
+                 num_importance_samples=num_importance_samples)
+    if num_importance_samples is not None and "num_importance_samples" in (overrides or {}):
+        raise UsageError(f"--num_importance_samples={num_importance_samples} and --override=num_importance_samples="
+                         f"{overrides['num_importance_samples']!r} both set K; pass one")
     if learning_rate is not None and not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < math.inf):
         raise UsageError(f"--learning_rate must be a finite number > 0, got {learning_rate!r}")
     if skip_gradient_norm is not None and not (

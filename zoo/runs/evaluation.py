@@ -77,6 +77,13 @@ def _duration(seconds):
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
+def check_options(dataset, num_samples, max_examples, batch_size):
+    """The checks of `evaluate`'s options that need no TensorFlow (an app runs them before loading it)."""
+    check_counts(num_samples=num_samples, max_examples=max_examples, batch_size=batch_size)
+    if dataset is not None and dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
+
+
 def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_examples=None, batch_size=100,
              seed=0, weights="best", progress=True, result_file=RESULT_FILE):
     """Evaluates a `zoo.train` run; returns the result dict (also written to `<model_dir>/<result_file>`).
@@ -96,9 +103,7 @@ def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_exampl
     """
     from zoo import analysis
 
-    check_counts(num_samples=num_samples, max_examples=max_examples, batch_size=batch_size)
-    if dataset is not None and dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
+    check_options(dataset, num_samples, max_examples, batch_size)
     model, config = load_trained_model(model_dir, weights)
     dataset = dataset or config["dataset"]
     if config.get("episodes"):

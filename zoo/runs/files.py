@@ -175,6 +175,8 @@ def read_json(path):
 def read_config(model_dir):
     """The configuration a run wrote into `model_dir`; `UsageError` if there is none."""
     path = os.path.join(model_dir, CONFIG_FILE)
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise UsageError(f"--model_dir {model_dir!r} is a file, not a run directory")
     if not os.path.isdir(model_dir):
         raise UsageError(f"--model_dir {model_dir!r} does not exist; train into it with python -m zoo.train first")
     if not os.path.isfile(path):
@@ -184,6 +186,17 @@ def read_config(model_dir):
     return read_json(path)
 
 
+def check_directory_path(directory, flag):
+    """`UsageError` if `directory` is a file or lies under one: no run could ever write there."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UsageError(f"{flag} {directory!r} is a file, not a directory; pick a directory")
+    parent = os.path.dirname(os.path.abspath(directory))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"{flag} {directory!r} cannot be made: {parent} is a file")
+
+
 def check_resumable(directory, flag, definition_file, definition, changed, kind):
     """`directory` is new (absent or empty), or holds the same `kind` (e.g. "zoo.train run") to resume.
 
@@ -191,8 +204,7 @@ def check_resumable(directory, flag, definition_file, definition, changed, kind)
     lists nothing (it returns the names of what differs). `flag` names the directory's option
     in messages. Raises `UsageError` otherwise.
     """
-    if os.path.exists(directory) and not os.path.isdir(directory):
-        raise UsageError(f"{flag} {directory!r} is a file, not a directory; pick a directory")
+    check_directory_path(directory, flag)
     if not os.path.isdir(directory) or not set(os.listdir(directory)) - {LOCK_FILE}:
         return
     path = os.path.join(directory, definition_file)
