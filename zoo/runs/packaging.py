@@ -30,7 +30,7 @@ from zoo.runs import evaluation as run_evaluation
 from zoo.runs import logs, provenance
 from zoo.runs.config import check_counts
 from zoo.runs.errors import UsageError
-from zoo.runs.files import BEST_WEIGHTS, CHECKPOINT_DIR, CONFIG_FILE, read_config, read_json
+from zoo.runs.files import BEST_WEIGHTS, CHECKPOINT_DIR, CONFIG_FILE, check_directory_path, read_config, read_json
 
 WEIGHTS_FILE, METRICS_FILE, CARD_FILE = "model.weights.h5", "metrics.json", "MODEL_CARD.md"
 LEARNING_CURVE_JSON, LEARNING_CURVE_PNG = "learning_curve.json", "learning_curve.png"
@@ -62,9 +62,8 @@ def check(model_dir, export_dir, num_samples=5000, max_examples=None):
     """
     check_counts(num_samples=num_samples, max_examples=max_examples)
     read_config(model_dir)
+    check_directory_path(export_dir, "--export_dir")
     if os.path.exists(export_dir):
-        if not os.path.isdir(export_dir):
-            raise UsageError(f"--export_dir {export_dir!r} is a file; pick a directory")
         foreign = sorted(name for name in os.listdir(export_dir) if name not in PACKAGE_FILES and not name.isdigit())
         if foreign:
             raise UsageError(f"--export_dir {export_dir!r} holds files that are not a zoo package's "
@@ -75,8 +74,6 @@ def check(model_dir, export_dir, num_samples=5000, max_examples=None):
     writes = [target, os.path.dirname(target)] if os.path.exists(target) else [os.path.dirname(target)]
     while not os.path.exists(writes[-1]):
         writes[-1] = os.path.dirname(writes[-1])
-    if not os.path.isdir(writes[-1]):
-        raise UsageError(f"--export_dir {export_dir!r} cannot be made: {writes[-1]} is a file")
     for directory in writes:
         if not os.access(directory, os.W_OK):
             raise UsageError(f"--export_dir {export_dir!r}: {directory} is not writable")
