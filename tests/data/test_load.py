@@ -47,6 +47,11 @@ def test_binarized_mnist_batches_are_binary_float_images():
     train = zoo.data.load("binarized_mnist", split="train[:1000]", batch_size=100, seed=1)
     first, second = (next(iter(train)).numpy() for _ in range(2))
     assert not np.array_equal(first, second)
+    # An empty slice of a prepared dataset is a split problem (it was reported as data not prepared).
+    with pytest.raises(ValueError, match=r"^dataset 'binarized_mnist' has no split 'test\[:0\]': "):
+        zoo.data.load("binarized_mnist", split="test[:0]")
+    with pytest.raises(ValueError, match="has no split 'tset'"):
+        zoo.data.load("binarized_mnist", split="tset")
 
 
 def test_mnist_dynamic_binarization_resamples_every_epoch_reproducibly(mnist_idx_dir):

@@ -33,7 +33,8 @@ def tfds_dataset(name, split, data_dir=None, download=False):
     try:
         return tfds.load(name, split=split, data_dir=data_dir, download=download)
     except Exception as error:  # TFDS raises many types here (not found, network, checksum)
-        if isinstance(error, ValueError) and "split" in str(error).lower():
+        # Offline the data is prepared (checked above), so its ValueErrors are about the split (e.g. an empty slice).
+        if isinstance(error, ValueError) and (not download or "split" in str(error).lower()):
             raise ValueError(f"dataset {name!r} has no split {split!r}: {error}") from None
         raise FileNotFoundError(
             f"dataset {name!r} is not prepared in {data_dir} and could not be downloaded "
