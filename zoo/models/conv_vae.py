@@ -123,11 +123,13 @@ class ConvVAE(LatentVariableModel):
         """Likelihood parameters of p(x|z) for `z` `[N, latent_dim]`, each `[N, *input_shape]`."""
         return self._decoder_params(validation.latents(z, self.latent_dim))
 
-    def sample(self, num_samples, *, seed=None):
-        """Draws z ~ p(z) and returns the decoder mean, `[num_samples, *input_shape]`."""
+    def sample(self, num_samples, *, seed=None, temperature=1.0):
+        """Draws z ~ p(z), its standard deviation times `temperature` (float >= 0; 0: z = 0), and
+        returns the decoder mean, `[num_samples, *input_shape]`."""
         num_samples = validation.num_samples(num_samples)
+        temperature = validation.temperature(temperature)
         seed = distributions.seed_pair(validation.seed(seed) if seed is not None else self.seed_generator)
-        return self._decoder_params(self.prior.sample(num_samples, seed=seed))["mean"]
+        return self._decoder_params(temperature * self.prior.sample(num_samples, seed=seed))["mean"]
 
     def reconstruct(self, x):
         """Decoder mean at the posterior mean, `[B, *input_shape]`: deterministic."""

@@ -274,11 +274,15 @@ class MemoryConditionedModel(LatentVariableModel):
         x, memory = self.validate_inputs(self._inputs(x, memory))
         return self.reconstruct_given_memory(x, memory)
 
-    def sample(self, num_samples, *, seed=None, memory=None):
-        """Decoder means of `num_samples` draws from the model given the memory, `[num_samples, *input_shape]`."""
+    def sample(self, num_samples, *, seed=None, temperature=1.0, memory=None):
+        """Decoder means of `num_samples` draws from the model given the memory, `[num_samples, *input_shape]`.
+
+        `temperature` (float >= 0) scales the Gaussian latent's prior standard deviation (0: its mean).
+        """
         num_samples = validation.num_samples(num_samples)
+        temperature = validation.temperature(temperature)
         seed = validation.seed(seed) if seed is not None else self.seed_generator
-        return self.sample_given_memory(self.given_or_learned_memory(memory), num_samples, seed)["samples"]
+        return self.sample_given_memory(self.given_or_learned_memory(memory), num_samples, seed, temperature)["samples"]
 
     def serving_endpoints(self):
         """Named serving functions for a SavedModel (see `zoo.export`); the memory is the last input of each.
@@ -301,7 +305,8 @@ class MemoryConditionedModel(LatentVariableModel):
 
         def sample(num_samples, seed, memory):
             num_samples = validation.num_samples(num_samples)
-            return self.sample_given_memory(self.given_or_learned_memory(memory), num_samples, validation.seed(seed))
+            memory = self.given_or_learned_memory(memory)
+            return self.sample_given_memory(memory, num_samples, validation.seed(seed), temperature=1.0)
 
         reconstruct = (
             lambda x, memory: {"reconstruction": self.reconstruct(x, memory=memory)}, [images("x"), images("memory")]

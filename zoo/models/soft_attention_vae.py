@@ -142,7 +142,8 @@ class SoftAttentionVAE(MemoryConditionedModel):
         z = self.posterior(self.summary(self.features(x)), seed=0)["mean"]
         return self.decode_params(z, self.read(z, memory))["mean"]
 
-    def sample_given_memory(self, memory, num_samples, seed):
-        """z ~ p(z), decoder mean given the read m(z): `{"samples": [N, *input_shape]}`."""
-        z = self.prior.sample(num_samples, seed=distributions.seed_pair(seed))
+    def sample_given_memory(self, memory, num_samples, seed, temperature):
+        """z ~ p(z) with its standard deviation times `temperature`, decoder mean given the read m(z):
+        `{"samples": [N, *input_shape]}`."""
+        z = temperature * self.prior.sample(num_samples, seed=distributions.seed_pair(seed))
         return {"samples": self.decode_params(z, self.read(z, memory))["mean"]}

@@ -370,13 +370,15 @@ class VMA(MemoryConditionedModel):
         outputs = {"address_log_prob": log_q, "address": addresses}
         return {**outputs, "mean": posterior["mean"], "log_variance": posterior["log_variance"]}, entries
 
-    def sample_given_memory(self, memory, num_samples, seed):
-        """a ~ p(a), z ~ p(z | m_a), decoder mean E[x | z, m_a]: `{"samples": [N, ...], "address": [N]}`."""
+    def sample_given_memory(self, memory, num_samples, seed, temperature):
+        """a ~ p(a), z ~ p(z | m_a) with its standard deviation times `temperature` (the address is
+        drawn as it is), decoder mean E[x | z, m_a]: `{"samples": [N, ...], "address": [N]}`."""
         seed = distributions.seed_pair(seed)
         prior = distributions.tfd.Categorical(logits=self.address.prior_logits(self.address.prior_keys(memory)))
         addresses = tf.cast(prior.sample(num_samples, seed=tf.random.experimental.stateless_fold_in(seed, 1)), tf.int32)
         entries = self.read_entries(memory, addresses)
-        z = self.conditional_prior(entries["summary"], seed=tf.random.experimental.stateless_fold_in(seed, 2))["z"][0]
+        z_prior = self.conditional_prior(entries["summary"], seed=tf.random.experimental.stateless_fold_in(seed, 2))
+        z = z_prior["mean"] + temperature * (z_prior["z"][0] - z_prior["mean"])
         return {"samples": self.decode_params(z, entries["context"], entries["rows"])["mean"], "address": addresses}
 
     def reconstruct_given_memory(self, x, memory):
