@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
-from tests.conftest import needs_mnist
+from tests.conftest import SHARED_DATASETS, needs_mnist
 from tests.testing import run_app
+
+MNIST_IDX = SHARED_DATASETS / "mnist"
 
 
 @needs_mnist
@@ -41,12 +43,35 @@ def test_the_result_file_is_a_name_in_the_run_directory(tmp_path):
                                          "got '../evaluation.json'"), err
 
 
+@needs_mnist
+@pytest.mark.skipif(not (MNIST_IDX / "t10k-images-idx3-ubyte.gz").exists(), reason=f"no MNIST IDX files in {MNIST_IDX}")
+def test_evaluate_reads_another_dataset_the_model_takes_from_its_data_path(tiny_runs, tmp_path):
+    model_dir = tmp_path / "run"
+    shutil.copytree(tiny_runs["reference"], model_dir)
+    code, out, err = run_app("zoo.evaluate", f"--model_dir={model_dir}", "--dataset=mnist", f"--data_path={MNIST_IDX}",
+                             "--num_samples=2", "--max_examples=20", "--result_file=mnist.json")
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert (result["dataset"], result["split"], result["examples"], result["split_examples"]) == ("mnist", "test", 20,
+                                                                                                  10_000)
+
+
 @pytest.mark.parametrize("args, reason", [
     (["--num_samples=0"], "--num_samples must be an int >= 1, got 0"),
     (["--max_examples=-1"], "--max_examples must be an int >= 1, got -1"),
     (["--dataset=cifar"], "unknown dataset 'cifar'; available: binarized_mnist, frey_faces, mnist, omniglot"),
+    # The run's model takes 28x28 images (it suggested a path= no flag sets).
+    (["--dataset=frey_faces"], "the run's model takes 28x28x1 inputs but dataset 'frey_faces' gives 28x20x1; "
+                               "datasets that fit: binarized_mnist, mnist, omniglot"),
+    (["--dataset=mnist", "--data_path=/no/such/dir"], "--data_path '/no/such/dir' does not exist"),
+    (["--data_path=/tmp"], "dataset 'binarized_mnist' is read from the TFDS data directory ($TFDS_DATA_DIR), "
+                           "not --data_path"),
 ])
 def test_bad_options_are_refused_before_tensorflow_loads(tmp_path, args, reason):
+    # All a run's config.json needs for these checks (the run's model itself is never loaded).
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"dataset": "binarized_mnist", "data_path": None, "data_options": {}, "episodes": None,
+         "model": {"config": {"input_shape": [28, 28, 1]}}}))
     code, out, err = run_app("zoo.evaluate", f"--model_dir={tmp_path}", *args)
     assert code == 2 and out == "" and err.strip() == f"evaluate.py: {reason}", err
     # They were refused only after TensorFlow's start-up (seconds).

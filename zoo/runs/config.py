@@ -103,7 +103,7 @@ def resolve_config(
         "batch_size": batch_size or recipe.get("batch_size", 100),
         "episodes": _episode_config(memory_per_batch(preset, model_overrides), dataset, episode_classes,
                                     episode_targets, episode_memory),
-        "data_options": _data_options(dataset, model.input_shape),
+        "data_options": data_options(dataset, model.input_shape),
         "learning_rate": learning_rate or recipe.get("learning_rate", 1e-3),
         # The optimizer and schedule the recipe names (zoo.optimizers.APPLIED_KEYS).
         "recipe": {key: value for key, value in recipe.items()
@@ -164,22 +164,8 @@ def check_options(preset, dataset, epochs, batch_size=None, learning_rate=None, 
         isinstance(skip_gradient_norm, (int, float)) and 0 < skip_gradient_norm < math.inf
     ):
         raise UsageError(f"--skip_gradient_norm must be a finite number > 0, got {skip_gradient_norm!r}")
-    input_shape = (overrides or {}).get("input_shape", PRESETS[preset]["config"]["input_shape"])
-    if isinstance(input_shape, (tuple, list)) and _data_options(dataset, input_shape) is None:
-        input_shape = tuple(input_shape)
-        fitting = sorted(name for name in DATASETS if _data_options(name, input_shape) is not None)
-        raise UsageError(
-            f"preset {preset!r} takes {'x'.join(map(str, input_shape))} inputs but dataset {dataset!r} gives "
-            f"{'x'.join(map(str, DATASETS[dataset][3]))}; datasets that fit: {', '.join(fitting) or 'none in zoo.data'}"
-        )
-    if dataset == "frey_faces" and not data_path:
-        raise UsageError("dataset 'frey_faces' is read from a file: pass --data_path=/path/to/frey_rawface.mat "
-                         "(https://cs.nyu.edu/~roweis/data/frey_rawface.mat)")
-    if dataset == "binarized_mnist" and data_path:
-        raise UsageError("dataset 'binarized_mnist' is read from the TFDS data directory ($TFDS_DATA_DIR), "
-                         "not --data_path")
-    if data_path and not os.path.exists(data_path):
-        raise UsageError(f"--data_path {data_path!r} does not exist")
+    check_data(dataset, (overrides or {}).get("input_shape", PRESETS[preset]["config"]["input_shape"]), data_path,
+               f"preset {preset!r}")
     _check_episodes(preset, dataset, strategy, memory_per_batch(preset, overrides), episode_classes, episode_targets,
                     episode_memory)
 
@@ -195,7 +181,27 @@ def check_counts(**counts):
             raise UsageError(f"--{name} must be an int >= 1, got {value!r}")
 
 
-def _data_options(dataset, input_shape):
+def check_data(dataset, input_shape, data_path, subject):
+    """`UsageError` unless `dataset` comes in `input_shape` (what `subject`, e.g. a preset, takes) and
+    `data_path` is what it is read from (a file for frey_faces, none for binarized_mnist)."""
+    if isinstance(input_shape, (tuple, list)) and data_options(dataset, input_shape) is None:
+        input_shape = tuple(input_shape)
+        fitting = sorted(name for name in DATASETS if data_options(name, input_shape) is not None)
+        raise UsageError(
+            f"{subject} takes {'x'.join(map(str, input_shape))} inputs but dataset {dataset!r} gives "
+            f"{'x'.join(map(str, DATASETS[dataset][3]))}; datasets that fit: {', '.join(fitting) or 'none in zoo.data'}"
+        )
+    if dataset == "frey_faces" and not data_path:
+        raise UsageError("dataset 'frey_faces' is read from a file: pass --data_path=/path/to/frey_rawface.mat "
+                         "(https://cs.nyu.edu/~roweis/data/frey_rawface.mat)")
+    if dataset == "binarized_mnist" and data_path:
+        raise UsageError("dataset 'binarized_mnist' is read from the TFDS data directory ($TFDS_DATA_DIR), "
+                         "not --data_path")
+    if data_path and not os.path.exists(data_path):
+        raise UsageError(f"--data_path {data_path!r} does not exist")
+
+
+def data_options(dataset, input_shape):
     """The loader options that give `dataset` in `input_shape` (`{}`: its own shape), None if it has no such shape."""
     if tuple(input_shape) == DATASETS[dataset][3]:
         return {}

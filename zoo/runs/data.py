@@ -6,19 +6,17 @@ from zoo.runs.errors import UsageError
 VALIDATION_EPISODES = 20
 
 
-def load_split(config, split, batch_size, dataset=None, **kwargs):
-    """`zoo.data.load` for the run's dataset (or `dataset`), with bad splits and missing data as `UsageError`."""
+def load_split(config, split, batch_size, **kwargs):
+    """`zoo.data.load` for the run's dataset, with bad splits and missing data as `UsageError`."""
     import zoo
 
-    dataset = dataset or config["dataset"]
     if config.get("data_path"):
         kwargs["path"] = config["data_path"]
-    if dataset == config["dataset"]:
-        kwargs.update(config.get("data_options") or {})
+    kwargs.update(config.get("data_options") or {})
     try:
-        return zoo.data.load(dataset, split=split, batch_size=batch_size, **kwargs)
+        return zoo.data.load(config["dataset"], split=split, batch_size=batch_size, **kwargs)
     except (ValueError, FileNotFoundError) as error:
-        raise UsageError(f"dataset {dataset!r}: {str(error).splitlines()[0]}") from None
+        raise UsageError(f"dataset {config['dataset']!r}: {str(error).splitlines()[0]}") from None
 
 
 def load_episodes(config, split, num_episodes, seed):

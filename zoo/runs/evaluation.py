@@ -28,10 +28,10 @@ import time
 
 import numpy as np
 
-from zoo.runs.config import DATASETS, check_counts
+from zoo.runs.config import DATASETS, check_counts, check_data, data_options
 from zoo.runs.data import load_episodes, load_split, targets_per_episode
 from zoo.runs.errors import UsageError
-from zoo.runs.files import read_json, write_json
+from zoo.runs.files import read_config, read_json, write_json
 from zoo.runs.state import load_trained_model
 
 RESULT_FILE = "evaluation.json"
@@ -84,13 +84,31 @@ def check_options(dataset, num_samples, max_examples, batch_size):
         raise UsageError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
 
 
+def data_source(config, dataset=None, data_path=None):
+    """What an evaluation of the run `config` reads: `{"dataset", "data_path", "data_options"}`, the run's own
+    (its data path unless `data_path` is given) or another `dataset` its model takes (`UsageError` if it
+    takes no such inputs, or the data path is not what the dataset is read from). Needs no TensorFlow."""
+    dataset = dataset or config["dataset"]
+    if config.get("episodes") and dataset != config["dataset"]:
+        raise UsageError(f"the run trained on {config['dataset']} episodes; it evaluates on those, not {dataset}")
+    input_shape = config["model"]["config"]["input_shape"]
+    if dataset == config["dataset"]:
+        source = {"dataset": dataset, "data_path": data_path or config.get("data_path"),
+                  "data_options": config.get("data_options")}
+    else:
+        source = {"dataset": dataset, "data_path": data_path, "data_options": data_options(dataset, input_shape)}
+    check_data(dataset, input_shape, source["data_path"], "the run's model")
+    return source
+
+
 def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_examples=None, batch_size=100,
-             seed=0, weights="best", progress=True, result_file=RESULT_FILE):
+             seed=0, weights="best", progress=True, result_file=RESULT_FILE, data_path=None):
     """Evaluates a `zoo.train` run; returns the result dict (also written to `<model_dir>/<result_file>`).
 
     Args:
         model_dir: str, a directory written by `zoo.train`.
-        dataset: str or None, a `zoo.data` dataset; None: the one the run trained on.
+        dataset: str or None, a `zoo.data` dataset; None: the one the run trained on. Another one must come in the
+            shape the model takes (e.g. Omniglot for an MNIST model).
         split: str, the split to evaluate (TFDS slicing allowed).
         num_samples: int, importance samples per example.
         max_examples: int or None, evaluate only the first examples of the split.
@@ -100,23 +118,24 @@ def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_exampl
         progress: bool, report progress and the time left on stderr.
         result_file: str, the file in `model_dir` the result is written to. Default `evaluation.json`, the one
             packaging reads (`zoo.runs.packaging.matching_evaluation`).
+        data_path: str or None, where the data is read from (see `zoo.train --data_path`); None: the run's for its
+            own dataset.
     """
     from zoo import analysis
 
     check_options(dataset, num_samples, max_examples, batch_size)
+    source = data_source(read_config(model_dir), dataset, data_path)
+    dataset = source["dataset"]
     model, config = load_trained_model(model_dir, weights)
-    dataset = dataset or config["dataset"]
     if config.get("episodes"):
-        if dataset != config["dataset"]:
-            raise UsageError(f"the run trained on {config['dataset']} episodes; it evaluates on those, not {dataset}")
         per_episode = targets_per_episode(config)
         split_examples = None  # episodes are drawn, not read: the split has no fixed number of them
         wanted = max_examples or 1000
         data = load_episodes(config, split, math.ceil(wanted / per_episode), seed)
         total = wanted
     else:
-        data = load_split(config, split, batch_size, dataset=dataset, shuffle=False)
-        split_examples = int(load_split(config, split, 1, dataset=dataset, shuffle=False).cardinality())
+        data = load_split({**config, **source}, split, batch_size, shuffle=False)
+        split_examples = int(load_split({**config, **source}, split, 1, shuffle=False).cardinality())
         if split_examples < 0:
             split_examples = sum(int(batch.shape[0]) for batch in data)
         total = min(max_examples or split_examples, split_examples)
