@@ -100,7 +100,8 @@ def test_explicit_test_alphabets_and_loader():
 
 
 def test_missing_data_error_names_dataset_directory_and_fix(tmp_path):
-    with pytest.raises(ValueError, match=r"dataset 'omniglot'.*" + str(tmp_path) + r".*Fix: pass path="):
+    # FileNotFoundError, as for every dataset that is not there (BUILD.md); it was a ValueError.
+    with pytest.raises(FileNotFoundError, match=r"dataset 'omniglot'.*" + str(tmp_path) + r".*Fix: pass path="):
         omniglot.read("train", path=str(tmp_path))
     with pytest.raises(ValueError, match="split must be one of"):
         omniglot.read("validation", path=str(tmp_path))

@@ -193,7 +193,7 @@ def _load_source(image_size, path, data_dir, download=False):
             if key not in _CACHE:
                 _CACHE[key] = _decode(_read_archives(archives), image_size)
             return _CACHE[key]
-    raise ValueError(
+    raise FileNotFoundError(
         f"dataset 'omniglot': no data found. TFDS 'omniglot' is not prepared in "
         f"{data_dir or os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets'}, and none of {list(ARCHIVES)} "
         f"is in {directories}. Fix: pass path= a directory holding Lake's archives "
