@@ -65,8 +65,8 @@ BINARIZED_MNIST = ("binarized_mnist: the fixed binarization of Salakhutdinov & M
                    "(10,000)")
 MNIST_LIMITATIONS = ("A density model of 28x28 binary digits for research, teaching and as a baseline; "
                      "not a classifier, not for other image sizes or grey levels. Trained for far fewer epochs "
-                     "than the paper, on the fixed binarization (papers often report dynamically binarized "
-                     "MNIST), so its NLL is not the paper's.")
+                     "than papers train such models, on the fixed binarization (papers often report dynamically "
+                     "binarized MNIST), so its NLL is not comparable one to one with published ones.")
 
 
 def reported(nll, source, binarization=None, k=None, test_images=None, epochs=None, found=True):
@@ -190,7 +190,7 @@ MODELS = {
         "vma_omniglot_conv", "28x28", "28x28", " Its networks are the zoo's (tied h^q = h^m, p(a) from the same "
         "embeddings); vma_omniglot_paper, the paper's configuration, trains on the same episodes and budget."),
     "vma_omniglot_paper": vma_omniglot(
-        "vma_omniglot_paper", "26x26", "26x26 (the 104x104 originals max-pooled 4x4, as the paper's)",
+        "vma_omniglot_paper", "26x26", "26x26 (the 104x104 crop of the 105x105 originals max-pooled 4x4, as the paper's)",
         " The paper's networks (sec. 4.2): untied embedding networks for p(a) and q(a|x), q(z|m,x) on x and m "
         "stacked, the leave-one-out VIMCO baseline; same training episodes, updates and seed as vma_omniglot_conv."),
     "iwae_mnist_2layer": dict(
