@@ -10,6 +10,7 @@ The default suite runs each with smaller settings, injected papermill-style: a c
 import ast
 import asyncio
 import configparser
+import json
 import os
 import pathlib
 import re
@@ -158,6 +159,26 @@ def test_notebook_runs(path, executed_small, record_property):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_with_its_defaults(path, executed_defaults, record_property):
     check_run(path, executed_defaults, record_property)
+
+
+def pretrained_notebook_models():
+    """The savedmodels/ the pretrained notebook takes: binarized MNIST, all but VMA (few_shot_vma.ipynb)."""
+    configs = {path.parent.name: json.loads(path.read_text()) for path in (ROOT / "savedmodels").glob("*/config.json")}
+    return sorted(name for name, config in configs.items()
+                  if config["dataset"] == "binarized_mnist" and config["model"]["class_name"] != "VMA")
+
+
+@pytest.mark.large  # each model of savedmodels/ its parameters cell promises, at the default suite's sizes
+@pytest.mark.parametrize("name", pretrained_notebook_models())
+def test_pretrained_notebook_takes_the_model(name, tmp_path_factory, record_property):
+    path = ROOT / "notebooks" / "pretrained.ipynb"
+    if missing_data(path):
+        pytest.skip(missing_data(path))
+    settings = {**SMALL_SETTINGS[path.name], "MODEL": name}
+    with pytest.MonkeyPatch.context() as patch:
+        for variable, value in kernel_environment(tmp_path_factory.mktemp("jupyter")).items():
+            patch.setenv(variable, value)
+        check_run(path, {path: asyncio.run(execute(path, settings))}, record_property)
 
 
 def check_run(path, executed, record_property):

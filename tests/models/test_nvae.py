@@ -48,6 +48,22 @@ def test_shapes_and_padding():
     np.testing.assert_array_equal(model.reconstruct(x), model.reconstruct(x))
 
 
+def test_encoder_features_are_what_the_top_posterior_reads():
+    model = tiny()
+    x = binary_images((5, 8, 8, 1))
+    features = model.encoder_features(x)
+    height, width, _ = model.group_shapes[0]
+    assert features.shape[0] == 5 and features.shape[1] % (height * width) == 0
+    # The top group's posterior head on these features (unflattened) gives encode's top posterior.
+    params = model.posterior_heads[0](tf.reshape(features, [5, height, width, -1]))
+    top = zoo.distributions.nvae_normal(*tf.split(params, 2, axis=-1))
+    np.testing.assert_allclose(tf.reshape(top.loc, [5, -1]), model.encode(x)["mean"], atol=1e-6)
+    # Inference mode: an example's features do not depend on the rest of its batch.
+    np.testing.assert_allclose(model.encoder_features(x[:2]), features[:2], atol=1e-6)
+    with pytest.raises(ValueError, match="Bernoulli likelihood expects x binary"):
+        model.encoder_features(np.full((2, 8, 8, 1), 0.5, np.float32))
+
+
 def test_kl_levels_and_units_sum_to_kl():
     model = tiny(num_importance_samples=2, kl_balancing=False)
     out = model(binary_images(), training=True)

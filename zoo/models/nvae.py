@@ -530,6 +530,15 @@ class NVAE(LevelStack):
                 outputs.update({f"mean_{g}": mean, f"log_scale_{g}": log_scale})
         return outputs
 
+    def encoder_features(self, x):
+        """The bottom-up tower's top feature map, which the top group's posterior reads, flat `[B, h * w * c]`.
+
+        The recognition features of `zoo.analysis.recognition_features` (deterministic: batch norm
+        in inference mode).
+        """
+        features = self.importance_features(self.validate_inputs(x))[0]
+        return tf.reshape(features, [tf.shape(features)[0], -1])
+
     def decode(self, z):
         """Likelihood parameters for the top group's `z` `[N, latent_dim]`, lower groups at their prior means."""
         return self._generate(validation.latents(z, self.latent_dim), 0.0, None)
