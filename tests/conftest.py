@@ -17,6 +17,10 @@ SHARED_TFDS = _SHARED / "tensorflow_datasets"
 SHARED_DATASETS = _SHARED / "datasets"
 if SHARED_TFDS.is_dir():
     os.environ.setdefault("TFDS_DATA_DIR", str(SHARED_TFDS))
+# The data read from files: where the environment says (as the library and the notebooks read it), else ../shared.
+OMNIGLOT_DIR = pathlib.Path(os.environ.get("OMNIGLOT_DIR") or SHARED_DATASETS / "omniglot")
+MNIST_DIR = pathlib.Path(os.environ.get("MNIST_DIR") or SHARED_DATASETS / "mnist")
+FREY_FACES_FILE = SHARED_DATASETS / "frey_faces" / "frey_rawface.mat"
 
 
 def has_binarized_mnist():
@@ -25,6 +29,14 @@ def has_binarized_mnist():
 
 
 needs_mnist = pytest.mark.skipif(not has_binarized_mnist(), reason="needs binarized_mnist in TFDS_DATA_DIR")
+
+
+def missing_data():
+    """The real data the tests look for and do not find (each absence skips tests or swaps in synthetic data)."""
+    files = {"MNIST test archives": MNIST_DIR / "t10k-labels-idx1-ubyte.gz",
+             "Omniglot archives": OMNIGLOT_DIR / "images_background_small1.zip", "Frey faces": FREY_FACES_FILE}
+    return ([] if has_binarized_mnist() else ["binarized_mnist in TFDS_DATA_DIR"]) + [
+        f"{name} ({path})" for name, path in files.items() if not path.exists()]
 
 
 @pytest.fixture(autouse=True)

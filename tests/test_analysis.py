@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.conftest import SHARED_DATASETS, has_binarized_mnist
+from tests.conftest import MNIST_DIR, has_binarized_mnist
 
-MNIST_IDX = SHARED_DATASETS / "mnist"
 needs_data = pytest.mark.skipif(
-    not (has_binarized_mnist() and (MNIST_IDX / "t10k-labels-idx1-ubyte.gz").exists()),
-    reason="needs binarized_mnist (TFDS) and the MNIST test IDX files in ../shared/datasets/mnist",
+    not (has_binarized_mnist() and (MNIST_DIR / "t10k-labels-idx1-ubyte.gz").exists()),
+    reason=f"needs binarized_mnist (TFDS) and the MNIST test IDX files in {MNIST_DIR}",
 )
 SMALL = dict(hidden_units=(128, 64), latent_dim=16, seed=0)
 
@@ -36,7 +35,7 @@ def vis_mem_vae():
 @pytest.fixture(scope="module")
 def labelled():
     """The first 2,000 labelled MNIST test images, binarized once (fixed seed)."""
-    data = zoo.data.load("mnist", split="test", batch_size=500, path=str(MNIST_IDX), with_labels=True, shuffle=False)
+    data = zoo.data.load("mnist", split="test", batch_size=500, path=str(MNIST_DIR), with_labels=True, shuffle=False)
     return [(np.asarray(x), np.asarray(y)) for x, y in data.take(4)]
 
 

@@ -6,13 +6,13 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from tests.conftest import SHARED_DATASETS, needs_mnist
+import zoo
+from tests.conftest import MNIST_DIR, needs_mnist
 from tests.testing import run_app
-
-MNIST_IDX = SHARED_DATASETS / "mnist"
-
+from zoo.runs import state as run_state
 
 @needs_mnist
 def test_evaluate_cli_prints_progress_what_it_measured_and_writes_json(tiny_runs, tmp_path):
@@ -33,6 +33,12 @@ def test_evaluate_cli_prints_progress_what_it_measured_and_writes_json(tiny_runs
     assert err.strip().splitlines()[-1].startswith("binarized_mnist test, k=20: 30/30 examples (100%), "), err
     # log p(x) >= ELBO in expectation: the importance-sampled NLL is below the bound.
     assert 50 < result["nll_nats"] < result["bound_nats"] < 600
+    # It is the best weights' own estimate on the first 30 test images (one batch, seeded (0, 0)).
+    model, _ = run_state.load_trained_model(str(model_dir), "best")
+    x = next(iter(zoo.data.load("binarized_mnist", split="test[:30]", batch_size=30, shuffle=False)))
+    expected = model.importance_sampling(x, num_samples=20, seed=[0, 0])
+    assert result["nll_nats"] == pytest.approx(-float(np.mean(expected["log_likelihood"])), rel=1e-5)
+    assert result["bound_nats"] == pytest.approx(-float(np.mean(expected["elbo"])), rel=1e-5)
     with open(model_dir / "evaluation.json") as f:
         assert json.load(f) == result
 
@@ -44,11 +50,11 @@ def test_the_result_file_is_a_name_in_the_run_directory(tmp_path):
 
 
 @needs_mnist
-@pytest.mark.skipif(not (MNIST_IDX / "t10k-images-idx3-ubyte.gz").exists(), reason=f"no MNIST IDX files in {MNIST_IDX}")
+@pytest.mark.skipif(not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(), reason=f"no MNIST IDX files in {MNIST_DIR}")
 def test_evaluate_reads_another_dataset_the_model_takes_from_its_data_path(tiny_runs, tmp_path):
     model_dir = tmp_path / "run"
     shutil.copytree(tiny_runs["reference"], model_dir)
-    code, out, err = run_app("zoo.evaluate", f"--model_dir={model_dir}", "--dataset=mnist", f"--data_path={MNIST_IDX}",
+    code, out, err = run_app("zoo.evaluate", f"--model_dir={model_dir}", "--dataset=mnist", f"--data_path={MNIST_DIR}",
                              "--num_samples=2", "--max_examples=20", "--result_file=mnist.json")
     assert code == 0, err
     result = json.loads(out.strip().splitlines()[-1])

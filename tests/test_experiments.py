@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.conftest import SHARED_DATASETS, needs_mnist
+from tests.conftest import OMNIGLOT_DIR, needs_mnist
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = os.path.join(ROOT, "experiments")
@@ -84,10 +84,10 @@ def test_memvae_experiment_trains_each_preset_as_a_run_and_evaluates_its_best_we
 
 
 @pytest.mark.large
-@pytest.mark.skipif(not (SHARED_DATASETS / "omniglot").is_dir(), reason="the shared Omniglot archives are not here")
+@pytest.mark.skipif(not OMNIGLOT_DIR.is_dir(), reason=f"no Omniglot archives in {OMNIGLOT_DIR}")
 def test_vma_omniglot_trains_a_run_and_measures_the_sweep_and_few_shot_accuracy(tmp_path):
     model_dir = str(tmp_path / "omniglot")
-    run_experiment("vma_omniglot.py", f"--model_dir={model_dir}", f"--data_path={SHARED_DATASETS / 'omniglot'}",
+    run_experiment("vma_omniglot.py", f"--model_dir={model_dir}", f"--data_path={OMNIGLOT_DIR}",
                    "--epochs=1", "--steps_per_epoch=1", "--num_classes=2", "--targets_per_class=1",
                    "--memory_per_class=1", "--sweep_classes=1,2", "--sweep_per_class=1", "--sweep_targets=2",
                    "--num_samples=2", "--few_shot_episodes=1")

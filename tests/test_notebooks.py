@@ -22,12 +22,10 @@ import nbformat
 import pytest
 from ipykernel.kernelspec import write_kernel_spec
 
-from tests.conftest import SHARED_DATASETS, has_binarized_mnist
+from tests.conftest import MNIST_DIR, OMNIGLOT_DIR, has_binarized_mnist
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-OMNIGLOT_DIR = os.environ.get("OMNIGLOT_DIR") or str(SHARED_DATASETS / "omniglot")
-MNIST_DIR = os.environ.get("MNIST_DIR") or str(SHARED_DATASETS / "mnist")
 KERNEL = "zoo-test"
 
 # The default suite's settings: every cell still runs and asserts, on fewer updates, images and samples. Each
@@ -71,9 +69,9 @@ def inject_parameters(notebook, settings):
 def missing_data(path):
     if not has_binarized_mnist():
         return "binarized_mnist is not prepared in TFDS_DATA_DIR"
-    if "omniglot" in path.read_text() and not pathlib.Path(OMNIGLOT_DIR).is_dir():
+    if "omniglot" in path.read_text() and not OMNIGLOT_DIR.is_dir():
         return f"no Omniglot archives in {OMNIGLOT_DIR}"
-    if "MNIST_DIR" in path.read_text() and not pathlib.Path(MNIST_DIR).is_dir():
+    if "MNIST_DIR" in path.read_text() and not MNIST_DIR.is_dir():
         return f"no MNIST IDX archives in {MNIST_DIR}"
     return None
 
@@ -86,8 +84,8 @@ def kernel_environment(directory):
         "JUPYTER_PATH": str(directory),
         "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
         "TFDS_DATA_DIR": os.environ.get("TFDS_DATA_DIR", ""),
-        "OMNIGLOT_DIR": OMNIGLOT_DIR,
-        "MNIST_DIR": MNIST_DIR,
+        "OMNIGLOT_DIR": str(OMNIGLOT_DIR),
+        "MNIST_DIR": str(MNIST_DIR),
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
 

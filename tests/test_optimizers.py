@@ -170,13 +170,23 @@ def test_gradient_skipping_never_stalls_training():
         optimizer[0].apply([tf.constant([0.5, -2.0])], [optimizer[1]])
     np.testing.assert_allclose(plain[1].numpy(), guarded[1].numpy(), rtol=1e-7)
     assert int(guarded[0].skipped_updates.numpy()) == 0
+    # The forced update is Adam's on the gradient rescaled to the threshold (norm 50 -> 1): the moments it leaves
+    # show in the next, ordinary update.
+    plain, guarded = keras_adam_and_guarded(threshold=1.0, max_consecutive_skips=1)
+    for gradient in ([30.0, 40.0], [30.0, 40.0], [0.1, 0.1]):  # skipped, forced, applied
+        guarded[0].apply([tf.constant(gradient)], [guarded[1]])
+    for gradient in ([0.6, 0.8], [0.1, 0.1]):
+        plain[0].apply([tf.constant(gradient)], [plain[1]])
+    assert int(guarded[0].skipped_updates.numpy()) == 1 and int(guarded[0].iterations.numpy()) == 2
+    np.testing.assert_allclose(guarded[1].numpy(), plain[1].numpy(), rtol=1e-6)
 
 
-def keras_adam_and_guarded(threshold):
+def keras_adam_and_guarded(threshold, **kwargs):
     import keras
 
     make = lambda: keras.Variable([1.0, 1.0])  # noqa: E731
-    return (keras.optimizers.Adam(0.1), make()), (optimizers.ClippedAdam(0.1, skip_threshold=threshold), make())
+    return (keras.optimizers.Adam(0.1), make()), (optimizers.ClippedAdam(0.1, skip_threshold=threshold, **kwargs),
+                                                  make())
 
 
 def test_gradient_skipping_skips_a_non_finite_update_and_survives_config():

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from tests.conftest import SHARED_DATASETS
+from tests.conftest import FREY_FACES_FILE, OMNIGLOT_DIR
 from tests.testing import assert_allclose
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -36,8 +36,8 @@ def _metrics(name):
     return json.loads((ROOT / "savedmodels" / name / "metrics.json").read_text())
 
 
-# Data read from a file rather than through TFDS: the copies in ../shared.
-DATA_FILES = {"frey_faces": SHARED_DATASETS / "frey_faces" / "frey_rawface.mat", "omniglot": SHARED_DATASETS / "omniglot"}
+# Data read from a file rather than through TFDS.
+DATA_FILES = {"frey_faces": FREY_FACES_FILE, "omniglot": OMNIGLOT_DIR}
 
 
 def _config(name):

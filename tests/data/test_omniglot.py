@@ -5,10 +5,9 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from tests.conftest import SHARED_DATASETS
+from tests.conftest import OMNIGLOT_DIR
 from zoo.data import episodes, omniglot
 
-OMNIGLOT_DIR = SHARED_DATASETS / "omniglot"
 needs_archives = pytest.mark.skipif(
     not (OMNIGLOT_DIR / "images_background_small1.zip").exists(), reason="the shared Omniglot archives are not here"
 )

@@ -68,10 +68,10 @@ class TestMemoryBlock:
     @pytest.mark.parametrize(
         "kwargs,match",
         [
-            (dict(num_slots=0), "num_slots"),
-            (dict(num_slots=2.5), "num_slots"),
-            (dict(num_slots=3, attention="tanh"), "attention"),
-            (dict(num_slots=3, composition="concat"), "composition"),
+            (dict(num_slots=0), "num_slots must be an int >= 1, got 0"),
+            (dict(num_slots=2.5), "num_slots must be an int >= 1, got 2.5"),
+            (dict(num_slots=3, attention="tanh"), r"attention must be one of \('sigmoid', 'softmax'\), got 'tanh'"),
+            (dict(num_slots=3, composition="concat"), r"composition must be one of \('ladder', 'sum'\), got 'concat'"),
         ],
     )
     def test_bad_arguments(self, kwargs, match):
@@ -181,16 +181,19 @@ class TestMemVAE:
         assert model.slot_images(layer=1).shape == (3, 8, 8, 1)
 
     def test_bad_inputs(self):
-        with pytest.raises(ValueError, match="num_slots"):
+        with pytest.raises(ValueError, match=r"num_slots must be 2 non-negative numbers \(one per hidden layer, from x "
+                                             r"upward\), got \(4,\)"):
             _tiny(num_slots=(4,))
-        with pytest.raises(ValueError, match="local_reconstruction_weights"):
+        with pytest.raises(ValueError, match=r"local_reconstruction_weights must be 2 non-negative numbers .*, got "
+                                             r"\(0.1, -1.0\)"):
             _tiny(local_reconstruction_weights=(0.1, -1.0))
         model = _tiny(num_slots=(4, 0))
-        with pytest.raises(ValueError, match="memory_enabled"):
+        with pytest.raises(ValueError, match=r"memory_enabled must be 2 bools \(one per hidden layer, from x upward\), "
+                                             r"got \(False,\)"):
             model.decode(np.zeros((2, 2), np.float32), memory_enabled=(False,))
-        with pytest.raises(ValueError, match="layers with memory"):
+        with pytest.raises(ValueError, match=r"layer must be one of the layers with memory \[0\], got 1"):
             model.slot_images(layer=1)
-        with pytest.raises(ValueError, match="binary"):
+        with pytest.raises(ValueError, match=r"Bernoulli likelihood expects x binary, .* got values in \[0.5, 0.5\]"):
             model.slot_preferences(np.full((2, 8, 8, 1), 0.5, np.float32))
-        with pytest.raises(ValueError, match="shape"):
+        with pytest.raises(ValueError, match=r"x must have shape \[batch, 8, 8, 1\], got shape \[2, 8, 8\]"):
             model(np.zeros((2, 8, 8), np.float32))

@@ -44,8 +44,20 @@ def test_shapes_and_padding():
     }
     assert model.sample(2, seed=1).shape == (2, 10, 10, 1)
     assert model.log_likelihood(x, num_samples=4, seed=0).shape == (5,)
-    # reconstruct is deterministic and is the decoder at the posterior means
-    np.testing.assert_array_equal(model.reconstruct(x), model.reconstruct(x))
+
+
+def test_reconstruct_is_the_decoder_at_every_groups_posterior_mean():
+    model = tiny()
+    x = binary_images((5, 8, 8, 1))
+    at_top_mean = lambda: model.decode(model.encode(x)["mean"])["mean"]  # noqa: E731  lower groups at the prior mean
+    # Below the top, q is a shift of the prior: with the shifts set, reconstruct must follow them.
+    for head in model.posterior_heads[1:]:
+        _set_bias_only(head, np.full(head.bias.shape, 0.5))
+    assert np.abs(model.reconstruct(x) - at_top_mean()).max() > 1e-3
+    # With no shift, the posterior means below the top are the prior means, which decode uses.
+    for head in model.posterior_heads[1:]:
+        _set_bias_only(head, np.zeros(head.bias.shape))
+    np.testing.assert_allclose(model.reconstruct(x), at_top_mean(), atol=1e-6)
 
 
 def test_encoder_features_are_what_the_top_posterior_reads():
@@ -332,19 +344,21 @@ def test_mixed_precision_keeps_distributions_in_float32():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(input_shape=(8, 8)), "input_shape"),
-        (dict(input_shape=(8, 8, 1, 1)), "input_shape"),
+        (dict(input_shape=(8, 8)), r"NVAE needs input_shape \(height, width, channels\), got \(8, 8\)"),
+        (dict(input_shape=(8, 8, 1, 1)), r"NVAE needs input_shape \(height, width, channels\), got \(8, 8, 1, 1\)"),
         (dict(scales="2x4,2x4"), "scales must be a non-empty sequence of dicts with keys"),
         (dict(scales=[]), "scales must be a non-empty sequence of dicts with keys"),
         (dict(scales={"groups": 2, "latent_channels": 4}), "scales must be a non-empty sequence of dicts"),
         (dict(scales=[{"groups": 2}]), r"entry 0 has unknown keys \[\] and lacks \['latent_channels'\]"),
         (dict(scales=[{"groups": 0, "latent_channels": 4}]), r"scales\[0\]\['groups'\] must be an int >= 1, got 0"),
         (dict(scales=[{"groups": 1, "latent_channels": 2.5}]), r"scales\[0\]\['latent_channels'\] must be an int >= 1"),
-        (dict(channels=0), "channels"),
+        (dict(channels=0), "channels must be an int >= 1, got 0"),
         (dict(likelihood="logistic_mixture", num_mixtures=0), "num_mixtures must be an int >= 1"),
-        (dict(likelihood="poisson"), "likelihood"),
-        (dict(num_importance_samples=2, kl_balancing=True), "kl_balancing"),
-        (dict(spectral_regularization=-1.0), "spectral_regularization"),
+        (dict(likelihood="poisson"),
+         r"likelihood must be one of \('bernoulli', 'gaussian', 'logistic_mixture'\), got 'poisson'"),
+        (dict(num_importance_samples=2, kl_balancing=True),
+         "kl_balancing weighs .* needs num_importance_samples=1, got 2"),
+        (dict(spectral_regularization=-1.0), "spectral_regularization must be a finite number >= 0, got -1.0"),
     ],
 )
 def test_bad_configurations(kwargs, message):

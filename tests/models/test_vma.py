@@ -148,7 +148,12 @@ class TestVMA(testing.TestCase):
         assert probabilities.shape == (3, 3)
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
         np.testing.assert_array_equal(probabilities.argmax(axis=1), [0, 1, 2])
-        assert model.classify(queries, memory, labels, num_classes=5).shape == (3, 5)
+        # p(c | x) is the address posterior's mass on the entries labelled c.
+        q = np.exp(model.address_posterior(queries, memory=memory).numpy())
+        expected = np.stack([q[:, labels == c].sum(axis=1) for c in range(3)], axis=1)
+        np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-7)
+        five = model.classify(queries, memory, labels, num_classes=5).numpy()
+        np.testing.assert_allclose(five, np.pad(expected, [(0, 0), (0, 2)]), rtol=1e-5, atol=1e-7)
 
     def test_bad_inputs_raise_clear_errors(self):
         model = tiny_vma()

@@ -5,11 +5,10 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from tests.conftest import SHARED_DATASETS
+from tests.conftest import OMNIGLOT_DIR
 from zoo.runs import config as run_config, data as run_data
 from zoo.runs.errors import UsageError
 
-OMNIGLOT_DIR = SHARED_DATASETS / "omniglot"
 needs_archives = pytest.mark.skipif(
     not (OMNIGLOT_DIR / "images_background_small1.zip").exists(), reason="the shared Omniglot archives are not here"
 )

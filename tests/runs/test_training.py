@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED_DATASETS, has_binarized_mnist, needs_mnist
+from tests.conftest import FREY_FACES_FILE, MNIST_DIR, OMNIGLOT_DIR, has_binarized_mnist, needs_mnist
 from tests.testing import RUN_BEFORE_RECIPES, checkpointed_epoch, fits, md5, preset_dataset_pairs, saved_state
 from zoo.runs import (
     config as run_config, errors as run_errors, evaluation as run_evaluation, files as run_files,
@@ -52,11 +52,11 @@ def small_data(tmp_path_factory):
     import scipy.io
 
     root = tmp_path_factory.mktemp("data")
-    frey = SHARED_DATASETS / "frey_faces" / "frey_rawface.mat"
+    frey = FREY_FACES_FILE
     if not frey.exists():
         frey = root / "frey_rawface.mat"
         scipy.io.savemat(frey, {"ff": np.random.default_rng(0).integers(0, 256, (560, 300), dtype=np.uint8)})
-    mnist = SHARED_DATASETS / "mnist"
+    mnist = MNIST_DIR
     if not (mnist / "t10k-images-idx3-ubyte.gz").exists():
         mnist = root / "mnist"
         mnist.mkdir()
@@ -64,9 +64,8 @@ def small_data(tmp_path_factory):
             f.write(bytes(16) + np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8).tobytes())
         with gzip.open(mnist / "t10k-labels-idx1-ubyte.gz", "wb") as f:
             f.write(bytes(8) + (np.arange(64) % 10).astype(np.uint8).tobytes())
-    omniglot = SHARED_DATASETS / "omniglot"
     return {"frey_faces": str(frey), "mnist": str(mnist),
-            "omniglot": str(omniglot) if (omniglot / "images_background_small1.zip").exists() else None}
+            "omniglot": str(OMNIGLOT_DIR) if (OMNIGLOT_DIR / "images_background_small1.zip").exists() else None}
 
 
 # A few steps on small data: the pair trains, evaluates and exports; the numbers are checked, not learned.
