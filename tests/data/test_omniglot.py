@@ -174,7 +174,13 @@ def test_20_way_5_shot_episodes_come_from_held_out_characters(splits):
     for episode in ds.as_numpy_iterator():
         assert episode["memory"].shape == (100, 28, 28, 1) and episode["queries"].shape == (20, 28, 28, 1)
         assert all(image.tobytes() in lookup for image in episode["queries"])
-        assert sorted(set(episode["memory_labels"])) == list(range(20))
+        assert np.array_equal(np.bincount(episode["memory_labels"]), np.full(20, 5))
+        # Each label names one held-out character: its 5 support drawings and its query, which is not among them.
+        for c in range(20):
+            support = {lookup[image.tobytes()] for image in episode["memory"][episode["memory_labels"] == c]}
+            query = {lookup[image.tobytes()] for image in episode["queries"][episode["query_labels"] == c]}
+            assert len(support) == 1 and query == support, (c, support, query)
+        assert not {image.tobytes() for image in episode["memory"]} & {image.tobytes() for image in episode["queries"]}
     with pytest.raises(ValueError, match="need 8 classes with >= 21 examples"):
         omniglot.episodes("test", num_memory=17, path=str(OMNIGLOT_DIR))
 

@@ -209,7 +209,8 @@ MIXED_STEPS = 4
 
 
 def _few_mixed_precision_steps(golden, policy):
-    """The last training loss and the dtypes of a golden model after `MIXED_STEPS` eager steps under `policy`."""
+    """The last training loss, the step the weights took and the dtypes of a golden model after `MIXED_STEPS` eager
+    steps under `policy`."""
     import keras
 
     x = np.concatenate([golden["input_data"]()] * 2)  # 8 examples, batch 4: 2 steps per epoch
@@ -220,10 +221,15 @@ def _few_mixed_precision_steps(golden, policy):
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     # Eager steps: tracing every model three times would take minutes on a small machine.
     model.compile(optimizer=optimizer, run_eagerly=True)
-    history = model.fit(x, batch_size=4, epochs=MIXED_STEPS // 2, shuffle=False, verbose=0).history
+    before = []  # the weights once fit has built the model, before its first step
+    snapshot = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: before.extend(w.numpy().copy() for w in model.trainable_weights))
+    history = model.fit(x, batch_size=4, epochs=MIXED_STEPS // 2, shuffle=False, verbose=0,
+                        callbacks=[snapshot]).history
     outputs = model(x[:4], training=False)
     return {
         "loss": history["loss"][-1],
+        "step": np.concatenate([(w.numpy() - b).ravel() for w, b in zip(model.trainable_weights, before)]),
         "compute_dtype": model.compute_dtype,
         "output_dtypes": {key: value.dtype.name for key, value in outputs.items()},
         "variable_dtypes": sorted({v.dtype for v in model.trainable_weights}),
@@ -243,7 +249,7 @@ DEFAULT_FAMILIES = ["VMA", "ConvVAE"]
 ])
 def test_mixed_precision_stays_close_to_float32(name):
     golden = MODEL_GOLDENS[name]
-    reference = _few_mixed_precision_steps(golden, "float32")["loss"]
+    reference = _few_mixed_precision_steps(golden, "float32")
     for policy in ("mixed_float16", "mixed_bfloat16"):
         run = _few_mixed_precision_steps(golden, policy)
         assert np.isfinite(run["loss"]), (policy, run)
@@ -251,7 +257,11 @@ def test_mixed_precision_stays_close_to_float32(name):
         # is finer, but the loss scale starts at 2^15 and the steps whose scaled gradients overflow are
         # skipped while it comes down, so after 4 steps its loss is that of fewer updates: < 2%.
         tolerance = 0.02 if policy == "mixed_float16" else 0.01
-        np.testing.assert_allclose(run["loss"], reference, rtol=tolerance, err_msg=policy)
+        np.testing.assert_allclose(run["loss"], reference["loss"], rtol=tolerance, err_msg=policy)
+        # The loss alone would pass a policy that never updates: the weights moved the way float32's did (float16's
+        # skipped steps leave fewer updates, measured at cosines of 0.62-0.91; bfloat16's 0.97-1.00).
+        cosine = run["step"] @ reference["step"] / np.linalg.norm(run["step"]) / np.linalg.norm(reference["step"])
+        assert cosine > (0.5 if policy == "mixed_float16" else 0.9), (policy, cosine)
         assert run["compute_dtype"] == policy.removeprefix("mixed_"), (policy, run)
         assert run["variable_dtypes"] == ["float32"], (policy, run)
         # Everything the bound is made of, and the reconstruction the endpoints serve, in float32.
