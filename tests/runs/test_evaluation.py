@@ -3,6 +3,7 @@ paired differences."""
 
 import io
 import json
+import os
 import shutil
 
 import pytest
@@ -101,3 +102,10 @@ def test_an_interrupted_evaluation_resumes_to_the_uninterrupted_estimate(tiny_ru
     first_batches.clear()
     other = run_evaluation.evaluate(model_dir, result_file="other.json", **{**protocol, "num_samples": 4})
     assert first_batches == [0] and other["num_samples"] == 4 and other["examples"] == 25
+    # ... nor lost: the first protocol's two batches were set aside, and run again it resumes from them.
+    (parked,) = [path for path in os.listdir(model_dir) if path.startswith("other.json.partial.")]
+    assert json.loads((tmp_path / "run" / parked).read_text())["batches"] == 2
+    first_batches.clear()
+    again = run_evaluation.evaluate(model_dir, result_file="other.json", **protocol)
+    assert first_batches == [2] and again["nll_nats"] == whole["nll_nats"]
+    assert not [path for path in os.listdir(model_dir) if "partial" in path]

@@ -11,7 +11,9 @@
 
 A long evaluation (k = 1000 on thousands of images takes hours on a CPU) keeps its per-example estimates in
 `<result_file>.partial` as it goes; run again with the same protocol on the same weights, it resumes after the
-batches already done and gives the estimate an uninterrupted run gives (batch i is seeded `(seed, i)`).
+batches already done and gives the estimate an uninterrupted run gives (batch i is seeded `(seed, i)`). Run with
+another protocol, it sets the unfinished estimates aside (`<result_file>.partial.<digest>`) for when that protocol
+runs again.
 Finished, they stay in `<result_file>.examples` (`per_example`), so two models evaluated on the same images
 are compared image by image (`paired_difference`).
 
@@ -21,6 +23,7 @@ the split (see `zoo.runs.data`).
 
 import hashlib
 import itertools
+import json
 import math
 import os
 import sys
@@ -194,21 +197,40 @@ def _weights_digest(model):
     return digest.hexdigest()
 
 
+def _protocol_digest(protocol):
+    return hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:12]
+
+
 class _Partial:
     """The per-example estimates of an evaluation in progress, saved every `SAVE_INTERVAL` seconds and when the
-    evaluation stops; those of an earlier process are taken up when its protocol and weights are the same."""
+    evaluation stops; those of an earlier process are taken up when its protocol and weights are the same.
+
+    Another protocol's unfinished estimates are never overwritten: they are set aside as `<path>.<its digest>`
+    and taken up again when that protocol runs again.
+    """
 
     def __init__(self, path, protocol):
         self.path, self.protocol = path, protocol
         self.log_px, self.elbo, self.batches, self.earlier_seconds = [], [], 0, 0.0
-        try:
-            saved = read_json(path)
-        except (OSError, UsageError):  # none, or unreadable: start afresh
+        saved = self._read(path)
+        if saved.get("protocol") not in (None, protocol):
+            os.replace(path, f"{path}.{_protocol_digest(saved['protocol'])}")
             saved = {}
+        parked = f"{path}.{_protocol_digest(protocol)}"
+        if not saved and os.path.exists(parked):
+            saved = self._read(parked)
+            os.replace(parked, path)
         if saved.get("protocol") == protocol:
             self.log_px, self.elbo = saved["log_likelihood"], saved["elbo"]
             self.batches, self.earlier_seconds = saved["batches"], saved["seconds"]
         self.start = self.last_save = time.perf_counter()
+
+    @staticmethod
+    def _read(path):
+        try:
+            return read_json(path)
+        except (OSError, UsageError):  # none, or unreadable: start afresh
+            return {}
 
     @property
     def examples(self):
