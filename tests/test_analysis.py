@@ -126,3 +126,16 @@ def test_recognition_features_linear_classifier(mem_vae, labelled):
     assert result["accuracy"] > 0.7, result  # chance is 0.1
     with pytest.raises(ValueError, match="same number of rows"):
         zoo.analysis.linear_classifier_accuracy(features, labels[:10], features, labels)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.array([0, 1, -1, 2]), r"train_labels must be integers >= 0 of shape \[N\], got dtype int64 and shape \(4,\), "
+                              "min -1"),
+    (np.array([[0], [1], [2], [1]]), r"train_labels must be integers >= 0 of shape \[N\], got dtype int64 and shape "
+                                     r"\(4, 1\)"),
+    (np.array([0.0, 1.0, 2.0, 1.0]), r"train_labels must be integers >= 0 of shape \[N\], got dtype float64"),
+])
+def test_linear_classifier_refuses_labels_that_are_not_classes(labels, message):
+    features = np.eye(4, dtype=np.float32)
+    with pytest.raises(ValueError, match=message):
+        zoo.analysis.linear_classifier_accuracy(features, labels, features, np.array([0, 1, 2, 1]))

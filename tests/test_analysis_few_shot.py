@@ -36,6 +36,20 @@ def test_few_shot_accuracy_counts_argmax_hits():
         zoo.analysis.few_shot_accuracy(OracleClassifier(), [])
 
 
+@pytest.mark.parametrize("change, message", [
+    # [B, 1] labels used to broadcast against the [B] predictions: a [B, B] comparison, an accuracy near 1 / ways.
+    (dict(query_labels=np.array([1, 2, 3, 1, 2, 3, 1, 2, 3, 1])[:, None]),
+     r"query_labels must be integers of shape \[10\], got dtype int64 and shape \(10, 1\)"),
+    (dict(query_labels=np.array([1, 2, 3, 1, 2, 3, 1, 2, 3, 4])), "query_labels must be < num_classes=4"),
+    (dict(memory_labels=np.array([0, 0, 0, 1, 1, 2, 3, 3])),
+     r"memory_labels must give each of the 4 classes the same number of entries .* got counts \[3, 2, 1, 2\]"),
+])
+def test_few_shot_accuracy_refuses_labels_that_do_not_fit(change, message):
+    episode = {**next(labelled_episodes([1.0])), **change}
+    with pytest.raises(ValueError, match=message):
+        zoo.analysis.few_shot_accuracy(OracleClassifier(), [episode])
+
+
 def test_vma_few_shot_accuracy_and_memory_size_sweep():
     model = zoo.VMA(input_shape=(8, 8, 1), hidden_units=(16,), latent_dim=2, matching_dim=4, seed=0)
     rng = np.random.default_rng(0)

@@ -220,13 +220,18 @@ def few_shot_accuracy(model, episodes, max_episodes=None):
     for episode in episodes:
         if max_episodes is not None and len(per_episode) >= max_episodes:
             break
-        labels = np.asarray(episode["memory_labels"])
-        ways = int(labels.max()) + 1
+        labels, ways = validation.class_labels(episode["memory_labels"], len(episode["memory"]))
+        counts = np.bincount(labels.numpy(), minlength=ways)
+        if counts.min() != counts.max():
+            raise ValueError(f"memory_labels must give each of the {ways} classes the same number of entries (an "
+                             f"N-way K-shot support set), got counts {counts.tolist()}")
+        query_labels, _ = validation.class_labels(episode["query_labels"], len(episode["queries"]), ways,
+                                                  name="query_labels")
         probabilities = model.classify(episode["queries"], episode["memory"], labels, num_classes=ways)
-        correct = np.argmax(np.asarray(probabilities), axis=-1) == np.asarray(episode["query_labels"])
+        correct = np.argmax(np.asarray(probabilities), axis=-1) == query_labels.numpy()
         per_episode.append(correct.mean())
         queries += correct.size
-        shape = shape or (ways, len(labels) // ways)
+        shape = shape or (ways, int(counts[0]))
     if not per_episode:
         raise ValueError("the episodes gave nothing to classify")
     per_episode = np.asarray(per_episode)
@@ -444,7 +449,12 @@ def linear_classifier_accuracy(train_features, train_labels, test_features, test
         )
     if len(train_labels) != len(train_features) or len(test_labels) != len(test_features):
         raise ValueError("features and labels must have the same number of rows")
-    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    num_classes = None
+    for name, labels in (("train_labels", train_labels), ("test_labels", test_labels)):
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
+            raise ValueError(f"{name} must be integers >= 0 of shape [N], got dtype {labels.dtype} and shape "
+                             f"{labels.shape}" + (f", min {labels.min()}" if labels.size else ""))
+        num_classes = max(num_classes or 0, int(labels.max()) + 1)
     mean, std = train_features.mean(axis=0), train_features.std(axis=0) + 1e-6
     keras.utils.set_random_seed(seed)
     classifier = keras.Sequential([
