@@ -139,3 +139,12 @@ def test_linear_classifier_refuses_labels_that_are_not_classes(labels, message):
     features = np.eye(4, dtype=np.float32)
     with pytest.raises(ValueError, match=message):
         zoo.analysis.linear_classifier_accuracy(features, labels, features, np.array([0, 1, 2, 1]))
+
+
+@pytest.mark.parametrize("max_examples", [0, -3, 2.5, True])
+def test_dataset_log_likelihood_refuses_a_bad_max_examples(max_examples):
+    # 0 and -3 were reported as "the dataset gave no examples", 2.5 failed in a slice, True meant 1.
+    model = zoo.VAE(input_shape=(4, 4, 1), hidden_units=(4,), latent_dim=2, seed=0)
+    x = np.zeros((3, 4, 4, 1), np.float32)
+    with pytest.raises(ValueError, match=rf"^max_examples must be an int >= 1, got {max_examples}$"):
+        zoo.analysis.dataset_log_likelihood(model, [x], num_samples=2, max_examples=max_examples)

@@ -188,6 +188,9 @@ def test_fit_refuses_epochs_that_are_not_whole_compiled_calls():
                                          r"steps_per_execution \(25\): Keras runs whole calls, so each epoch would "
                                          r"take 50 steps; compile with steps_per_execution=15$"):
         model.fit(endless, epochs=1, steps_per_epoch=30, verbose=0)
+    for steps in (0, -5, 2.5):  # -5 failed inside the message above, 2.5 in range(), 0 went on to Keras
+        with pytest.raises(ValueError, match=rf"^steps_per_epoch must be an int >= 1, got {steps}$"):
+            model.fit(endless, epochs=1, steps_per_epoch=steps, verbose=0)
 
 
 def test_fit_checks_generators_batch_by_batch():

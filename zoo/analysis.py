@@ -24,6 +24,8 @@ def dataset_log_likelihood(model, dataset, num_samples=5000, max_examples=None, 
         dict: `examples`; `nll_nats` = -mean log p(x) and `nll_stderr` its standard error
         over examples; `bound_nats` = -mean ELBO (same samples); `bits_per_dim`; `seconds`.
     """
+    if max_examples is not None:
+        validation.positive_int("max_examples", max_examples)
     start = time.perf_counter()
     batches = list(batch_log_likelihoods(model, dataset, num_samples, max_examples, seed))
     log_px = np.concatenate([log_px for log_px, _ in batches]) if batches else np.zeros([0])
@@ -39,6 +41,8 @@ def batch_log_likelihoods(model, dataset, num_samples, max_examples=None, seed=0
     after its first batches uses the seeds `(seed, first_batch)`, `(seed, first_batch + 1)`, ... an uninterrupted
     one would have used: the same estimate, batch for batch.
     """
+    if max_examples is not None:  # 0: a resumed evaluation with nothing left to do
+        validation.positive_int("max_examples", max_examples, minimum=0)
     seen = 0
     for i, batch in enumerate(dataset, start=first_batch):
         if max_examples is not None and seen >= max_examples:

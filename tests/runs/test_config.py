@@ -74,6 +74,14 @@ def test_the_run_identity_ignores_the_models_automatic_name(tmp_path):
         run_config.check_run_dir(str(tmp_path), config("vae", 3))
 
 
+def test_a_run_resumes_with_its_own_validation_split_only(tmp_path):
+    # Its best epoch so far (best.weights.h5) was chosen on that split's bound: another split's is not comparable.
+    run_files.write_json(str(tmp_path / run_files.CONFIG_FILE), {"preset": "p", "validation_split": "validation"})
+    run_config.check_run_dir(str(tmp_path), {"preset": "p", "validation_split": "validation"})
+    with pytest.raises(run_errors.UsageError, match="holds a run with different validation_split"):
+        run_config.check_run_dir(str(tmp_path), {"preset": "p", "validation_split": "validation[:1000]"})
+
+
 def test_a_warmup_cosine_run_resumes_with_its_own_epochs_only(tmp_path):
     # Its learning rate spans the run's epochs; a constant or per-epoch rate does not, so those runs may be extended.
     def config(epochs, recipe, steps_per_epoch=500):

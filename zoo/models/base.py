@@ -38,7 +38,9 @@ def steps_per_execution_for(steps_per_epoch, limit=STEPS_PER_EXECUTION):
     of endless data takes whole calls' worth of steps (30 asked at 25 per call train 50), and a finite
     stream of exactly `epochs x steps_per_epoch` batches runs out in the last epoch.
     """
-    return max(d for d in range(1, min(limit, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+    steps_per_epoch = validation.positive_int("steps_per_epoch", steps_per_epoch)
+    return max(d for d in range(1, min(validation.positive_int("limit", limit), steps_per_epoch) + 1)
+               if steps_per_epoch % d == 0)
 
 
 class LatentVariableModel(keras.Model):
@@ -322,6 +324,8 @@ class LatentVariableModel(keras.Model):
 
     def fit(self, x=None, *args, **kwargs):
         steps = kwargs.get("steps_per_epoch")
+        if steps is not None:
+            steps = kwargs["steps_per_epoch"] = validation.positive_int("steps_per_epoch", steps)
         if steps is not None and self.steps_per_execution and steps % self.steps_per_execution:
             raise ValueError(
                 f"steps_per_epoch ({steps}) must be a multiple of the compiled steps_per_execution "

@@ -28,9 +28,10 @@ DATASETS = {
 # 104x104 crop max-pooled 4x4 (Bornschein et al. 2017; zoo.data.omniglot.preprocess).
 DATASET_VARIANTS = {"omniglot": {(26, 26, 1): {"image_size": 26}}}
 # Keys of the resolved configuration that must match to resume a run in the same model_dir. Not the
-# strategy: a run may resume on other devices, and its global batch (batch_size) keeps the steps the same.
-RUN_IDENTITY = ("preset", "dataset", "data_path", "train_split", "batch_size", "episodes", "seed", "overrides",
-                 "mixed_precision", "recipe")
+# strategy: a run may resume on other devices, and its global batch (batch_size) keeps the steps the same. The
+# validation split too: the best epoch so far was chosen by its bound.
+RUN_IDENTITY = ("preset", "dataset", "data_path", "train_split", "validation_split", "batch_size", "episodes", "seed",
+                "overrides", "mixed_precision", "recipe")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 # Keras dtype policies: compute in 16 bits, variables (and the zoo's distribution parameters) in float32.
 MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
