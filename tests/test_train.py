@@ -54,6 +54,8 @@ def test_bad_flag_exits_fast_with_one_line_reason():
         (["--num_importance_samples=0"], "--num_importance_samples must be an int >= 1, got 0"),
         (["--num_importance_samples=3", "--override=num_importance_samples=7"],  # the override was dropped silently
          "--num_importance_samples=3 and --override=num_importance_samples=7 both set K; pass one"),
+        # The samplers take int32 seeds: 2**31 failed after every epoch (the sample grid), a wrapped one is another seed.
+        (["--seed=2147483648"], "--seed must be an int in [0, 2**31), got 2147483648"),
     ],
 )
 def test_bad_flag_values_are_refused_in_one_line(tmp_path, args, reason):

@@ -18,6 +18,7 @@ from zoo.runs import search as run_search
     (["--dataset=frey_faces"], "takes 28x28x1 inputs but dataset 'frey_faces' gives 28x20x1"),
     (["--objective_samples=0"], "--objective_samples must be an int >= 1"),
     (["--space=latent_dim"], "--space expects name=value"),
+    (["--seed=-1"], "--seed must be an int in [0, 2**31), got -1"),
 ])
 def test_bad_flags_exit_2_in_one_line(args, reason, tmp_path):
     base = [a for a in TINY_SEARCH if not any(a.startswith(b.split("=")[0] + "=") for b in args)]

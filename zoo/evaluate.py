@@ -47,7 +47,7 @@ def main(argv):
     if not f.result_file or os.path.basename(f.result_file) != f.result_file:
         raise UsageError(f"--result_file must be a file name (written in --model_dir), got {f.result_file!r}")
     check_weights(f.weights)
-    check_options(f.dataset, f.num_samples, f.max_examples, f.batch_size)
+    check_options(f.dataset, f.num_samples, f.max_examples, f.batch_size, f.seed)
     data_source(read_config(f.model_dir), f.dataset, f.data_path)
     quiet_libraries()
     result = evaluate(f.model_dir, f.dataset, f.split, f.num_samples, f.max_examples, f.batch_size, f.seed,

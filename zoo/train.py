@@ -61,7 +61,7 @@ def main(argv):
                   f.keep_checkpoints, f.steps_per_epoch, f.episode_classes, f.episode_targets, f.episode_memory,
                   data_path=f.data_path, overrides=overrides, skip_gradient_norm=f.skip_gradient_norm,
                   strategy=f.strategy, mixed_precision=f.mixed_precision,
-                  num_importance_samples=f.num_importance_samples)
+                  num_importance_samples=f.num_importance_samples, seed=f.seed)
     check_directory_path(f.model_dir, "--model_dir")
     check_not_in_use(f.model_dir)
     quiet_libraries()

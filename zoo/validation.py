@@ -208,6 +208,12 @@ def seed(value):
         tensor.shape.rank == 1 and tensor.shape[0] not in (2, None)
     ):
         raise ValueError(f"{expected}, got dtype {tensor.dtype.name} and shape {tensor.shape}")
+    if tensor.dtype.size > 4:  # int64: a value beyond int32 would wrap around in the samplers
+        in_range = tf.reduce_all((tensor >= -2**31) & (tensor < 2**31))
+        if not _traced(tensor) and not in_range:
+            raise ValueError(f"{expected}, each in [-2**31, 2**31), got {tensor.numpy().tolist()!r}")
+        if _traced(tensor):
+            tensor = _asserted(tensor, in_range, "seed values must be in [-2**31, 2**31), got", tensor)
     if _traced(tensor) and tensor.shape.rank != 0:
         return _asserted(tensor, tf.equal(tf.size(tensor), 2), "seed must hold 2 integers, got", tf.shape(tensor))
     return tensor

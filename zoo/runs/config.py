@@ -79,7 +79,7 @@ def resolve_config(
     check_options(preset, dataset, epochs, batch_size, learning_rate, steps_per_execution, keep_checkpoints,
                 steps_per_epoch, episode_classes, episode_targets, episode_memory, data_path=data_path,
                 overrides=overrides, skip_gradient_norm=skip_gradient_norm, strategy=strategy,
-                mixed_precision=mixed_precision, num_importance_samples=num_importance_samples)
+                mixed_precision=mixed_precision, num_importance_samples=num_importance_samples, seed=seed)
     recipe = zoo.presets.PRESETS[preset].get("recipe", {})
     try:
         zoo.optimizers.check_recipe(preset, recipe)
@@ -134,7 +134,7 @@ def resolve_config(
 def check_options(preset, dataset, epochs, batch_size=None, learning_rate=None, steps_per_execution=None,
                   keep_checkpoints=3, steps_per_epoch=None, episode_classes=None, episode_targets=None,
                   episode_memory=None, *, data_path=None, overrides=None, skip_gradient_norm=None, strategy="default",
-                  mixed_precision=None, num_importance_samples=None):
+                  mixed_precision=None, num_importance_samples=None, seed=0):
     """The checks that need no TensorFlow: run first, so that a bad flag is reported at once."""
     from zoo.presets import PRESETS
 
@@ -156,6 +156,7 @@ def check_options(preset, dataset, epochs, batch_size=None, learning_rate=None, 
                  steps_per_execution=steps_per_execution, steps_per_epoch=steps_per_epoch,
                  episode_classes=episode_classes, episode_targets=episode_targets, episode_memory=episode_memory,
                  num_importance_samples=num_importance_samples)
+    check_seed(seed)
     if num_importance_samples is not None and "num_importance_samples" in (overrides or {}):
         raise UsageError(f"--num_importance_samples={num_importance_samples} and --override=num_importance_samples="
                          f"{overrides['num_importance_samples']!r} both set K; pass one")
@@ -180,6 +181,12 @@ def check_counts(**counts):
     for name, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise UsageError(f"--{name} must be an int >= 1, got {value!r}")
+
+
+def check_seed(seed):
+    """`UsageError` unless `seed` is an int in [0, 2**31): the samplers take int32 seeds, a larger one would wrap."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise UsageError(f"--seed must be an int in [0, 2**31), got {seed!r}")
 
 
 def check_data(dataset, input_shape, data_path, subject):

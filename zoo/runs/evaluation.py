@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from zoo.runs.config import DATASETS, check_counts, check_data, data_options
+from zoo.runs.config import DATASETS, check_counts, check_data, check_seed, data_options
 from zoo.runs.data import load_episodes, load_split, targets_per_episode
 from zoo.runs.errors import UsageError
 from zoo.runs.files import read_config, read_json, write_json
@@ -80,9 +80,10 @@ def _duration(seconds):
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
-def check_options(dataset, num_samples, max_examples, batch_size):
+def check_options(dataset, num_samples, max_examples, batch_size, seed=0):
     """The checks of `evaluate`'s options that need no TensorFlow (an app runs them before loading it)."""
     check_counts(num_samples=num_samples, max_examples=max_examples, batch_size=batch_size)
+    check_seed(seed)
     if dataset is not None and dataset not in DATASETS:
         raise UsageError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
 
@@ -126,7 +127,7 @@ def evaluate(model_dir, dataset=None, split="test", num_samples=5000, max_exampl
     """
     from zoo import analysis
 
-    check_options(dataset, num_samples, max_examples, batch_size)
+    check_options(dataset, num_samples, max_examples, batch_size, seed)
     source = data_source(read_config(model_dir), dataset, data_path)
     dataset = source["dataset"]
     model, config = load_trained_model(model_dir, weights)

@@ -66,7 +66,7 @@ def check_search(preset, dataset, max_trials=None, tuner="random", epochs=1, ste
     """
     overrides, space = dict(overrides or {}), dict(space or {})
     check_options(preset, dataset, epochs, batch_size, None, steps_per_execution, 1, steps_per_epoch,
-                  data_path=data_path, overrides=overrides)
+                  data_path=data_path, overrides=overrides, seed=seed)
     if tuner not in TUNERS:
         raise UsageError(f"unknown tuner {tuner!r}; available: {', '.join(TUNERS)}")
     if tuner == "hyperband" and max_trials is not None:
