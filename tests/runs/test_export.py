@@ -205,3 +205,19 @@ def test_build_md_serving_tables_name_every_signature_and_its_inputs(name):
     documented = {signature: [input for input, vma_only in inputs if is_vma or not vma_only]
                   for signature, (vma_row, inputs) in table.items() if is_vma or not vma_row}
     assert documented == served
+
+
+def test_a_failed_export_leaves_no_version_behind(tmp_path, monkeypatch):
+    # TF Serving watches the directory: a half-written version would be loaded, and the version number taken.
+    rename = os.replace
+
+    def failing_rename(source, target):  # the export written (elsewhere), then the process fails
+        if os.path.basename(target) == "1":
+            assert sorted(os.listdir(source)) == ["assets", "fingerprint.pb", "saved_model.pb", "variables"]
+            raise OSError("No space left on device")
+        return rename(source, target)
+
+    monkeypatch.setattr(os, "replace", failing_rename)
+    with pytest.raises(OSError, match="No space left on device"):
+        run_export.export(_golden_model("VAE")[0], str(tmp_path))
+    assert os.listdir(tmp_path) == [] and run_export.next_version(str(tmp_path)) == 1

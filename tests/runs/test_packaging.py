@@ -162,6 +162,9 @@ def test_repackaging_is_the_next_version_and_a_failure_keeps_the_old_package(run
     with pytest.raises(ValueError, match=r"zoo.evaluate result with its command, missing \['command'\]"):
         packaging.package(model_dir, str(export_dir), K, EXAMPLES, progress=False,
                           metrics={"full_split_test": {k: v for k, v in full.items() if k != "command"}})
+    leftover = tmp_path / ".tiny.old"  # the package a finished swap replaced, its removal killed half-way
+    leftover.mkdir()
+    (leftover / "metrics.json").write_text("{}")
     path = packaging.package(model_dir, str(export_dir), K, EXAMPLES, progress=False,
                              metrics={"full_split_test": full})
     assert path == os.path.join(export_dir, "2")

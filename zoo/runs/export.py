@@ -16,6 +16,7 @@ directory rolls out a new version.
 """
 
 import os
+import shutil
 
 
 def next_version(export_dir):
@@ -52,7 +53,16 @@ def export(model, export_dir, version=None):
         # Traced as a lambda: TF's Python client then raises the runtime's message as is, with a failed
         # input check's reason on the first line (for a named function it prepends "Graph execution error").
         archive.add_endpoint(name, _as_lambda(fn), input_signature=input_signature)
-    archive.write_out(path, verbose=False)
+    # Written beside the versions and renamed into place: TF Serving, which watches export_dir, never sees a
+    # half-written version (it loads numbered directories only).
+    staging = os.path.join(export_dir, f".{version}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        archive.write_out(staging, verbose=False)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return path
 
 

@@ -159,6 +159,8 @@ def package(model_dir, export_dir, num_samples=5000, max_examples=None, name=Non
                     for suffix in ("staging", "old"))
     if not os.path.exists(export_dir) and os.path.isdir(old):  # killed between the two renames of a swap
         os.replace(old, export_dir)
+    elif os.path.exists(old):  # killed while removing the package a finished swap replaced
+        shutil.rmtree(old)
     curve = logs.learning_curve(model_dir)  # no logs: a one-line error before anything is measured
     if curve["best_epoch"] is None:
         raise UsageError(f"--model_dir {model_dir!r} logged no finite {curve['selected_by'].replace('_', ' ')}: "
