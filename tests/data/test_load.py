@@ -1,5 +1,6 @@
 import gzip
 import os
+import re
 import time
 
 import numpy as np
@@ -81,6 +82,19 @@ def test_mnist_with_labels(mnist_idx_dir):
     assert x.shape == (10, 28, 28, 1) and y.dtype == tf.int64
     _, labels = zoo.data.mnist.read_idx(mnist_idx_dir, "test")
     np.testing.assert_array_equal(y.numpy(), labels[:10])
+
+
+def test_mnist_idx_splits_slice_as_tfds_does(mnist_idx_dir):
+    # The mnist dataset trains on train[:50000] and validates on train[50000:]: the IDX reader takes them too.
+    images, labels = zoo.data.mnist.read_idx(mnist_idx_dir, "test")
+    for split, rows in (("test[:30]", slice(None, 30)), ("test[30:]", slice(30, None)), ("test[-5:]", slice(-5, None))):
+        sliced_images, sliced_labels = zoo.data.mnist.read_idx(mnist_idx_dir, split)
+        np.testing.assert_array_equal(sliced_images, images[rows])
+        np.testing.assert_array_equal(sliced_labels, labels[rows])
+    for split in ("test[:10%]", "tset", "validation"):
+        with pytest.raises(ValueError, match=rf"MNIST IDX files exist for splits \['test', 'train'\], whole or sliced "
+                                             rf"with integers \(e.g. 'train\[:50000\]'\), got '{re.escape(split)}'"):
+            zoo.data.mnist.read_idx(mnist_idx_dir, split)
 
 
 def test_frey_faces(frey_path):

@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -64,9 +65,16 @@ def load_binarized(split="train", batch_size=100, shuffle=None, seed=0, data_dir
 
 
 def read_idx(path, split):
-    """Reads MNIST's IDX archives from `path`: uint8 images `[N, 28, 28]` and labels `[N]`."""
-    if split not in _IDX_FILES:
-        raise ValueError(f"MNIST IDX files exist for splits {sorted(_IDX_FILES)}, got {split!r}")
+    """Reads MNIST's IDX archives from `path`: uint8 images `[N, 28, 28]` and labels `[N]`.
+
+    `split`: `"train"` or `"test"`, or a slice of one as TFDS writes it (`"train[:50000]"`, `"train[50000:]"`,
+    the `mnist` dataset's own training and validation splits).
+    """
+    match = re.fullmatch(r"(\w+)(?:\[(-?\d*):(-?\d*)\])?", split)
+    if not match or match[1] not in _IDX_FILES:
+        raise ValueError(f"MNIST IDX files exist for splits {sorted(_IDX_FILES)}, whole or sliced with integers "
+                         f"(e.g. 'train[:50000]'), got {split!r}")
+    split, start, stop = match[1], *(int(bound) if bound else None for bound in match.groups()[1:])
     arrays = []
     for filename, offset in zip(_IDX_FILES[split], (16, 8)):
         file = os.path.join(path, filename)
@@ -78,7 +86,7 @@ def read_idx(path, split):
         with gzip.open(file, "rb") as f:
             arrays.append(np.frombuffer(f.read(), np.uint8, offset=offset))
     images, labels = arrays
-    return images.reshape(-1, 28, 28), labels
+    return images.reshape(-1, 28, 28)[start:stop], labels[start:stop]
 
 
 def load_dynamic(
