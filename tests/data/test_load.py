@@ -97,6 +97,30 @@ def test_mnist_idx_splits_slice_as_tfds_does(mnist_idx_dir):
             zoo.data.mnist.read_idx(mnist_idx_dir, split)
 
 
+def test_damaged_data_files_are_value_errors_naming_the_file(tmp_path):
+    # They were raw IsADirectoryError, KeyError, EOFError or BadGzipFile tracebacks in the CLIs.
+    with pytest.raises(FileNotFoundError, match=r"dataset 'frey_faces': file .* not found \(a directory\)"):
+        zoo.data.load("frey_faces", path=str(tmp_path))
+    (tmp_path / "junk.mat").write_bytes(b"not a MATLAB file at all" * 10)
+    with pytest.raises(ValueError, match=r"dataset 'frey_faces': .*junk.mat is not a MATLAB file"):
+        zoo.data.load("frey_faces", path=str(tmp_path / "junk.mat"))
+    scipy.io.savemat(tmp_path / "other.mat", {"faces": np.zeros((560, 3), np.uint8)})
+    with pytest.raises(ValueError, match=r"other.mat is not frey_rawface.mat: its variable 'ff' must hold 560 x N "
+                                         r"pixels, got None"):
+        zoo.data.load("frey_faces", path=str(tmp_path / "other.mat"))
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    with gzip.open(mnist / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(bytes(16) + bytes(28 * 28 * 3))
+    (mnist / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(8) + bytes(4))[:-6])  # truncated
+    with pytest.raises(ValueError, match=r"dataset 'mnist': .*t10k-labels-idx1-ubyte.gz is not a gzipped IDX archive"):
+        zoo.data.mnist.read_idx(str(mnist), "test")
+    (mnist / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(8) + bytes(4)))
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte.gz holds 2352 pixels, not 28 x 28 for each of the "
+                                         r"4 labels"):
+        zoo.data.mnist.read_idx(str(mnist), "test")
+
+
 def test_frey_faces(frey_path):
     train = zoo.data.load("frey_faces", split="train", batch_size=2000, path=frey_path)
     test = zoo.data.load("frey_faces", split="test", batch_size=2000, path=frey_path)

@@ -14,12 +14,18 @@ NUM_TEST = 200
 
 def read(path):
     """Reads `frey_rawface.mat` (variable `ff`, uint8 `[560, 1965]`): float32 `[1965, 28, 20, 1]` in [0, 1]."""
-    if path is None or not os.path.exists(path):
+    if path is None or not os.path.isfile(path):
         raise FileNotFoundError(
-            f"dataset 'frey_faces': file {path!r} not found. Fix: pass path= your copy of "
-            "frey_rawface.mat (https://cs.nyu.edu/~roweis/data/frey_rawface.mat)."
+            f"dataset 'frey_faces': file {path!r} not found{' (a directory)' if path and os.path.isdir(path) else ''}. "
+            "Fix: pass path= your copy of frey_rawface.mat (https://cs.nyu.edu/~roweis/data/frey_rawface.mat)."
         )
-    faces = scipy.io.loadmat(path)["ff"]
+    try:
+        faces = scipy.io.loadmat(path).get("ff")
+    except (ValueError, scipy.io.matlab.MatReadError) as error:
+        raise ValueError(f"dataset 'frey_faces': {path} is not a MATLAB file ({error})") from None
+    if not isinstance(faces, np.ndarray) or faces.ndim != 2 or faces.shape[0] != 28 * 20:
+        raise ValueError(f"dataset 'frey_faces': {path} is not frey_rawface.mat: its variable 'ff' must hold 560 x N "
+                         f"pixels, got {None if faces is None else np.shape(faces)}")
     return (faces.T.reshape(-1, 28, 20, 1) / 255.0).astype(np.float32)
 
 

@@ -83,9 +83,15 @@ def read_idx(path, split):
                 f"dataset 'mnist' split {split!r}: {file} does not exist. Fix: pass path= a directory "
                 f"with {_IDX_FILES[split]} (from http://yann.lecun.com/exdb/mnist/), or prepare TFDS 'mnist'."
             )
-        with gzip.open(file, "rb") as f:
-            arrays.append(np.frombuffer(f.read(), np.uint8, offset=offset))
+        try:
+            with gzip.open(file, "rb") as f:
+                arrays.append(np.frombuffer(f.read(), np.uint8, offset=offset))
+        except (OSError, EOFError, ValueError) as error:  # not gzip, truncated, shorter than its header
+            raise ValueError(f"dataset 'mnist': {file} is not a gzipped IDX archive ({error})") from None
     images, labels = arrays
+    if images.size != 28 * 28 * labels.size:
+        raise ValueError(f"dataset 'mnist': {_IDX_FILES[split][0]} holds {images.size} pixels, not 28 x 28 for each of "
+                         f"the {labels.size} labels in {_IDX_FILES[split][1]}")
     return images.reshape(-1, 28, 28)[start:stop], labels[start:stop]
 
 
