@@ -148,3 +148,26 @@ def test_dataset_log_likelihood_refuses_a_bad_max_examples(max_examples):
     x = np.zeros((3, 4, 4, 1), np.float32)
     with pytest.raises(ValueError, match=rf"^max_examples must be an int >= 1, got {max_examples}$"):
         zoo.analysis.dataset_log_likelihood(model, [x], num_samples=2, max_examples=max_examples)
+
+
+def test_analyses_name_the_models_they_need():
+    # They failed inside with KeyError 'kl_levels', KeyError 'log_variance' or AttributeError 'num_slots'.
+    conv = zoo.ConvVAE(input_shape=(8, 8, 1), filters=(4,), strides=(2,), latent_dim=2, seed=0)
+    nvae = zoo.NVAE(input_shape=(8, 8, 1), scales=[{"groups": 1, "latent_channels": 2}], channels=4, seed=0)
+    vae = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(4,), latent_dim=2, seed=0)
+    x = np.zeros((2, 8, 8, 1), np.float32)
+    with pytest.raises(ValueError, match=r"^latent_activity needs a latent hierarchy \(VAE, MemVAE, HierarchicalVAE, "
+                                         r"LadderVAE or NVAE\), whose outputs hold the KL per group and per unit; got "
+                                         r"ConvVAE$"):
+        zoo.analysis.latent_activity(conv, [x])
+    assert zoo.analysis.latent_activity(nvae, [x])["examples"] == 2
+    with pytest.raises(ValueError, match=r"^impute needs a Gaussian-posterior VAE .*; got NVAE$"):
+        zoo.analysis.impute(nvae, x, zoo.analysis.imputation_mask(x.shape, "left_half"))
+    for analysis in (lambda: zoo.analysis.generation_without_memory(vae),
+                     lambda: zoo.analysis.slot_preferences_per_class(vae, [(x, np.zeros(2, np.int64))])):
+        with pytest.raises(ValueError, match=r"needs a MemVAE; got VAE$"):
+            analysis()
+    memvae = zoo.MemVAE(input_shape=(8, 8, 1), hidden_units=(4,), latent_dim=2, num_slots=(3,),
+                        local_reconstruction_weights=(0.1,), seed=0)
+    with pytest.raises(ValueError, match=r"^num_samples must be an int >= 1, got 0$"):
+        zoo.analysis.generation_without_memory(memvae, num_samples=0)

@@ -6,6 +6,9 @@ import time
 import numpy as np
 
 from zoo import objectives, validation
+from zoo.models.hierarchical_vae import HierarchicalVAE
+from zoo.models.level_stack import LevelStack
+from zoo.models.mem_vae import MemVAE
 
 
 def dataset_log_likelihood(model, dataset, num_samples=5000, max_examples=None, seed=0):
@@ -76,6 +79,11 @@ def log_likelihood_summary(model, log_px, elbo, num_samples, seconds):
     }
 
 
+def _check_model(function, model, cls, what):
+    if not isinstance(model, cls):
+        raise ValueError(f"{function} needs {what}; got {type(model).__name__}")
+
+
 def latent_activity(model, dataset, max_batches=None, threshold=0.1):
     """KL per latent group (level) and per unit of a level-stack model over a dataset: which latents are used.
 
@@ -88,6 +96,8 @@ def latent_activity(model, dataset, max_batches=None, threshold=0.1):
         for the MLP stacks, from the top down for NVAE), `kl_per_unit` (list), `active_units`,
         `active_groups`, `group_order`, `examples`.
     """
+    _check_model("latent_activity", model, LevelStack, "a latent hierarchy (VAE, MemVAE, HierarchicalVAE, LadderVAE "
+                 "or NVAE), whose outputs hold the KL per group and per unit")
     level_sums, unit_sums, seen = 0.0, 0.0, 0
     for i, batch in enumerate(dataset):
         if max_batches is not None and i >= max_batches:
@@ -310,6 +320,8 @@ def impute(model, x, observed, num_iterations=100, seed=0):
         iteration), `mse` (mean squared error over missing pixels, per iteration, `[num_iterations]`),
         `missing_pixels`.
     """
+    _check_model("impute", model, HierarchicalVAE, "a Gaussian-posterior VAE (VAE, MemVAE, HierarchicalVAE or "
+                 "LadderVAE): it samples z from encode's mean and log_variance and decodes it")
     x = np.asarray(x, np.float32)
     observed = np.asarray(observed, np.float32)
     if observed.shape != x.shape or not np.all((observed == 0) | (observed == 1)):
@@ -349,6 +361,8 @@ def generation_without_memory(model, num_samples=20, seed=0):
         dict of decoder means `[num_samples, *input_shape]`: `"memory"` (all on),
         `"without_layer_<l>"` for each hidden layer l with memory (from x upward), `"no_memory"`.
     """
+    _check_model("generation_without_memory", model, MemVAE, "a MemVAE")
+    num_samples = validation.num_samples(num_samples)
     layers = [i for i, slots in enumerate(model.num_slots) if slots > 0]
     if not layers:
         raise ValueError("the model has no memory to disable (all num_slots are 0)")
@@ -378,6 +392,7 @@ def slot_preferences_per_class(model, batches, num_classes=10, top_k=3):
         list with one dict per memory block, from x upward: `layer`, `mean_preferences`
         `[num_classes, S]`, `top_slots` and `top_preferences` `[num_classes, top_k]`, `counts` `[num_classes]`.
     """
+    _check_model("slot_preferences_per_class", model, MemVAE, "a MemVAE")
     sums, counts = None, np.zeros(num_classes, np.int64)
     for x, labels in batches:
         labels = np.asarray(labels).astype(np.int64)
