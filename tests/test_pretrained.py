@@ -9,8 +9,10 @@ re-measurement of the card.
 """
 
 import json
+import os
 import pathlib
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -378,6 +380,18 @@ def test_a_pretrained_directory_rebuilds_and_refuses_what_does_not_fit(tmp_path)
         assert str(raised.value).startswith(f"{tmp_path / 'config.json'} is not a zoo.train config.json ({error}: ")
     with pytest.raises(ValueError, match="do not fit"):
         zoo.LatentVariableModel.from_preset(directory, input_shape=(14, 14, 1))
+    # A directory without its weights, or with a damaged weights file (raw h5py errors before).
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(os.path.join(directory, "config.json"), copy)
+    with pytest.raises(ValueError, match=r"'.*copy' has no model.weights.h5; pass load_weights=False"):
+        zoo.LatentVariableModel.from_preset(str(copy))
+    assert len(zoo.LatentVariableModel.from_preset(str(copy), load_weights=False).weights) == len(trained.weights)
+    (copy / "model.weights.h5").write_bytes(b"not HDF5")
+    with pytest.raises(ValueError, match=r"model.weights.h5 is not a readable Keras weights file"):
+        zoo.LatentVariableModel.from_preset(str(copy))
+    with pytest.raises(ValueError, match=r"load_weights must be True or False, got 'False'"):
+        zoo.LatentVariableModel.from_preset(directory, load_weights="False")
 
 
 # BUILD.md's TF Serving examples serve this model.

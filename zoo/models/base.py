@@ -120,13 +120,22 @@ class LatentVariableModel(keras.Model):
                 raise ValueError(f"{config_path} is not a zoo.train config.json ({type(error).__name__}: "
                                  f"{str(error).splitlines()[0]}); expected a JSON object with 'preset' and "
                                  "'overrides'") from None
+            if not isinstance(load_weights, bool):
+                raise ValueError(f"load_weights must be True or False, got {load_weights!r}")
+            weights_path = os.path.join(name, PRETRAINED_WEIGHTS)
+            if load_weights and not os.path.isfile(weights_path):
+                raise ValueError(f"{name!r} has no {PRETRAINED_WEIGHTS}; pass load_weights=False for the "
+                                 "architecture alone, freshly initialised")
             model = cls.from_preset(preset, **{**trained_overrides, **overrides})
             if load_weights:
                 try:
-                    model.load_weights(os.path.join(name, PRETRAINED_WEIGHTS))
+                    model.load_weights(weights_path)
                 except ValueError as error:
                     raise ValueError(f"the weights in {name!r} do not fit the model with overrides {overrides}: "
                                      f"{str(error).splitlines()[0]}") from None
+                except OSError as error:  # h5py: not an HDF5 file, truncated
+                    raise ValueError(f"{weights_path} is not a readable Keras weights file "
+                                     f"({str(error).splitlines()[0]})") from None
             return model
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; available presets: {sorted(PRESETS)}, "
