@@ -22,12 +22,14 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # this checkout's zoo, as the CLI runs use
 
+from zoo.cli import run_app  # noqa: E402
 from zoo.runs import provenance  # noqa: E402
+from zoo.runs.errors import UsageError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("runs", "~/zoo-runs/hierarchies", "Run directories (outside the repository).")
@@ -229,6 +231,9 @@ def group_order(name, result):
 
 def main(argv):
     del argv
+    unknown = sorted(set(FLAGS.only) - set(CONFIGURATIONS))
+    if unknown:
+        raise UsageError(f"--only: unknown configurations {unknown}; known: {sorted(CONFIGURATIONS)}")
     results = {"configurations": {}}
     if os.path.exists(FLAGS.out):
         with open(FLAGS.out) as f:
@@ -270,4 +275,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

@@ -21,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # this checkout's zoo, whose commit is recorded
 
 from zoo.runs import provenance  # noqa: E402
+from zoo.runs.files import write_json  # noqa: E402
 
 RESULT_FILE = "result.json"
 
@@ -67,8 +68,7 @@ def main(argv=None):
     args.out = os.path.expanduser(args.out)
     for preset in args.presets.split(","):
         result = measure(preset, args)
-        with open(os.path.join(args.out, preset, RESULT_FILE), "w") as f:
-            json.dump(result, f, indent=1)
+        write_json(os.path.join(args.out, preset, RESULT_FILE), result, indent=1)
         print(json.dumps(result), flush=True)
 
 

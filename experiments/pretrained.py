@@ -30,11 +30,13 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # this checkout's zoo
+from zoo.cli import run_app  # noqa: E402
 from zoo.runs import logs, packaging, provenance  # noqa: E402
+from zoo.runs.errors import UsageError  # noqa: E402
 
 SAVEDMODELS = os.path.join(ROOT, "savedmodels")
 HIERARCHIES = os.path.join(ROOT, "experiments", "results", "hierarchies.json")
@@ -245,7 +247,7 @@ MODELS = {
 def _selected():
     unknown = sorted(set(FLAGS.only) - set(MODELS))
     if unknown:
-        raise app.UsageError(f"--only: unknown models {unknown}; known: {sorted(MODELS)}")
+        raise UsageError(f"--only: unknown models {unknown}; known: {sorted(MODELS)}")
     return [name for name in MODELS if not FLAGS.only or name in FLAGS.only]
 
 
@@ -404,9 +406,9 @@ def card_text(name):
 def package(name):
     """Packages the run into savedmodels/<name>/ (`zoo.runs.packaging`) with the registry's records and card text."""
     if _evaluation(name) is None:
-        raise app.UsageError(f"{name}: no evaluation with k = {MODELS[name]['evaluate']} yet; run --evaluate first")
+        raise UsageError(f"{name}: no evaluation with k = {MODELS[name]['evaluate']} yet; run --evaluate first")
     if "few_shot" in MODELS[name] and _few_shot(name) is None:
-        raise app.UsageError(f"{name}: no few-shot evaluation of the card's protocol yet; run --evaluate first")
+        raise UsageError(f"{name}: no few-shot evaluation of the card's protocol yet; run --evaluate first")
     spec, directory = MODELS[name], run_dir(name)
     command, epochs, seconds, trained_at, machine, cores = training_record(name)
     recorded = {
@@ -644,4 +646,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

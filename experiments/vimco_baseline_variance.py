@@ -20,18 +20,24 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's zoo
 
+from zoo.cli import run_app  # noqa: E402
 from zoo.runs import provenance  # noqa: E402
+from zoo.runs.errors import UsageError  # noqa: E402
+from zoo.runs.files import write_json  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", "~/zoo-runs/vimco_variance", "Where the trained weights are saved / loaded.")
 flags.DEFINE_string("out", "experiments/results/vimco_baseline_variance.json", "JSON results.")
-flags.DEFINE_integer("train_steps", 2000, "Training updates (Adam 1e-3, the preset's own baseline) before measuring.")
-flags.DEFINE_integer("draws", 200, "Episodes (minibatch and sample draws) per measurement.")
-flags.DEFINE_integer("memory_size", 256, "|M| of the recall episodes (and the number of targets per episode).")
+flags.DEFINE_integer("train_steps", 2000, "Training updates (Adam 1e-3, the preset's own baseline) before measuring.",
+                     lower_bound=1)
+flags.DEFINE_integer("draws", 200, "Episodes (minibatch and sample draws) per measurement (a variance: 2 or more).",
+                     lower_bound=2)
+flags.DEFINE_integer("memory_size", 256, "|M| of the recall episodes (and the number of targets per episode).",
+                     lower_bound=1)
 flags.DEFINE_bool("shared_embedding", True, "h^q = h^m (the preset's default) or two networks.")
 flags.DEFINE_integer("seed", 0, "Seeds the model, the training episodes and the measurement episodes.")
 
@@ -111,9 +117,17 @@ def main(argv):
         )
 
     results = {"init": summarise(measure(model, episodes(), baselines), baselines, rng)}
-    weights = os.path.join(model_dir, "model.weights.h5")
+    weights, trained_file = os.path.join(model_dir, "model.weights.h5"), os.path.join(model_dir, "train.json")
+    # The weights are reused only by the training they came from.
+    training = {"train_steps": FLAGS.train_steps, "seed": FLAGS.seed, "memory_size": FLAGS.memory_size,
+                "shared_embedding": FLAGS.shared_embedding}
     train_seconds = 0.0
     if os.path.exists(weights):
+        with open(trained_file) as f:
+            kept = json.load(f).get("training")
+        if kept != training:
+            raise UsageError(f"--model_dir {model_dir} holds weights trained with {kept}, not {training}: pick another "
+                             "--model_dir or the same flags")
         model.load_weights(weights)
     else:
         train_start = time.time()
@@ -122,12 +136,11 @@ def main(argv):
             zoo.data.episodes.recall_episodes(images["train"], memory_size=FLAGS.memory_size, seed=FLAGS.seed),
             epochs=1, steps_per_epoch=FLAGS.train_steps, verbose=0,
         ).history
-        model.save_weights(weights)
         train_seconds = time.time() - train_start
-        with open(os.path.join(model_dir, "train.json"), "w") as f:
-            json.dump({k: float(v[-1]) for k, v in history.items()}, f)
-    with open(os.path.join(model_dir, "train.json")) as f:
-        trained = json.load(f)
+        write_json(trained_file, {"training": training, "metrics": {k: float(v[-1]) for k, v in history.items()}})
+        model.save_weights(weights)  # last: weights are only ever beside the record of their training
+    with open(trained_file) as f:
+        trained = json.load(f)["metrics"]
     results["trained"] = summarise(measure(model, episodes(), baselines), baselines, rng)
     report = {
         "preset": "vma_mnist_recall",
@@ -149,9 +162,8 @@ def main(argv):
     }
     print(json.dumps(report, indent=1))
     os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
-    with open(FLAGS.out, "w") as f:
-        json.dump(report, f, indent=1)
+    write_json(FLAGS.out, report, indent=1)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

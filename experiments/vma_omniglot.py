@@ -22,12 +22,14 @@ import shlex
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # this checkout's zoo, whose commit is recorded
 
+from zoo.cli import run_app  # noqa: E402
 from zoo.runs import provenance  # noqa: E402
+from zoo.runs.files import write_json  # noqa: E402
 
 PROCESS_START = time.time()
 PRESET = "vma_omniglot_conv"
@@ -37,18 +39,22 @@ FEW_SHOT = ((5, 1), (5, 5), (20, 1), (20, 5))  # (ways, shots)
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", "~/zoo-runs/vma_omniglot", "Run directory (outside the repository).")
 flags.DEFINE_string("data_path", None, "Directory of Lake's Omniglot archives (default: zoo.data.omniglot's search).")
-flags.DEFINE_integer("epochs", 40, "Training epochs.")
-flags.DEFINE_integer("steps_per_epoch", 250, "Episodes per epoch.")
-flags.DEFINE_integer("num_classes", 8, "Characters per training episode.")
-flags.DEFINE_integer("targets_per_class", 4, "Target drawings per character in training episodes (paper: 4).")
-flags.DEFINE_integer("memory_per_class", 4, "Memory drawings per character in training episodes.")
+flags.DEFINE_integer("epochs", 40, "Training epochs.", lower_bound=1)
+flags.DEFINE_integer("steps_per_epoch", 250, "Episodes per epoch.", lower_bound=1)
+flags.DEFINE_integer("num_classes", 8, "Characters per training episode.", lower_bound=1)
+flags.DEFINE_integer("targets_per_class", 4, "Target drawings per character in training episodes (paper: 4).",
+                     lower_bound=1)
+flags.DEFINE_integer("memory_per_class", 4, "Memory drawings per character in training episodes.", lower_bound=1)
 flags.DEFINE_float("learning_rate", 3e-4, "Adam learning rate.")
 flags.DEFINE_integer("seed", 0, "Seeds the model and the episode streams.")
-flags.DEFINE_integer("num_samples", 1000, "Importance samples for the conditional NLL.")
+flags.DEFINE_integer("num_samples", 1000, "Importance samples for the conditional NLL.", lower_bound=1)
 flags.DEFINE_list("sweep_classes", ["1", "4", "16"], "Memory classes for the NLL sweep.")
 flags.DEFINE_list("sweep_per_class", ["1", "2", "4", "8", "16"], "Memory drawings per class for the NLL sweep.")
-flags.DEFINE_integer("sweep_targets", 8, "Targets per sweep point (one per memory class and episode).")
-flags.DEFINE_integer("few_shot_episodes", 300, "Episodes per N-way K-shot setting.")
+for _name in ("sweep_classes", "sweep_per_class"):  # checked with the other flags, not after training
+    flags.register_validator(_name, lambda values: bool(values) and all(v.isdigit() and int(v) >= 1 for v in values),
+                             message="must be a comma-separated list of ints >= 1")
+flags.DEFINE_integer("sweep_targets", 8, "Targets per sweep point (one per memory class and episode).", lower_bound=1)
+flags.DEFINE_integer("few_shot_episodes", 300, "Episodes per N-way K-shot setting.", lower_bound=1)
 
 
 def train(model_dir):
@@ -110,9 +116,8 @@ def main(argv):
     model_dir = os.path.expanduser(FLAGS.model_dir)
     train(model_dir)
     results = evaluate(model_dir)
-    with open(os.path.join(model_dir, RESULT_FILE), "w") as f:
-        json.dump(results, f, indent=1)
+    write_json(os.path.join(model_dir, RESULT_FILE), results, indent=1)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

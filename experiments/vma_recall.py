@@ -27,11 +27,12 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # this checkout's zoo, whose commit is recorded
 
+from zoo.cli import run_app  # noqa: E402
 from zoo.runs import provenance  # noqa: E402
 
 PROCESS_START = time.time()
@@ -134,4 +135,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

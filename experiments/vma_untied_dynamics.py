@@ -19,10 +19,11 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's zoo
 
+from zoo.cli import run_app  # noqa: E402
 from zoo.runs import provenance  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -97,4 +98,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

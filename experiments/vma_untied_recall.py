@@ -18,7 +18,10 @@ import csv
 import json
 import os
 
-from absl import app, flags
+from absl import flags
+
+from zoo.cli import run_app
+from zoo.runs.files import write_json
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model_dirs", [], "Run directories holding recall.json.")
@@ -90,10 +93,9 @@ def main(argv):
     del argv
     summary = gather(FLAGS.model_dirs)
     os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(summary, f, indent=1)
+    write_json(FLAGS.output, summary, indent=1)
     print(json.dumps(summary["success_by_residual_scale"]))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

@@ -1,9 +1,9 @@
 """The paper experiments of experiments/ train through the run library and measure the trained run.
 
 Each runs as its command does, in its own process, on a tiny budget (one or two updates, a few
-importance samples): what is checked is the run directory and the numbers the JSON records. All are `large`
-(each trains in a process of its own); the default suite checks the tables generated from their committed results
-(tests/test_results_md.py).
+importance samples): what is checked is the run directory and the numbers the JSON records. The runs are all `large`
+(each trains in a process of its own); the default suite checks the scripts' refusals of bad flags here and the
+tables generated from their committed results (tests/test_results_md.py).
 """
 
 import json
@@ -25,6 +25,21 @@ def run_experiment(script, *args):
                          cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert out.returncode == 0, out.stderr[-3000:]
     return out
+
+
+@pytest.mark.parametrize("script, args, reason", [
+    ("vimco_baseline_variance.py", ["--draws=1"], "flag --draws=1: 1 is not integer >= 2"),  # was NaN over the JSON
+    ("vma_omniglot.py", ["--sweep_classes=1,x"], "flag --sweep_classes=['1', 'x']: must be a comma-separated list of "
+                                                 "ints >= 1"),  # was a traceback after training
+    ("vma_omniglot.py", ["--epochs=0"], "flag --epochs=0: 0 is not a positive integer"),
+    ("hierarchies.py", ["--only=nope"], "--only: unknown configurations ['nope']; known: ['iwae_2layer_k5', "),
+    ("pretrained.py", ["--only=nope"], "--only: unknown models ['nope']; known: ['iwae_mnist_2layer', "),
+])
+def test_bad_flags_are_one_line_with_exit_status_2(script, args, reason):
+    out = subprocess.run([sys.executable, os.path.join(EXPERIMENTS, script), *args], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 2 and out.stderr.startswith(f"{script}: {reason}"), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 def read_json(*path):

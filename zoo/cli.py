@@ -57,8 +57,9 @@ def quiet_libraries():
     tf.get_logger().setLevel("ERROR")
 
 
-def run_app(main_fn, define_fn):
-    """Runs an absl app whose flag errors, `UsageError`s and `TrainingDiverged` end in one line."""
+def run_app(main_fn, define_fn=None):
+    """Runs an absl app whose flag errors, `UsageError`s and `TrainingDiverged` end in one line (exit status 2, 2
+    and 1); `define_fn` defines its flags first (None: defined when its module loaded)."""
 
     def parse(argv):
         try:
@@ -76,7 +77,8 @@ def run_app(main_fn, define_fn):
         except TrainingDiverged as error:
             fail(f"{os.path.basename(sys.argv[0])}: training diverged: {error}", 1)
 
-    define_fn()
+    if define_fn:
+        define_fn()
     app.run(guarded, flags_parser=parse)
 
 
