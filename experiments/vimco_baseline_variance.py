@@ -4,7 +4,7 @@
 
 Trains `vma_mnist_recall` (shared h^q = h^m unless --noshared_embedding) on "train to recall"
 episodes of binarized MNIST for --train_steps updates (or loads the weights saved in
---model_dir by an earlier run), then draws --draws fresh episodes (a 256-entry memory and its
+--model_dir by an earlier run with the same training flags), then draws --draws fresh episodes (a 256-entry memory and its
 256 targets) and, for each, one forward pass with K samples per target. Both baselines'
 surrogates are built from that same pass, so every draw gives a paired pair of gradients of
 the loss with respect to the address network's weights (h^q, h^m and, with a learned prior,
@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from zoo.cli import run_app  # noqa: E402
 from zoo.runs import provenance  # noqa: E402
 from zoo.runs.errors import UsageError  # noqa: E402
-from zoo.runs.files import write_json  # noqa: E402
+from zoo.runs.files import read_json, write_json  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", "~/zoo-runs/vimco_variance", "Where the trained weights are saved / loaded.")
@@ -102,6 +102,15 @@ def main(argv):
 
     start = time.time()
     model_dir = os.path.expanduser(FLAGS.model_dir)
+    weights, trained_file = os.path.join(model_dir, "model.weights.h5"), os.path.join(model_dir, "train.json")
+    # The weights are reused only by the training they came from (checked before any work).
+    training = {"train_steps": FLAGS.train_steps, "seed": FLAGS.seed, "memory_size": FLAGS.memory_size,
+                "shared_embedding": FLAGS.shared_embedding}
+    if os.path.exists(weights):
+        kept = read_json(trained_file).get("training") if os.path.exists(trained_file) else None
+        if kept != training:
+            raise UsageError(f"--model_dir {model_dir} holds weights of another or an unrecorded training ({kept}), "
+                             f"not {training}: pick another --model_dir")
     os.makedirs(model_dir, exist_ok=True)
     images = {
         split: next(iter(zoo.data.load("binarized_mnist", split, batch_size=50_000, shuffle=False))).numpy()
@@ -117,17 +126,8 @@ def main(argv):
         )
 
     results = {"init": summarise(measure(model, episodes(), baselines), baselines, rng)}
-    weights, trained_file = os.path.join(model_dir, "model.weights.h5"), os.path.join(model_dir, "train.json")
-    # The weights are reused only by the training they came from.
-    training = {"train_steps": FLAGS.train_steps, "seed": FLAGS.seed, "memory_size": FLAGS.memory_size,
-                "shared_embedding": FLAGS.shared_embedding}
     train_seconds = 0.0
     if os.path.exists(weights):
-        with open(trained_file) as f:
-            kept = json.load(f).get("training")
-        if kept != training:
-            raise UsageError(f"--model_dir {model_dir} holds weights trained with {kept}, not {training}: pick another "
-                             "--model_dir or the same flags")
         model.load_weights(weights)
     else:
         train_start = time.time()

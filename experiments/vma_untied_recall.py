@@ -17,11 +17,14 @@ A run succeeds when its test recall (argmax_a q(a|x) is the stored copy) is >= `
 import csv
 import json
 import os
+import sys
 
 from absl import flags
 
-from zoo.cli import run_app
-from zoo.runs.files import write_json
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's zoo
+
+from zoo.cli import run_app  # noqa: E402
+from zoo.runs.files import write_json  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model_dirs", [], "Run directories holding recall.json.")

@@ -129,11 +129,12 @@ def test_recognition_features_linear_classifier(mem_vae, labelled):
 
 
 @pytest.mark.parametrize("labels, message", [
-    (np.array([0, 1, -1, 2]), r"train_labels must be integers >= 0 of shape \[N\], got dtype int64 and shape \(4,\), "
-                              "min -1"),
-    (np.array([[0], [1], [2], [1]]), r"train_labels must be integers >= 0 of shape \[N\], got dtype int64 and shape "
-                                     r"\(4, 1\)"),
-    (np.array([0.0, 1.0, 2.0, 1.0]), r"train_labels must be integers >= 0 of shape \[N\], got dtype float64"),
+    (np.array([0, 1, -1, 2]), r"^train_labels must be integers >= 0 of shape \[N\], N >= 1, got dtype int64 and "
+                              r"shape \(4,\), min -1$"),
+    (np.array([[0], [1], [2], [1]]), r"got dtype int64 and shape \(4, 1\)$"),
+    (np.array([0.0, 1.0, 2.0, 1.0]), r"got dtype float64 and shape \(4,\), min 0.0$"),
+    (np.array(3), r"got dtype int64 and shape \(\)$"),  # a TypeError in len() before
+    (np.array([], np.int64), r"got dtype int64 and shape \(0,\)$"),
 ])
 def test_linear_classifier_refuses_labels_that_are_not_classes(labels, message):
     features = np.eye(4, dtype=np.float32)
@@ -161,8 +162,11 @@ def test_analyses_name_the_models_they_need():
                                          r"ConvVAE$"):
         zoo.analysis.latent_activity(conv, [x])
     assert zoo.analysis.latent_activity(nvae, [x])["examples"] == 2
-    with pytest.raises(ValueError, match=r"^impute needs a Gaussian-posterior VAE .*; got NVAE$"):
-        zoo.analysis.impute(nvae, x, zoo.analysis.imputation_mask(x.shape, "left_half"))
+    mask = zoo.analysis.imputation_mask(x.shape, "left_half")
+    with pytest.raises(ValueError, match=r"^impute needs a model whose encode gives a Gaussian's mean and log_variance "
+                                         r"and whose decode takes that z \(.*\); got NVAE$"):
+        zoo.analysis.impute(nvae, x, mask)
+    assert zoo.analysis.impute(conv, x, mask, num_iterations=2)["mse"].shape == (2,)  # as before the check
     for analysis in (lambda: zoo.analysis.generation_without_memory(vae),
                      lambda: zoo.analysis.slot_preferences_per_class(vae, [(x, np.zeros(2, np.int64))])):
         with pytest.raises(ValueError, match=r"needs a MemVAE; got VAE$"):

@@ -64,7 +64,7 @@ def test_evaluate_reads_another_dataset_the_model_takes_from_its_data_path(tiny_
 
 @pytest.mark.parametrize("args, reason", [
     (["--num_samples=0"], "--num_samples must be an int >= 1, got 0"),
-    (["--seed=4294967296"], "--seed must be an int in [0, 2**31), got 4294967296"),  # estimated seed 0's, said 2**32
+    (["--seed=4294967296"], "--seed must be an int in [-2**31, 2**31), got 4294967296"),  # estimated seed 0's, said 2**32
     (["--max_examples=-1"], "--max_examples must be an int >= 1, got -1"),
     (["--dataset=cifar"], "unknown dataset 'cifar'; available: binarized_mnist, frey_faces, mnist, omniglot"),
     # The run's model takes 28x28 images (it suggested a path= no flag sets).

@@ -390,7 +390,7 @@ def test_a_pretrained_directory_rebuilds_and_refuses_what_does_not_fit(tmp_path)
     (copy / "model.weights.h5").write_bytes(b"not HDF5")
     with pytest.raises(ValueError, match=r"model.weights.h5 is not a readable Keras weights file"):
         zoo.LatentVariableModel.from_preset(str(copy))
-    with pytest.raises(ValueError, match=r"load_weights must be True or False, got 'False'"):
+    with pytest.raises(ValueError, match=r"load_weights must be a bool, got 'False'"):
         zoo.LatentVariableModel.from_preset(directory, load_weights="False")
 
 

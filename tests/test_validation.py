@@ -59,7 +59,8 @@ def test_bad_seeds(seed):
         zoo.VAE(hidden_units=(8,), latent_dim=2, seed=seed)
 
 
-@pytest.mark.parametrize("seed", [2**31, -2**31 - 1, 2**40, np.int64(2**32 + 5), [2**32, 1], np.array([0, -2**31 - 1])])
+@pytest.mark.parametrize("seed", [2**31, -2**31 - 1, 2**40, np.int64(2**32 + 5), [2**32, 1], np.array([0, -2**31 - 1]),
+                                  np.array([2**32 - 1, 0], np.uint32), np.array([2**31, 0], np.uint64)])
 def test_call_seeds_beyond_int32_are_refused_not_wrapped(seed):
     # The samplers take int32 seeds: 2**32 + 5 would draw what 5 draws.
     model = zoo.VAE(input_shape=(8, 8, 1), hidden_units=(8,), latent_dim=2, seed=0)
@@ -69,6 +70,7 @@ def test_call_seeds_beyond_int32_are_refused_not_wrapped(seed):
         model.log_likelihood(binary_images(), num_samples=2, seed=seed)
     assert model.sample(2, seed=2**31 - 1).shape == (2, 8, 8, 1)
     np.testing.assert_array_equal(model.sample(2, seed=np.array([5, -2**31], np.int64)), model.sample(2, seed=[5, -2**31]))
+    np.testing.assert_array_equal(model.sample(2, seed=np.array([5, 2**31 - 1], np.uint32)), model.sample(2, seed=[5, 2**31 - 1]))
 
 
 @pytest.mark.parametrize(

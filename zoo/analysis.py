@@ -6,9 +6,11 @@ import time
 import numpy as np
 
 from zoo import objectives, validation
+from zoo.models.conv_vae import ConvVAE
 from zoo.models.hierarchical_vae import HierarchicalVAE
 from zoo.models.level_stack import LevelStack
 from zoo.models.mem_vae import MemVAE
+from zoo.models.soft_attention_vae import SoftAttentionVAE
 
 
 def dataset_log_likelihood(model, dataset, num_samples=5000, max_examples=None, seed=0):
@@ -227,7 +229,8 @@ def few_shot_accuracy(model, episodes, max_episodes=None):
 
     Returns:
         dict: `accuracy` (mean of the per-episode accuracies), `stderr` (standard error of the per-episode
-        accuracies), `episodes`, `queries`, `ways`, `shots` (of the first episode), `seconds`.
+        accuracies), `episodes`, `queries`, `ways`, `shots` (of the first episode; None when its classes have
+        different numbers of entries), `seconds`.
     """
     start = time.perf_counter()
     per_episode, queries, shape = [], 0, None
@@ -236,16 +239,13 @@ def few_shot_accuracy(model, episodes, max_episodes=None):
             break
         labels, ways = validation.class_labels(episode["memory_labels"], len(episode["memory"]))
         counts = np.bincount(labels.numpy(), minlength=ways)
-        if counts.min() != counts.max():
-            raise ValueError(f"memory_labels must give each of the {ways} classes the same number of entries (an "
-                             f"N-way K-shot support set), got counts {counts.tolist()}")
         query_labels, _ = validation.class_labels(episode["query_labels"], len(episode["queries"]), ways,
                                                   name="query_labels")
         probabilities = model.classify(episode["queries"], episode["memory"], labels, num_classes=ways)
         correct = np.argmax(np.asarray(probabilities), axis=-1) == query_labels.numpy()
         per_episode.append(correct.mean())
         queries += correct.size
-        shape = shape or (ways, int(counts[0]))
+        shape = shape or (ways, int(counts[0]) if counts.min() == counts.max() else None)
     if not per_episode:
         raise ValueError("the episodes gave nothing to classify")
     per_episode = np.asarray(per_episode)
@@ -306,10 +306,11 @@ def impute(model, x, observed, num_iterations=100, seed=0):
     Missing pixels start as noise (Bernoulli(1/2) for binary models, U(0, 1) otherwise). Each
     iteration draws z ~ q(z | x_t) and sets the missing pixels to the decoder mean E[x | z]
     (Bernoulli models: to a sample from it, so inputs stay binary); observed pixels never change.
-    Works for any model with `encode` and `decode` (VAE and MemVAE alike).
+    Works for every model whose `encode` gives a Gaussian's `mean` and `log_variance` and whose `decode` takes
+    that z (the VAE family, `ConvVAE`, `SoftAttentionVAE` with its learned memory).
 
     Args:
-        model: a `VAE` or subclass.
+        model: a `VAE` or subclass, `ConvVAE` or `SoftAttentionVAE`.
         x: `[N, *input_shape]` complete images (the truth at the missing pixels).
         observed: same shape, 1 where a pixel is observed, 0 where missing (see `imputation_mask`).
         num_iterations: int >= 1 (100 in the paper).
@@ -320,8 +321,9 @@ def impute(model, x, observed, num_iterations=100, seed=0):
         iteration), `mse` (mean squared error over missing pixels, per iteration, `[num_iterations]`),
         `missing_pixels`.
     """
-    _check_model("impute", model, HierarchicalVAE, "a Gaussian-posterior VAE (VAE, MemVAE, HierarchicalVAE or "
-                 "LadderVAE): it samples z from encode's mean and log_variance and decodes it")
+    _check_model("impute", model, (HierarchicalVAE, ConvVAE, SoftAttentionVAE), "a model whose encode gives a "
+                 "Gaussian's mean and log_variance and whose decode takes that z (VAE, MemVAE, HierarchicalVAE, "
+                 "LadderVAE, ConvVAE, SoftAttentionVAE)")
     x = np.asarray(x, np.float32)
     observed = np.asarray(observed, np.float32)
     if observed.shape != x.shape or not np.all((observed == 0) | (observed == 1)):
@@ -462,18 +464,17 @@ def linear_classifier_accuracy(train_features, train_labels, test_features, test
     train_features = np.asarray(train_features, np.float32)
     test_features = np.asarray(test_features, np.float32)
     train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
+    for name, labels in (("train_labels", train_labels), ("test_labels", test_labels)):
+        if labels.ndim != 1 or not labels.size or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+            raise ValueError(f"{name} must be integers >= 0 of shape [N], N >= 1, got dtype {labels.dtype} and shape "
+                             f"{labels.shape}" + (f", min {labels.min()}" if labels.ndim == 1 and labels.size else ""))
     if train_features.ndim != 2 or test_features.shape[1:] != train_features.shape[1:]:
         raise ValueError(
             f"features must be [N, D] with the same D, got {train_features.shape} and {test_features.shape}"
         )
     if len(train_labels) != len(train_features) or len(test_labels) != len(test_features):
         raise ValueError("features and labels must have the same number of rows")
-    num_classes = None
-    for name, labels in (("train_labels", train_labels), ("test_labels", test_labels)):
-        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
-            raise ValueError(f"{name} must be integers >= 0 of shape [N], got dtype {labels.dtype} and shape "
-                             f"{labels.shape}" + (f", min {labels.min()}" if labels.size else ""))
-        num_classes = max(num_classes or 0, int(labels.max()) + 1)
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     mean, std = train_features.mean(axis=0), train_features.std(axis=0) + 1e-6
     keras.utils.set_random_seed(seed)
     classifier = keras.Sequential([

@@ -208,8 +208,9 @@ def seed(value):
         tensor.shape.rank == 1 and tensor.shape[0] not in (2, None)
     ):
         raise ValueError(f"{expected}, got dtype {tensor.dtype.name} and shape {tensor.shape}")
-    if tensor.dtype.size > 4:  # int64: a value beyond int32 would wrap around in the samplers
-        in_range = tf.reduce_all((tensor >= -2**31) & (tensor < 2**31))
+    if tensor.dtype.max > 2**31 - 1:  # int64, uint32, uint64: a value beyond int32 would wrap around in the samplers
+        in_range = tf.reduce_all(tensor < 2**31) if tensor.dtype.is_unsigned else tf.reduce_all(
+            (tensor >= -2**31) & (tensor < 2**31))
         if not _traced(tensor) and not in_range:
             raise ValueError(f"{expected}, each in [-2**31, 2**31), got {tensor.numpy().tolist()!r}")
         if _traced(tensor):

@@ -99,14 +99,13 @@ def test_mnist_idx_splits_slice_as_tfds_does(mnist_idx_dir):
 
 def test_damaged_data_files_are_value_errors_naming_the_file(tmp_path):
     # They were raw IsADirectoryError, KeyError, EOFError or BadGzipFile tracebacks in the CLIs.
-    with pytest.raises(FileNotFoundError, match=r"dataset 'frey_faces': file .* not found \(a directory\)"):
+    with pytest.raises(FileNotFoundError, match=r"dataset 'frey_faces': '.*' is a directory; pass path= the file"):
         zoo.data.load("frey_faces", path=str(tmp_path))
     (tmp_path / "junk.mat").write_bytes(b"not a MATLAB file at all" * 10)
-    with pytest.raises(ValueError, match=r"dataset 'frey_faces': .*junk.mat is not a MATLAB file"):
+    with pytest.raises(ValueError, match=r"dataset 'frey_faces': .*junk.mat is not a MATLAB file that scipy reads"):
         zoo.data.load("frey_faces", path=str(tmp_path / "junk.mat"))
     scipy.io.savemat(tmp_path / "other.mat", {"faces": np.zeros((560, 3), np.uint8)})
-    with pytest.raises(ValueError, match=r"other.mat is not frey_rawface.mat: its variable 'ff' must hold 560 x N "
-                                         r"pixels, got None"):
+    with pytest.raises(ValueError, match=r"other.mat has no variable 'ff' \(it has \['faces'\]\)"):
         zoo.data.load("frey_faces", path=str(tmp_path / "other.mat"))
     mnist = tmp_path / "mnist"
     mnist.mkdir()

@@ -14,18 +14,23 @@ NUM_TEST = 200
 
 def read(path):
     """Reads `frey_rawface.mat` (variable `ff`, uint8 `[560, 1965]`): float32 `[1965, 28, 20, 1]` in [0, 1]."""
-    if path is None or not os.path.isfile(path):
+    if path is not None and os.path.isdir(path):
+        raise FileNotFoundError(f"dataset 'frey_faces': {path!r} is a directory; pass path= the file frey_rawface.mat")
+    if path is None or not os.path.exists(path):
         raise FileNotFoundError(
-            f"dataset 'frey_faces': file {path!r} not found{' (a directory)' if path and os.path.isdir(path) else ''}. "
-            "Fix: pass path= your copy of frey_rawface.mat (https://cs.nyu.edu/~roweis/data/frey_rawface.mat)."
+            f"dataset 'frey_faces': file {path!r} not found. Fix: pass path= your copy of "
+            "frey_rawface.mat (https://cs.nyu.edu/~roweis/data/frey_rawface.mat)."
         )
     try:
-        faces = scipy.io.loadmat(path).get("ff")
-    except (ValueError, scipy.io.matlab.MatReadError) as error:
-        raise ValueError(f"dataset 'frey_faces': {path} is not a MATLAB file ({error})") from None
-    if not isinstance(faces, np.ndarray) or faces.ndim != 2 or faces.shape[0] != 28 * 20:
-        raise ValueError(f"dataset 'frey_faces': {path} is not frey_rawface.mat: its variable 'ff' must hold 560 x N "
-                         f"pixels, got {None if faces is None else np.shape(faces)}")
+        variables = scipy.io.loadmat(path)
+    except (ValueError, NotImplementedError, scipy.io.matlab.MatReadError) as error:  # not MATLAB; v7.3 (HDF5)
+        raise ValueError(f"dataset 'frey_faces': {path} is not a MATLAB file that scipy reads ({error})") from None
+    faces = variables.get("ff")
+    if faces is None:
+        raise ValueError(f"dataset 'frey_faces': {path} has no variable 'ff' (it has "
+                         f"{sorted(k for k in variables if not k.startswith('__'))}); expected frey_rawface.mat")
+    if faces.ndim != 2 or faces.shape[0] != 28 * 20:
+        raise ValueError(f"dataset 'frey_faces': {path}'s 'ff' must hold 560 x N pixels, got shape {faces.shape}")
     return (faces.T.reshape(-1, 28, 20, 1) / 255.0).astype(np.float32)
 
 

@@ -70,7 +70,7 @@ def read_idx(path, split):
     `split`: `"train"` or `"test"`, or a slice of one as TFDS writes it (`"train[:50000]"`, `"train[50000:]"`,
     the `mnist` dataset's own training and validation splits).
     """
-    match = re.fullmatch(r"(\w+)(?:\[(-?\d*):(-?\d*)\])?", split)
+    match = re.fullmatch(r"(\w+)(?:\[(-?\d+)?:(-?\d+)?\])?", split)
     if not match or match[1] not in _IDX_FILES:
         raise ValueError(f"MNIST IDX files exist for splits {sorted(_IDX_FILES)}, whole or sliced with integers "
                          f"(e.g. 'train[:50000]'), got {split!r}")

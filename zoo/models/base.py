@@ -120,8 +120,7 @@ class LatentVariableModel(keras.Model):
                 raise ValueError(f"{config_path} is not a zoo.train config.json ({type(error).__name__}: "
                                  f"{str(error).splitlines()[0]}); expected a JSON object with 'preset' and "
                                  "'overrides'") from None
-            if not isinstance(load_weights, bool):
-                raise ValueError(f"load_weights must be True or False, got {load_weights!r}")
+            load_weights = validation.boolean("load_weights", load_weights)
             weights_path = os.path.join(name, PRETRAINED_WEIGHTS)
             if load_weights and not os.path.isfile(weights_path):
                 raise ValueError(f"{name!r} has no {PRETRAINED_WEIGHTS}; pass load_weights=False for the "

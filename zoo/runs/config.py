@@ -9,6 +9,7 @@ whether a directory may take a run: new, or the same run to resume (`RUN_IDENTIT
 import contextlib
 import json
 import math
+import numbers
 import os
 
 from zoo.runs import data
@@ -183,10 +184,12 @@ def check_counts(**counts):
             raise UsageError(f"--{name} must be an int >= 1, got {value!r}")
 
 
-def check_seed(seed):
-    """`UsageError` unless `seed` is an int in [0, 2**31): the samplers take int32 seeds, a larger one would wrap."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
-        raise UsageError(f"--seed must be an int in [0, 2**31), got {seed!r}")
+def check_seed(seed, signed=False):
+    """`UsageError` unless `seed` is an int32 (`signed`: an evaluation's stateless seed), else one in [0, 2**31): the
+    samplers take int32 seeds, a larger one would wrap around."""
+    low = -2**31 if signed else 0
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not low <= seed < 2**31:
+        raise UsageError(f"--seed must be an int in [{'-2**31' if signed else 0}, 2**31), got {seed!r}")
 
 
 def check_data(dataset, input_shape, data_path, subject):

@@ -83,7 +83,7 @@ def _duration(seconds):
 def check_options(dataset, num_samples, max_examples, batch_size, seed=0):
     """The checks of `evaluate`'s options that need no TensorFlow (an app runs them before loading it)."""
     check_counts(num_samples=num_samples, max_examples=max_examples, batch_size=batch_size)
-    check_seed(seed)
+    check_seed(seed, signed=True)
     if dataset is not None and dataset not in DATASETS:
         raise UsageError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
 

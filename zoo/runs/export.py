@@ -17,6 +17,7 @@ directory rolls out a new version.
 
 import os
 import shutil
+import tempfile
 
 
 def next_version(export_dir):
@@ -55,8 +56,8 @@ def export(model, export_dir, version=None):
         archive.add_endpoint(name, _as_lambda(fn), input_signature=input_signature)
     # Written beside the versions and renamed into place: TF Serving, which watches export_dir, never sees a
     # half-written version (it loads numbered directories only).
-    staging = os.path.join(export_dir, f".{version}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(export_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{version}.", suffix=".staging", dir=export_dir)  # its own: exports may race
     try:
         archive.write_out(staging, verbose=False)
         os.replace(staging, path)
