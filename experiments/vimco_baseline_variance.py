@@ -4,8 +4,8 @@
 
 Trains `vma_mnist_recall` (shared h^q = h^m unless --noshared_embedding) on "train to recall"
 episodes of binarized MNIST for --train_steps updates (or loads the weights saved in
---model_dir by an earlier run with the same training flags), then draws --draws fresh episodes (a 256-entry memory and its
-256 targets) and, for each, one forward pass with K samples per target. Both baselines'
+--model_dir by an earlier run with the same training flags), then draws --draws fresh episodes
+(a 256-entry memory and its 256 targets) and, for each, one forward pass with K samples per target. Both baselines'
 surrogates are built from that same pass, so every draw gives a paired pair of gradients of
 the loss with respect to the address network's weights (h^q, h^m and, with a learned prior,
 e^p). Reported per baseline: the total variance (trace of the covariance over draws), the
