@@ -126,7 +126,7 @@ def _before_recipes_config(epochs=2):
     """The flags `RUN_BEFORE_RECIPES` was made with (one epoch done)."""
     return run_config.resolve_config(
         "vae_mnist_500_500_100", "binarized_mnist", epochs, batch_size=10, steps_per_epoch=2, keep_checkpoints=1,
-        overrides={"hidden_units": (2,), "latent_dim": 2}, validation_split="validation[:100]")
+        overrides={"hidden_units": (2,), "latent_dim": 2})
 
 
 @needs_mnist
