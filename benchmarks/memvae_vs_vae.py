@@ -83,7 +83,8 @@ def main():
     examples = per_call * args.batch_size
     rate = {p: examples / statistics.median(s) for p, s in seconds.items()}
     rows = [{"preset": p, "trainable parameters": sum(int(np.prod(v.shape)) for v in models[p].trainable_weights),
-             "examples/s (median)": r, "per round": ", ".join(f"{examples / t:,.0f}" for t in seconds[p]),
+             "examples/s (median)": r, "per round": ", ".join(
+                 f"{examples / t:,.0f}" if examples / t >= 100 else f"{examples / t:.2f}" for t in seconds[p]),
              "first call, tracing (s)": tracing[p]}
             for p, r in rate.items()]
     if variants:

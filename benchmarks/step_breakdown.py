@@ -2,8 +2,8 @@
 
     python benchmarks/step_breakdown.py [--rounds=30] [--no-append]
 
-Separate processes on a shared 2-core machine differ by +-10%, more than the effects
-measured here. So every variant of both frameworks is built in this one process and timed
+Separate processes on a shared 2-core machine differ by more than the effects measured
+here. So every variant of both frameworks is built in this one process and timed
 in alternating blocks of 25 steps, `--rounds` times; the median per variant is reported,
 and the PyTorch peer's step time over the zoo default's, per round (median and quartiles).
 
@@ -168,7 +168,7 @@ def main():
 
     notes = {"PyTorch peer step time / zoo default step time, per round (above 1: zoo faster)":
              f"median {q2:.2f}x, quartiles {q1:.2f}x, {q3:.2f}x",
-             "zoo.layers.Dense row blocks chosen on this machine, (rows, in, out, dtype) -> blocks":
+             "zoo.layers.Dense row blocks chosen on this machine, (rows, in, out) -> blocks":
              ", ".join(f"{k[:3]} -> {v}" for k, v in zoo.layers.dense.CHOICES.items()) or "none timed"}
     reporting.record("step_breakdown", rows, wall, (load_before[0], load_after[0]), notes, append=not args.no_append)
 

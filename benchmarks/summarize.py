@@ -32,8 +32,8 @@ DESCRIPTIONS = {
     "step_breakdown": (
         "Where a training step of `vae_mnist_500_500_100` spends its time (one process, interleaved)",
         "Both frameworks are built in one process and timed in alternating blocks of 25 steps, so "
-        "machine-load drifts hit every variant alike; ms per step, median over rounds. The second "
-        "table times the model's largest matmul pair (100x784 @ 784x500, 100x500 @ 500x784) as "
+        "machine-load drifts hit every variant alike; ms per step, median over rounds. The `matmul pair` "
+        "rows time the model's largest matmul pair (100x784 @ 784x500, 100x500 @ 500x784) as "
         "`tf.matmul`, as `zoo.layers.dense.blocked_matmul` in two row blocks, and in PyTorch: "
         "GFLOP/s and CPU cores busy (process CPU time / wall time).",
     ),
@@ -61,7 +61,8 @@ DESCRIPTIONS = {
         "ms per 28x28 image of `model.sample(16)`: `nvae_mnist_small` (one top-down pass), "
         "`pixelvae_hierarchical_mnist` (its PixelCNN drawn pixel by pixel in one compiled loop) and the "
         "no-concatenation ablation (the PixelCNN without the image input: one pass), interleaved in one "
-        "process, median. The NVAE paper's ratio at batch 16 on a Titan V (PixelCNN++ / NVAE) is about 1,700x.",
+        "process, median. For context only (another model, image size and machine): the NVAE paper's ratio at "
+        "batch 16 on a Titan V (PixelCNN++ / NVAE) is about 1,700x.",
     ),
     "log_likelihood_speed": (
         "Evaluation speed of the convolutional hierarchies, before and after a change",

@@ -5,9 +5,8 @@
 Bornschein et al. (2017) report that sampling one address becomes faster per update than
 soft attention over the whole memory from |M| >= 48 on. Both models here are the Omniglot
 convolutional networks of the zoo with the memory given per batch (`vma_omniglot_conv` and
-the soft-attention baseline with the same encoder/decoder), compiled as `compile()` does
-(graph mode; XLA with `--jit_compile`, whose compilation takes minutes per setting on 2
-cores) and trained with `train_on_batch` on a fixed batch of `--batch_size` targets and |M|
+the soft-attention baseline with the same encoder/decoder), compiled in graph mode with one
+step per call (XLA with `--jit_compile`) and trained with `train_on_batch` on a fixed batch of `--batch_size` targets and |M|
 random binary memory entries. Per memory size both models are built and warmed up (tracing),
 then timed in alternating blocks of `--timed_steps` updates over `--rounds` rounds, so
 load that comes and goes hits both alike; the table gives the median updates/s over rounds

@@ -42,6 +42,8 @@ def test_the_summary_shows_the_latest_run_with_its_machine():
     assert "machine: AMD EPYC, 2 cores, AVX2; load average 0.5 at start, 0.7 at end" in text
     assert "runs of this benchmark in the history: 2" in text and "- ratio: 1.20x" in text
     assert provenance.describe({"cpu": "X", "cores": 4, "avx2": True, "avx512": True, "amx": True}) == "X, 4 cores, AVX-512, AMX"
+    assert provenance.describe({"cpu": "Y", "cores": 2, "avx2": True, "avx512": True, "amx": False,
+                                "avx512_bf16": True}) == "Y, 2 cores, AVX-512 (no AMX), AVX512_BF16"
 
 
 def test_machine_reads_this_cpu():
@@ -51,6 +53,10 @@ def test_machine_reads_this_cpu():
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
         assert machine["cpu"] == names[0]
         assert machine["avx512"] == (" avx512f" in cpuinfo.read_text())
+        flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split()
+        assert machine["avx512_bf16"] == ("avx512_bf16" in flags)
+        family = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("cpu family"))
+        assert machine["family_model"].split("/")[0] == family.split(":")[1].strip()
 
 
 def test_machine_reads_the_versions_without_importing_the_frameworks():

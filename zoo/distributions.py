@@ -58,8 +58,8 @@ def log_likelihood(kind, params, x, event_ndims):
     """log p(x|z) of a decoder's output parameters, summed over the `event_ndims` trailing axes.
 
     Plain TensorFlow ops rather than `tfd.Bernoulli` / `tfd.Normal`: this sits in every
-    training step, and TFP's broadcasting and `multiply_no_nan` guards cost about three
-    times the element-wise work of the formulas themselves (profiled on CPU). Same values:
+    training step, and TFP's broadcasting and `multiply_no_nan` guards cost more than the
+    element-wise work of the formulas themselves. Same values:
     Bernoulli  log p = x * logits - softplus(logits);
     Gaussian   log p = -(log(2 pi) + log_var + (x - mean)^2 / exp(log_var)) / 2;
     "logistic_mixture": the 8-bit discretized logistic mixture, see `discretized_logistic_mixture_log_prob`.

@@ -152,9 +152,9 @@ class LatentVariableModel(keras.Model):
         """Compiles with defaults for VAE training: `keras.optimizers.Adam(1e-3)`, 25 steps per execution; no loss needed.
 
         Several steps per compiled call amortise Keras's per-step Python and dispatch work,
-        and on the CPUs benchmarked TensorFlow's own (oneDNN) kernels outran XLA's CPU code
-        (benchmarks/train_throughput.py). So `jit_compile=None` means XLA only where a GPU
-        is present. Callbacks see batches every `steps_per_execution` steps.
+        and on the CPU benchmarked TensorFlow's own (oneDNN) kernels outran XLA's CPU code
+        (benchmarks/train_throughput.py; benchmarks/RESULTS.md names the CPU). So `jit_compile=None`
+        means XLA only where a GPU is present. Callbacks see batches every `steps_per_execution` steps.
         """
         if optimizer is None or optimizer == "auto":
             optimizer = keras.optimizers.Adam(learning_rate=1e-3)

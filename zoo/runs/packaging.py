@@ -36,8 +36,7 @@ WEIGHTS_FILE, METRICS_FILE, CARD_FILE = "model.weights.h5", "metrics.json", "MOD
 LEARNING_CURVE_JSON, LEARNING_CURVE_PNG = "learning_curve.json", "learning_curve.png"
 PACKAGE_FILES = {CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, CARD_FILE, LEARNING_CURVE_JSON, LEARNING_CURVE_PNG}
 # The card's exact re-measurement, which the served `log_likelihood` must reproduce: the first 100 test
-# images; for a model whose memory comes with each batch, the targets of the first test episode (a conv
-# VMA's k = 1000 on one episode's 32 targets takes about 20 s).
+# images; for a model whose memory comes with each batch, the targets of the first test episode.
 CHECK_EXAMPLES = 100
 CHECK_EPISODES = 1
 # The card's trend: the change of the bound over the last epochs, at most this many.
