@@ -38,13 +38,27 @@ def run_worker(script, *args):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "TF_ENABLE_ONEDNN_OPTS",
+                    "XLA_FLAGS")
+
+
 def record(benchmark, rows, wall_seconds, load, notes=None, append=True):
     """Appends one run (rows: a list of flat dicts) to the history and regenerates RESULTS.md; returns the entry."""
+    now = datetime.datetime.now(datetime.timezone.utc)
     entry = {
         "benchmark": benchmark,
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
+        # To the second, so that two runs can be shown not to have overlapped.
+        "started": (now - datetime.timedelta(seconds=wall_seconds)).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "ended": now.strftime("%Y-%m-%d %H:%M:%S UTC"),
         "commit": git_commit(),
         "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+        # What the command line does not show but the timings depend on.
+        "environment": {
+            **{name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ},
+            "niceness": os.nice(0),
+            "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        },
         "machine": provenance.machine(),
         "load_average": [round(x, 2) for x in load],
         "wall_seconds": round(wall_seconds, 1),

@@ -103,3 +103,16 @@ def test_an_unknown_training_variant_is_refused_with_the_known_ones(monkeypatch,
         memvae_vs_vae.main()
     assert exit.value.code == 2
     assert "--variants: expected some of xla, mixed_bfloat16; got 'xla,bf16'" in capsys.readouterr().err
+
+
+def test_a_record_holds_its_start_end_and_thread_settings(monkeypatch):
+    import datetime
+
+    import reporting
+
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    entry = reporting.record("x", [{"a": 1}], 12.5, (0.1, 0.2), append=False)
+    started, ended = (datetime.datetime.strptime(entry[key], "%Y-%m-%d %H:%M:%S UTC") for key in ("started", "ended"))
+    assert 12 <= (ended - started).total_seconds() <= 13 and entry["date"] == ended.strftime("%Y-%m-%d %H:%M UTC")
+    assert entry["environment"]["TF_NUM_INTRAOP_THREADS"] == "1" and isinstance(entry["environment"]["niceness"], int)
+    assert entry["environment"]["cpus"] and entry["machine"]["family_model"]
