@@ -30,17 +30,23 @@ def test_every_recorded_run_names_its_machine_commit_and_command():
         assert entry["wall_seconds"] > 0 and entry["rows"]
 
 
-def test_the_summary_shows_the_latest_run_with_its_machine():
+def test_the_summary_shows_the_latest_run_on_each_machine():
     def entry(value, cpu):
         return {"benchmark": "train_throughput", "date": "d", "commit": "abc1234", "command": "python benchmarks/x.py",
                 "machine": {"cpu": cpu, "cores": 2, "avx2": True, "avx512": cpu.startswith("Intel"), "amx": False},
                 "load_average": [0.5, 0.7], "wall_seconds": 90.0, "rows": [{"configuration": "a", "examples/s": value}],
                 "notes": {"ratio": "1.20x"}}
 
-    text = summarize.render([entry(1234.5, "Intel Xeon"), entry(4321.0, "AMD EPYC")])
-    assert "| a | 4,321 |" in text and "1,234" not in text
-    assert "machine: AMD EPYC, 2 cores, AVX2; load average 0.5 at start, 0.7 at end" in text
-    assert "runs of this benchmark in the history: 2" in text and "- ratio: 1.20x" in text
+    # The latest run on each machine, the most recent machine first; an older run on the same machine is dropped.
+    text = summarize.render([entry(999.0, "Intel Xeon"), entry(1234.5, "Intel Xeon"), entry(4321.0, "AMD EPYC")])
+    assert "| a | 4,321 |" in text and "| a | 1,234 |" in text and "999" not in text
+    assert text.index("### On AMD EPYC, 2 cores, AVX2\n") < text.index("### On Intel Xeon, 2 cores, AVX-512 (no AMX)\n")
+    assert "- load average 0.5 at start, 0.7 at end" in text and text.count("- ratio: 1.20x") == 2
+    assert "runs of this benchmark in the history: 3\n" in text
+    assert "the machines in the history: Intel Xeon, 2 cores, AVX-512 (no AMX); AMD EPYC, 2 cores, AVX2." in text
+    other = dict(entry(1.0, "AMD EPYC"), benchmark="sampling_speed")
+    assert "runs of this benchmark in the history: 1; not run on: Intel Xeon" in summarize.render(
+        [entry(1.0, "Intel Xeon"), other])
     assert provenance.describe({"cpu": "X", "cores": 4, "avx2": True, "avx512": True, "amx": True}) == "X, 4 cores, AVX-512, AMX"
     assert provenance.describe({"cpu": "Y", "cores": 2, "avx2": True, "avx512": True, "amx": False,
                                 "avx512_bf16": True}) == "Y, 2 cores, AVX-512 (no AMX), AVX512_BF16"
