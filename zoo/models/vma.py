@@ -326,9 +326,9 @@ class VMA(MemoryConditionedModel):
         """
         x, memory = self.validate_inputs((x, memory))
         labels, num_classes = validation.class_labels(memory_labels, memory.shape[0], num_classes)
-        return self.class_probabilities(x, memory, labels, num_classes)
+        return self._class_probabilities(x, memory, labels, num_classes)
 
-    def class_probabilities(self, x, memory, labels, num_classes):
+    def _class_probabilities(self, x, memory, labels, num_classes):
         """`classify` on validated tensors."""
         posterior = tf.exp(self.address.posterior_logits(x, self.address.memory_keys(memory)))  # [B, M]
         return tf.transpose(tf.math.unsorted_segment_sum(tf.transpose(posterior), labels, num_classes))
@@ -410,7 +410,7 @@ class VMA(MemoryConditionedModel):
         def classify(x, memory, memory_labels, num_classes):
             x, memory = self.validate_inputs((x, memory))
             labels, num_classes = validation.class_labels(memory_labels, tf.shape(memory)[0], num_classes)
-            return {"probabilities": self.class_probabilities(x, memory, labels, num_classes)}
+            return {"probabilities": self._class_probabilities(x, memory, labels, num_classes)}
 
         latents = tf.TensorSpec((None, self.latent_dim), tf.float32, name="z")
         addresses = tf.TensorSpec((None,), tf.int32, name="address")
