@@ -205,7 +205,7 @@ def test_savedmodel_endpoints_take_the_memory_and_match_the_keras_model():
     seed = np.array([3, 4], np.int32)
     testing.assert_allclose(served.address_posterior(x, memory)["log_posterior"], model.address_posterior(x, memory=memory))
     testing.assert_allclose(served.classify(x, memory, labels, 5)["probabilities"], model.classify(x, memory, labels, 5))
-    testing.assert_allclose(served.sample(4, seed, memory), model.sample(4, seed=seed, memory=memory))
+    testing.assert_allclose(served.sample(4, seed, memory)["samples"], model.sample(4, seed=seed, memory=memory))
     testing.assert_allclose(
         served.log_likelihood(x, 6, seed, memory)["log_likelihood"],
         model.served_log_likelihood((tf.constant(x), tf.constant(memory)), tf.constant(6), seed)["log_likelihood"],
