@@ -32,11 +32,19 @@ test: venv
 test-large: venv
 	$(PY) -m pytest -q -n auto --dist loadfile -m large
 
+# Every standing benchmark of benchmarks/RESULTS.md with the flags of its recorded runs (hours on 2 cores; run it
+# alone). log_likelihood_speed compares two commits around one change: run by hand with them.
 bench: venv
 	$(PY) -m pip install -q -e ".[bench]"
-	$(PY) benchmarks/train_throughput.py
-	$(PY) benchmarks/step_breakdown.py
-	$(PY) benchmarks/memvae_vs_vae.py
+	$(PY) benchmarks/train_throughput.py --rounds=2
+	$(PY) benchmarks/step_breakdown.py --rounds=20
+	$(PY) benchmarks/memvae_vs_vae.py --rounds=20
+	$(PY) benchmarks/memvae_vs_vae.py --benchmark=hierarchies_throughput \
+		--presets=vae_mnist_500_500_100,iwae_mnist_2layer,ladder_vae_mnist,nvae_mnist_small --rounds=5
+	$(PY) benchmarks/memvae_vs_vae.py --benchmark=training_variants --presets=pixelvae_hierarchical_mnist \
+		--batch_size=32 --variants=mixed_bfloat16,xla --rounds=3
+	$(PY) benchmarks/sampling_speed.py
+	$(PY) benchmarks/side_by_side.py
 	$(PY) benchmarks/vma_speed.py
 
 clean:
