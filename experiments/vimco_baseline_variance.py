@@ -96,10 +96,6 @@ def summarise(grads, baselines, rng):
 
 def main(argv):
     del argv
-    import keras
-
-    import zoo
-
     start = time.time()
     model_dir = os.path.expanduser(FLAGS.model_dir)
     weights, trained_file = os.path.join(model_dir, "model.weights.h5"), os.path.join(model_dir, "train.json")
@@ -112,6 +108,10 @@ def main(argv):
             raise UsageError(f"--model_dir {model_dir} holds weights of another or an unrecorded training ({kept}), "
                              f"not {training}: pick another --model_dir")
     os.makedirs(model_dir, exist_ok=True)
+    import keras  # after the checks: they answer before TensorFlow loads
+
+    import zoo
+
     images = {
         split: next(iter(zoo.data.load("binarized_mnist", split, batch_size=50_000, shuffle=False))).numpy()
         for split in ("train", "test")
