@@ -105,6 +105,13 @@ def table(rows):
     return "\n".join(lines)
 
 
+def _uncommitted(commit):
+    # `reporting.git_commit` marks a checkout whose tracked code differed from its commit.
+    if commit.endswith("+dirty"):
+        return " (run with uncommitted changes: the commit alone does not reproduce it)"
+    return ""
+
+
 def render(entries):
     # The latest run of each benchmark on each machine: speed is a property of the processor too.
     latest = {}
@@ -134,7 +141,8 @@ def render(entries):
             parts.append(
                 f"### On {machine}\n\n"
                 f"- command: `{entry['command']}`\n"
-                f"- commit `{entry['commit']}`, {entry['date']}, wall time {entry['wall_seconds'] / 60:.1f} min\n"
+                f"- commit `{entry['commit']}`{_uncommitted(entry['commit'])}, {entry['date']}, "
+                f"wall time {entry['wall_seconds'] / 60:.1f} min\n"
                 f"- load average {entry['load_average'][0]:.1f} at start, {entry['load_average'][1]:.1f} at end\n\n"
                 f"{table(entry['rows'])}\n\n{notes}"
             )

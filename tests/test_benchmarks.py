@@ -44,6 +44,9 @@ def test_the_summary_shows_the_latest_run_on_each_machine():
     assert "- load average 0.5 at start, 0.7 at end" in text and text.count("- ratio: 1.20x") == 2
     assert "runs of this benchmark in the history: 3\n" in text
     assert "the machines in the history: Intel Xeon, 2 cores, AVX-512 (no AMX); AMD EPYC, 2 cores, AVX2." in text
+    assert "- commit `abc1234`, d, wall time 1.5 min\n" in text
+    dirty = summarize.render([dict(entry(1.0, "Intel Xeon"), commit="abc1234+dirty")])
+    assert "- commit `abc1234+dirty` (run with uncommitted changes: the commit alone does not reproduce it), d," in dirty
     other = dict(entry(1.0, "AMD EPYC"), benchmark="sampling_speed")
     assert "runs of this benchmark in the history: 1; not run on: Intel Xeon" in summarize.render(
         [entry(1.0, "Intel Xeon"), other])
