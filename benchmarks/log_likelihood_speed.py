@@ -29,8 +29,9 @@ import sys
 import tempfile
 import time
 
-import reporting
-
+# `reporting` puts this checkout's zoo first on sys.path, so only the parent imports it (in `main`): a worker
+# must import its tree's zoo.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESETS = ("nvae_mnist_small", "pixelvae_hierarchical_mnist")
 
 
@@ -42,7 +43,7 @@ def worker(tree, preset, num_samples, batch_size, calls):
     where = os.path.realpath(zoo.__file__)
     if not where.startswith(os.path.realpath(tree) + os.sep):
         raise RuntimeError(f"imported zoo from {where}, expected it under {tree}")
-    model = zoo.LatentVariableModel.from_preset(os.path.join(reporting.ROOT, "savedmodels", preset))
+    model = zoo.LatentVariableModel.from_preset(os.path.join(ROOT, "savedmodels", preset))
     data = zoo.data.load("binarized_mnist", split=f"test[:{batch_size}]", batch_size=batch_size, shuffle=False)
     x = np.concatenate(list(data.as_numpy_iterator()))
     start = time.perf_counter()
@@ -58,14 +59,14 @@ def worker(tree, preset, num_samples, batch_size, calls):
 
 
 def _git(*args):
-    return subprocess.run(["git", *args], capture_output=True, text=True, cwd=reporting.ROOT, check=True).stdout.strip()
+    return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT, check=True).stdout.strip()
 
 
 def _run(tree, args, preset):
     command = [sys.executable, os.path.abspath(__file__), "--worker", tree, f"--preset={preset}",
                f"--num_samples={args.num_samples}", f"--batch_size={args.batch_size}", f"--calls={args.calls}"]
     # PYTHONPATH comes before the editable install of this checkout, so the worker imports `tree`'s zoo.
-    out = subprocess.run(command, capture_output=True, text=True, cwd=reporting.ROOT,
+    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": tree, "TF_CPP_MIN_LOG_LEVEL": "2"})
     if out.returncode != 0:
         raise RuntimeError(f"worker {preset} in {tree} failed:\n{out.stderr[-3000:]}")
@@ -105,13 +106,15 @@ def main():
     if args.worker:
         print(json.dumps(worker(args.worker, args.preset, args.num_samples, args.batch_size, args.calls)))
         return
+    import reporting
+
     if not args.before:
         parser.error("--before is required")
     commits = {"before": _git("rev-parse", "--short", args.before),
                "after": _git("rev-parse", "--short", args.after) if args.after else reporting.git_commit()}
     pids = [int(p) for p in args.pause_pids.split(",") if p]
     start, load_before = time.perf_counter(), os.getloadavg()
-    trees = {"after": reporting.ROOT} if not args.after else {}
+    trees = {"after": ROOT} if not args.after else {}
     for version in ("before", "after"):
         if version not in trees:
             trees[version] = tempfile.mkdtemp(prefix=f"zoo-{commits[version]}-")
@@ -132,7 +135,7 @@ def main():
             except ProcessLookupError:
                 pass
         for tree in trees.values():
-            if tree != reporting.ROOT:
+            if tree != ROOT:
                 _git("worktree", "remove", "--force", tree)
     wall, load_after = time.perf_counter() - start, os.getloadavg()
 

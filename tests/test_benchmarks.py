@@ -1,5 +1,6 @@
 """benchmarks/RESULTS.md is generated from the raw history, never edited by hand."""
 
+import argparse
 import json
 import pathlib
 import sys
@@ -53,6 +54,17 @@ def test_the_summary_shows_the_latest_run_on_each_machine():
     assert provenance.describe({"cpu": "X", "cores": 4, "avx2": True, "avx512": True, "amx": True}) == "X, 4 cores, AVX-512, AMX"
     assert provenance.describe({"cpu": "Y", "cores": 2, "avx2": True, "avx512": True, "amx": False,
                                 "avx512_bf16": True}) == "Y, 2 cores, AVX-512 (no AMX), AVX512_BF16"
+
+
+def test_a_log_likelihood_speed_worker_imports_the_zoo_of_its_tree(tmp_path):
+    import log_likelihood_speed
+
+    # A tree whose zoo says so when imported: the worker must reach it, not this checkout's zoo.
+    (tmp_path / "zoo").mkdir()
+    (tmp_path / "zoo" / "__init__.py").write_text('raise ImportError("the zoo of the tree")\n')
+    args = argparse.Namespace(num_samples=2, batch_size=2, calls=1)
+    with pytest.raises(RuntimeError, match=r"(?s)worker nvae_mnist_small in .* failed:.*ImportError: the zoo of the tree"):
+        log_likelihood_speed._run(str(tmp_path), args, "nvae_mnist_small")
 
 
 def test_machine_reads_this_cpu():
