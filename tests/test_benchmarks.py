@@ -52,6 +52,8 @@ def test_the_summary_shows_the_latest_run_on_each_machine():
     assert "runs of this benchmark in the history: 1; not run on: Intel Xeon" in summarize.render(
         [entry(1.0, "Intel Xeon"), other])
     assert provenance.describe({"cpu": "X", "cores": 4, "avx2": True, "avx512": True, "amx": True}) == "X, 4 cores, AVX-512, AMX"
+    assert provenance.describe({"cpu": "X", "cores": 4, "avx2": True, "avx512": True, "amx": True,
+                                "avx512_bf16": True}) == "X, 4 cores, AVX-512, AMX"
     assert provenance.describe({"cpu": "Y", "cores": 2, "avx2": True, "avx512": True, "amx": False,
                                 "avx512_bf16": True}) == "Y, 2 cores, AVX-512 (no AMX), AVX512_BF16"
 

@@ -63,8 +63,12 @@ def machine():
 
 
 def describe(m):
-    """One line of `machine()`: `AMD EPYC, 2 cores, AVX-512 (no AMX), AVX512_BF16` (the last where recorded)."""
+    """One line of `machine()`: `AMD EPYC, 2 cores, AVX-512 (no AMX), AVX512_BF16` (the last where recorded).
+
+    AVX512_BF16 is named only without AMX: every AMX processor has it, and records made before it was
+    recorded must describe the same machine the same way.
+    """
     vector = "AVX-512" if m["avx512"] else "AVX2" if m["avx2"] else "no AVX2"
     amx = ", AMX" if m["amx"] else " (no AMX)" if m["avx512"] else ""
-    bf16 = ", AVX512_BF16" if m.get("avx512_bf16") else ""
+    bf16 = ", AVX512_BF16" if m.get("avx512_bf16") and not m["amx"] else ""
     return f"{m['cpu']}, {m['cores']} cores, {vector}{amx}{bf16}"
