@@ -232,14 +232,18 @@ MODELS = {
                     "so `sample` is slow; its NLL is at k = 100 on 1,000 test images.",
     ),
     "pixelvae_hierarchical_mnist": dict(
-        hierarchy="pixel_hierarchy",
-        evaluate=SUBSET_TEST,
+        hierarchy="pixel_hierarchy_long",
+        evaluate=LONG_TEST,
         paper=reported(None, "Gulrajani et al. 2017, sec. 3.2: hierarchical PixelVAE (paper-scale; this one is "
                     "nvae_mnist_small's hierarchy with a small PixelCNN, so no paper number applies)"),
         data=BINARIZED_MNIST,
-        limitations=MNIST_LIMITATIONS + " Trained for one epoch: a working example of the architecture. Its "
-                    "PixelCNN decoder reads the image and samples pixel by pixel (784 sequential passes), so "
-                    "`sample` is slow; its NLL is at k = 100 on 1,000 test images.",
+        limitations=MNIST_LIMITATIONS + " nvae_mnist_small's hierarchy with a gated PixelCNN (4 blocks x 32 "
+                    "filters) that reads the image, trained for 20 epochs (31,240 updates of 32) with KL warm-up "
+                    "over the first 30 %; these are the weights of its best validation epoch, 18 (28,116 updates). "
+                    "Only the top latent group carries information (the three below it hold under 0.01 nats "
+                    "each): the PixelCNN models what they would. Its NLL is at k = 1000 on the first 2,000 test "
+                    "images (the card also gives k = 100 on all 10,000). Its PixelCNN decoder samples pixel by "
+                    "pixel (784 sequential passes), so `sample` is slow.",
     ),
 }
 

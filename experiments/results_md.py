@@ -153,6 +153,11 @@ def _nll(e):
     return f"{e['nll_nats']:.2f} ± {e['nll_stderr']:.2f} (k={e['num_samples']}, {e['examples']} images)"
 
 
+def _kl(nats):
+    """A group's KL to 0.1 nats, or to one significant digit below that, so a collapsed group does not read 0.0."""
+    return f"{nats:.1f}" if nats >= 0.1 else f"{nats:.1g}"
+
+
 def hierarchies(path=HIERARCHIES):
     """One row per configuration of experiments/hierarchies.py, in the order the JSON holds them, then the
     equal-budget comparisons."""
@@ -168,7 +173,7 @@ def hierarchies(path=HIERARCHIES):
     for name, r in configurations.items():
         e = r["evaluation"]
         nll = _nll(e) + (f"; {_nll(r['also_evaluation'])}" if "also_evaluation" in r else "")
-        kl = ", ".join(f"{v:.1f}" for v in r["kl_per_group"]) + f" ({r['group_order']})"
+        kl = ", ".join(_kl(v) for v in r["kl_per_group"]) + f" ({r['group_order']})"
         lines.append(
             f"| {name} | {r['epochs']} | {nll} | {e['bound_nats']:.2f} | {kl} | {r['active_units']} of "
             f"{r['latent_units']} | {_seconds(r['train_seconds'])} | {r['machine']} ({r['cores']} cores), "
