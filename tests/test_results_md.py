@@ -109,5 +109,6 @@ def test_an_equal_budget_comparison_states_the_gap_image_by_image_and_the_target
                 f"82.00 ± 0.40 nats, ablation {ablation:.2f} ± 0.30: {ahead} nats** (± 0.12, the standard error of "
                 "the difference image by image); ") in text and text.endswith(f"{verdict}."), text
 
+
 def test_a_group_under_a_tenth_of_a_nat_shows_its_kl_rather_than_zero():
     assert [results_md._kl(v) for v in (7.81, 0.1, 0.0032, 0.00028, 0.0)] == ["7.8", "0.1", "0.003", "0.0003", "0"]
